@@ -1,0 +1,16 @@
+"""Celery beat's schedule, as plain data. Run exactly one beat (``celery -A worker beat``);
+a second one is harmless but wasteful, because every periodic task claims rows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+SCHEDULE: dict[str, dict[str, Any]] = {
+    # Re-ring lost messages, release scheduled deliveries, take back expired leases.
+    "sweep": {
+        "task": "dispatcher.sweep",
+        "schedule": timedelta(seconds=5),
+        "options": {"queue": "dispatcher.maintenance", "expires": 30},
+    },
+}

@@ -1,0 +1,72 @@
+"""dispatcher: domain events in; in-app, web push and email notifications out."""
+
+from dispatcher.catalog import Catalog, NotificationType, RateLimit
+from dispatcher.channels.base import Channel, Message, Outcome, Recipient
+from dispatcher.dispatcher import Dispatcher
+from dispatcher.enums import DeliveryStatus, EventStatus, Priority, Reason
+from dispatcher.errors import (
+    BrokerUnavailableError,
+    ConfigurationError,
+    DeliveryError,
+    DispatcherError,
+    HeaderInjectionError,
+    IdempotencyConflictError,
+    InvalidAddressError,
+    InvalidSubscriptionError,
+    InvalidTimeZoneError,
+    NotFoundError,
+    PayloadValidationError,
+    PermanentDeliveryError,
+    TemplateError,
+    TemplateNotFoundError,
+    TransientDeliveryError,
+    UnknownEventTypeError,
+    UnknownSubscriberError,
+    ValidationError,
+)
+from dispatcher.inbox import InboxItem
+from dispatcher.outbox import EventReceipt
+from dispatcher.settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # The entry point
+    "Dispatcher",
+    "Settings",
+    # Types and results
+    "Catalog",
+    "EventReceipt",
+    "InboxItem",
+    "NotificationType",
+    "RateLimit",
+    # Enums
+    "DeliveryStatus",
+    "EventStatus",
+    "Priority",
+    "Reason",
+    # Writing a channel
+    "Channel",
+    "Message",
+    "Outcome",
+    "Recipient",
+    # Errors
+    "BrokerUnavailableError",
+    "ConfigurationError",
+    "DeliveryError",
+    "DispatcherError",
+    "HeaderInjectionError",
+    "IdempotencyConflictError",
+    "InvalidAddressError",
+    "InvalidSubscriptionError",
+    "InvalidTimeZoneError",
+    "NotFoundError",
+    "PayloadValidationError",
+    "PermanentDeliveryError",
+    "TemplateError",
+    "TemplateNotFoundError",
+    "TransientDeliveryError",
+    "UnknownEventTypeError",
+    "UnknownSubscriberError",
+    "ValidationError",
+]

@@ -1,0 +1,126 @@
+"""The catalog of notification types: what each event carries and how it goes out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+
+from dispatcher.enums import Priority
+from dispatcher.errors import (
+    ConfigurationError,
+    PayloadValidationError,
+    UnknownEventTypeError,
+)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``count`` deliveries per subscriber on one channel per ``per_seconds``."""
+
+    count: int
+    per_seconds: int
+
+
+@dataclass(frozen=True)
+class NotificationType:
+    """A kind of domain event and the defaults for the notifications it causes.
+
+    Parameters:
+        name: Stable identifier used in ``notify`` and in template paths.
+        payload: Pydantic model that validates the event's data.
+        example: A payload that validates; used by the demo, previews and template checks.
+        channels: Channels a subscriber gets it on unless they opt out.
+        priority: Default priority (``notify`` may override it).
+        category: Group of types a subscriber can opt out of at once.
+        critical: Cannot be opted out of on ``forced_channels``.
+        forced_channels: Channels a critical type always uses.
+        collapse_deferred: Deferred deliveries of this type are folded into one at release.
+        push_ttl_seconds: How long a push service keeps it for an offline device.
+        rate_limits: Per-channel caps per subscriber.
+    """
+
+    name: str
+    payload: type[pydantic.BaseModel]
+    example: Mapping[str, Any]
+    channels: tuple[str, ...] = ("in_app",)
+    priority: Priority = Priority.MEDIUM
+    category: str = "general"
+    critical: bool = False
+    forced_channels: tuple[str, ...] = ("in_app",)
+    collapse_deferred: bool = False
+    push_ttl_seconds: int | None = None
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
+    description: str = ""
+
+    def validate(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Return ``data`` validated and normalised to JSON types.
+
+        Raises:
+            PayloadValidationError: naming every field that is wrong.
+        """
+        try:
+            model = self.payload.model_validate(dict(data))
+        except pydantic.ValidationError as exc:
+            problems = [
+                f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+                for err in exc.errors()
+            ]
+            raise PayloadValidationError(self.name, problems) from None
+        return model.model_dump(mode="json")
+
+    def is_forced(self, channel: str) -> bool:
+        """Whether a subscriber cannot opt out of this type on ``channel``."""
+        return self.critical and channel in self.forced_channels
+
+
+class Catalog:
+    """The registered notification types, by name."""
+
+    def __init__(self, types: Mapping[str, NotificationType] | None = None) -> None:
+        self._types: dict[str, NotificationType] = dict(types or {})
+
+    def register(self, notification_type: NotificationType, *, replace: bool = False) -> None:
+        """Add a type; registering the same name twice is an error unless ``replace``."""
+        name = notification_type.name
+        if not name.isidentifier():
+            raise ConfigurationError(f"type name {name!r} must be a Python identifier")
+        if name in self._types and not replace:
+            raise ConfigurationError(f"notification type {name!r} is already registered")
+        notification_type.validate(notification_type.example)
+        self._types[name] = notification_type
+
+    def get(self, name: str) -> NotificationType:
+        """Return the type called ``name``.
+
+        Raises:
+            UnknownEventTypeError: if no such type is registered.
+        """
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownEventTypeError(name, list(self._types)) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def __iter__(self) -> Iterator[NotificationType]:
+        return iter(self._types.values())
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def copy(self) -> Catalog:
+        return Catalog(self._types)
+
+
+def default_catalog() -> Catalog:
+    """A new catalog holding the six seed types."""
+    from dispatcher.seed_types import SEED_TYPES
+
+    return Catalog({t.name: t for t in SEED_TYPES})

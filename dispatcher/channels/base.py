@@ -1,0 +1,152 @@
+"""The interface every channel implements.
+
+A channel turns rendered messages into deliveries on one medium (in-app, web push,
+email). It implements :meth:`Channel.send`; everything else has a sensible default.
+The provider that carries the messages (an SMTP server, a push service) is the
+channel's own business, configured from its settings group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from dispatcher.enums import Priority
+from dispatcher.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+
+if TYPE_CHECKING:
+    from dispatcher.catalog import NotificationType
+    from dispatcher.db.engine import Store
+    from dispatcher.settings import Settings
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What a channel may know about the person it delivers to."""
+
+    id: int
+    external_id: str
+    email: str | None
+    locale: str
+    timezone: str
+
+
+@dataclass(frozen=True)
+class Message:
+    """One delivery, rendered and ready for a channel."""
+
+    delivery_id: int
+    notification_id: int
+    event_id: int
+    type: NotificationType
+    priority: Priority
+    recipient: Recipient
+    #: Rendered template parts, e.g. ``{"title": ..., "body": ...}``.
+    content: Mapping[str, str]
+    #: The event's validated payload.
+    data: Mapping[str, Any]
+    #: 1 on the first try.
+    attempt: int
+    created_at: datetime
+    #: False when the subscriber is in quiet hours: store, but do not ping.
+    realtime: bool = True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one message. ``error`` is None when the provider accepted it."""
+
+    delivery_id: int
+    error: DeliveryError | None = None
+    provider_id: str | None = None
+    detail: str | None = None
+
+    @classmethod
+    def sent(
+        cls, delivery_id: int, *, provider_id: str | None = None, detail: str | None = None
+    ) -> Outcome:
+        return cls(delivery_id, None, provider_id, detail)
+
+    @classmethod
+    def failed(cls, delivery_id: int, error: DeliveryError) -> Outcome:
+        return cls(delivery_id, error)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def transient(self) -> bool:
+        return isinstance(self.error, TransientDeliveryError)
+
+    @property
+    def permanent(self) -> bool:
+        return isinstance(self.error, PermanentDeliveryError) or (
+            self.error is not None and not self.transient
+        )
+
+
+@dataclass(frozen=True)
+class ChannelContext:
+    """What the dispatcher hands a channel when it creates it."""
+
+    settings: Settings
+    store: Store
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential back-off with jitter for transient failures."""
+
+    max_attempts: int = 8
+    base_seconds: float = 30.0
+    cap_seconds: float = 3600.0
+
+
+class Channel:
+    """Base class for a delivery channel.
+
+    Subclasses set :attr:`name` and :attr:`parts`, and implement :meth:`send`.
+    """
+
+    #: Registry key and the ``channel`` value stored on deliveries.
+    name: ClassVar[str]
+    #: Template parts this channel renders (``templates/<type>/<locale>/<name>/<part>.j2``).
+    parts: ClassVar[tuple[str, ...]] = ()
+    #: Parts that may be missing from a template set.
+    optional_parts: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, context: ChannelContext) -> None:
+        self.context = context
+        self.settings = context.settings
+
+    def is_configured(self) -> bool:
+        """Whether the channel has what it needs to send; otherwise deliveries are
+        skipped with reason ``channel_not_configured``."""
+        return True
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How transient failures are retried on this channel."""
+        return RetryPolicy()
+
+    def address_missing(self, recipient: Recipient) -> bool:
+        """Whether the recipient has no address on this channel (no email, no device)."""
+        return False
+
+    async def open(self) -> None:
+        """Prepare connections; called once per worker process before the first send."""
+
+    async def close(self) -> None:
+        """Release connections; called when the worker process shuts down."""
+
+    async def send(self, messages: Sequence[Message]) -> Sequence[Outcome]:
+        """Deliver a batch; return one :class:`Outcome` per message, in any order.
+
+        Failures of single messages are outcomes, not exceptions; an exception means the
+        whole batch failed transiently and will be retried.
+        """
+        raise NotImplementedError

@@ -1,0 +1,93 @@
+"""The engine and sessions for one database, tuned per backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from dispatcher.db.models import Base
+from dispatcher.errors import ConfigurationError
+
+
+class Store:
+    """Owns the engine and hands out sessions for one database URL."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        try:
+            parsed = make_url(url)
+        except Exception as exc:  # sqlalchemy raises ArgumentError with no hint of the variable
+            raise ConfigurationError(f"DISPATCHER_DATABASE_URL: cannot parse {url!r}") from exc
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        self.url = parsed
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.dialect == "sqlite":
+            # One connection per checkout keeps forked workers from sharing handles.
+            kwargs["poolclass"] = NullPool
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            kwargs["pool_pre_ping"] = True
+            kwargs["pool_size"] = 5
+        self.engine: Engine = create_engine(parsed, **kwargs)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            # pysqlite's own transaction handling defers BEGIN; issue it ourselves so a
+            # claim's UPDATE takes the write lock at once.
+            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in a transaction: committed on success, rolled back on error."""
+        with self.sessionmaker() as session, session.begin():
+            yield session
+
+    def create_all(self) -> None:
+        """Create the tables directly (tests and scratch databases; use migrations otherwise)."""
+        Base.metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # autocommit at the driver; SQLAlchemy sends BEGIN
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def insert_ignore(
+    session: Session, model: type[Base], rows: Sequence[dict[str, Any]], *, chunk: int = 2000
+) -> None:
+    """Insert rows, silently skipping those that collide with a unique constraint."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    stmt: Any
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(model).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(model).on_conflict_do_nothing()
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        stmt = insert(model).prefix_with("IGNORE")
+    for start in range(0, len(rows), chunk):
+        session.execute(stmt, list(rows[start : start + chunk]))

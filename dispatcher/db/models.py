@@ -1,0 +1,251 @@
+"""The tables. The database is the truth; a broker message only points at a row here."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from dispatcher.clock import utcnow
+from dispatcher.db.types import StrEnumType, UTCDateTime
+from dispatcher.enums import DeliveryStatus, EventStatus, Priority
+
+#: Integer primary keys: BIGINT on PostgreSQL, INTEGER (rowid alias) on SQLite.
+PK = BigInteger().with_variant(Integer, "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class Subscriber(Base):
+    """A person who can receive notifications, known to the app by ``external_id``."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    external_id: Mapped[str] = mapped_column(String(255), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PushSubscription(Base):
+    """One browser or device that accepts web push for a subscriber."""
+
+    __tablename__ = "push_subscriptions"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    endpoint: Mapped[str] = mapped_column(String(2048), unique=True)
+    p256dh: Mapped[str] = mapped_column(String(255))
+    auth: Mapped[str] = mapped_column(String(255))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_success_at: Mapped[datetime | None]
+
+
+class Preference(Base):
+    """One opt-in/opt-out rule; the most specific rule for a delivery wins.
+
+    ``scope`` is ``all``, ``category`` or ``type``; ``scope_value`` names the category or
+    type ("" for ``all``); ``channel`` is a channel name or ``*`` for every channel.
+    """
+
+    __tablename__ = "preferences"
+    __table_args__ = (UniqueConstraint("subscriber_id", "scope", "scope_value", "channel"),)
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    scope: Mapped[str] = mapped_column(String(16))
+    scope_value: Mapped[str] = mapped_column(String(128), default="")
+    channel: Mapped[str] = mapped_column(String(32), default="*")
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class QuietHoursWindow(Base):
+    """A window in the subscriber's local time during which push and email wait.
+
+    ``days`` lists the local weekdays the window *starts* on (Monday = 0); a window
+    with ``start > end`` crosses midnight.
+    """
+
+    __tablename__ = "quiet_hours"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    start: Mapped[time] = mapped_column(Time)
+    end: Mapped[time] = mapped_column(Time)
+    days: Mapped[str] = mapped_column(String(7), default="0123456")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TemplateVersion(Base):
+    """An operator's override of one template part; the newest active version wins."""
+
+    __tablename__ = "templates"
+    __table_args__ = (UniqueConstraint("type", "channel", "locale", "part", "version"),)
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(128))
+    channel: Mapped[str] = mapped_column(String(32))
+    locale: Mapped[str] = mapped_column(String(35))
+    part: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Campaign(Base):
+    """A bulk send to an audience, started by beat at ``start_at`` (or on a cron)."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(128))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    audience: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    priority: Mapped[Priority] = mapped_column(StrEnumType(Priority), default=Priority.LOW)
+    start_at: Mapped[datetime | None]
+    cron: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    cursor: Mapped[int] = mapped_column(PK, default=0)
+    totals: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Event(Base):
+    """Something that happened in the app, as passed to ``notify``."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_status_send_at", "status", "send_at"),)
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    recipients: Mapped[list[Any]] = mapped_column(default=list)
+    priority: Mapped[Priority] = mapped_column(StrEnumType(Priority))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    send_at: Mapped[datetime]
+    status: Mapped[EventStatus] = mapped_column(
+        StrEnumType(EventStatus), default=EventStatus.PENDING
+    )
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    fanned_out_at: Mapped[datetime | None]
+
+    notifications: Mapped[list[Notification]] = relationship(back_populates="event")
+
+
+class Notification(Base):
+    """One event for one subscriber; with in-app content it is an inbox item."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("event_id", "subscriber_id"),
+        Index("ix_notifications_inbox", "subscriber_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(128))
+    category: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[Priority] = mapped_column(StrEnumType(Priority))
+    title: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: When the in-app delivery stored it in the inbox; NULL means not in the inbox yet.
+    inbox_at: Mapped[datetime | None]
+    seen_at: Mapped[datetime | None]
+    read_at: Mapped[datetime | None]
+    archived_at: Mapped[datetime | None]
+
+    event: Mapped[Event] = relationship(back_populates="notifications")
+    subscriber: Mapped[Subscriber] = relationship()
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="notification")
+
+
+class Delivery(Base):
+    """One notification on one channel: the unit a worker claims, sends and records."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "channel"),
+        Index("ix_deliveries_due", "status", "scheduled_for"),
+    )
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[Priority] = mapped_column(StrEnumType(Priority))
+    status: Mapped[DeliveryStatus] = mapped_column(
+        StrEnumType(DeliveryStatus), default=DeliveryStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    scheduled_for: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    provider_id: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None]
+
+    notification: Mapped[Notification] = relationship(back_populates="deliveries")
+    steps: Mapped[list[DeliveryStep]] = relationship(
+        back_populates="delivery", order_by="DeliveryStep.id"
+    )
+
+
+class DeliveryStep(Base):
+    """One decision or attempt on a delivery, for ``explain``."""
+
+    __tablename__ = "delivery_steps"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[DeliveryStatus] = mapped_column(StrEnumType(DeliveryStatus))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    delivery: Mapped[Delivery] = relationship(back_populates="steps")

@@ -1,0 +1,410 @@
+"""Delivering: claim rows, decide, render, send through the channel, record the outcome.
+
+Every path ends in a recorded status. Sent rows get ``sent``; decisions not to send get
+``skipped`` or ``scheduled`` with a reason; failures are retried with back-off in
+``scheduled_for`` until the channel's attempts run out.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from dispatcher import log
+from dispatcher.catalog import Catalog
+from dispatcher.channels.base import Channel, Message, Outcome, Recipient, RetryPolicy
+from dispatcher.channels.runtime import ChannelRuntime
+from dispatcher.claim import claim
+from dispatcher.clock import utcnow
+from dispatcher.db.engine import Store
+from dispatcher.db.models import Delivery, DeliveryStep, Event, Notification, Subscriber
+from dispatcher.enums import DeliveryStatus, Reason
+from dispatcher.errors import TemplateError, TransientDeliveryError, UnknownEventTypeError
+from dispatcher.policy import Action, Candidate, Decision, PolicyChain
+from dispatcher.render import Renderer
+
+
+@dataclass
+class Record:
+    """The new state of one delivery, written in bulk at the end of a batch."""
+
+    delivery_id: int
+    status: DeliveryStatus
+    reason: str | None = None
+    detail: str | None = None
+    scheduled_for: datetime | None = None
+    provider_id: str | None = None
+    #: A deferral is not an attempt: give back the one the claim counted.
+    refund_attempt: bool = False
+
+
+@dataclass
+class DeliverReport:
+    claimed: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, status: DeliveryStatus) -> None:
+        self.counts[status.value] = self.counts.get(status.value, 0) + 1
+
+
+@dataclass(frozen=True)
+class _Row:
+    candidate: Candidate
+    event_id: int
+    data: Mapping[str, Any]
+    created_at: datetime
+
+
+class Deliverer:
+    """Runs :func:`deliver` for one process: store, catalog, renderer, channels, policies."""
+
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        renderer: Renderer,
+        channels: ChannelRuntime,
+        policies: PolicyChain,
+        *,
+        lease: timedelta,
+        default_locale: str = "en",
+        context_extras: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.renderer = renderer
+        self.channels = channels
+        self.policies = policies
+        self.lease = lease
+        self.default_locale = default_locale
+        self.context_extras = dict(context_extras or {})
+
+    def deliver(self, delivery_ids: Sequence[int], *, now: datetime | None = None) -> DeliverReport:
+        """Claim and send those of ``delivery_ids`` that are due; safe to call twice."""
+        now = now or utcnow()
+        report = DeliverReport()
+        with self.store.session() as session:
+            claimed = claim(session, delivery_ids, now=now, lease=self.lease)
+        report.claimed = len(claimed)
+        if not claimed:
+            return report
+        records: list[Record] = []
+        with self.store.session() as session:
+            rows, early = self._load(session, claimed)
+            records.extend(early)
+            by_channel: dict[str, list[_Row]] = {}
+            for row in rows:
+                by_channel.setdefault(row.candidate.channel, []).append(row)
+            batches: list[tuple[Channel, list[_Row], dict[int, Decision]]] = []
+            for name, channel_rows in by_channel.items():
+                channel = self.channels.get(name)
+                if channel is None or not channel.is_configured():
+                    records.extend(
+                        Record(
+                            r.candidate.delivery_id,
+                            DeliveryStatus.SKIPPED,
+                            Reason.CHANNEL_NOT_CONFIGURED,
+                            f"channel {name!r} has no provider configured",
+                        )
+                        for r in channel_rows
+                    )
+                    continue
+                reachable = []
+                for r in channel_rows:
+                    if channel.address_missing(r.candidate.recipient):
+                        records.append(
+                            Record(
+                                r.candidate.delivery_id,
+                                DeliveryStatus.SKIPPED,
+                                Reason.NO_ADDRESS,
+                                f"subscriber has no {name} address",
+                            )
+                        )
+                    else:
+                        reachable.append(r)
+                decisions = self.policies.decide(session, [r.candidate for r in reachable], now)
+                batches.append((channel, reachable, decisions))
+        for channel, channel_rows, decisions in batches:
+            records.extend(self._send(channel, channel_rows, decisions, now))
+        self._record(records, now)
+        for rec in records:
+            report.add(rec.status)
+        return report
+
+    def _load(self, session: Session, ids: Sequence[int]) -> tuple[list[_Row], list[Record]]:
+        stmt = (
+            select(Delivery, Notification, Subscriber, Event.payload)
+            .join(Notification, Notification.id == Delivery.notification_id)
+            .join(Subscriber, Subscriber.id == Notification.subscriber_id)
+            .join(Event, Event.id == Notification.event_id)
+            .where(Delivery.id.in_(list(ids)))
+        )
+        rows: list[_Row] = []
+        early: list[Record] = []
+        for delivery, notification, subscriber, payload in session.execute(stmt):
+            try:
+                notification_type = self.catalog.get(notification.type)
+            except UnknownEventTypeError as exc:
+                # The worker lacks the app's type module: retry once it is deployed.
+                early.append(
+                    Record(
+                        delivery.id,
+                        DeliveryStatus.SCHEDULED,
+                        Reason.RETRYING,
+                        str(exc),
+                        scheduled_for=utcnow() + timedelta(minutes=5),
+                    )
+                )
+                continue
+            recipient = Recipient(
+                id=subscriber.id,
+                external_id=subscriber.external_id,
+                email=subscriber.email,
+                locale=subscriber.locale or self.default_locale,
+                timezone=subscriber.timezone,
+            )
+            candidate = Candidate(
+                delivery_id=delivery.id,
+                notification_id=notification.id,
+                channel=delivery.channel,
+                type=notification_type,
+                priority=delivery.priority,
+                recipient=recipient,
+                attempt=delivery.attempts,
+            )
+            rows.append(_Row(candidate, notification.event_id, payload, notification.created_at))
+        return rows, early
+
+    def render_context(self, row: _Row) -> dict[str, Any]:
+        """What templates see: the payload's fields, plus ``recipient`` and ``notification``."""
+        c = row.candidate
+        return {
+            **row.data,
+            "data": row.data,
+            "recipient": {
+                "id": c.recipient.external_id,
+                "email": c.recipient.email,
+                "locale": c.recipient.locale,
+                "timezone": c.recipient.timezone,
+            },
+            "notification": {
+                "id": c.notification_id,
+                "type": c.type.name,
+                "category": c.type.category,
+                "priority": c.priority.value,
+                "created_at": row.created_at,
+            },
+            **self.context_extras,
+        }
+
+    def _send(
+        self,
+        channel: Channel,
+        rows: Sequence[_Row],
+        decisions: Mapping[int, Decision],
+        now: datetime,
+    ) -> list[Record]:
+        records: list[Record] = []
+        messages: list[Message] = []
+        for row in rows:
+            c = row.candidate
+            decision = decisions.get(c.delivery_id, Decision.send())
+            if decision.action is Action.SKIP:
+                records.append(
+                    Record(c.delivery_id, DeliveryStatus.SKIPPED, decision.reason, decision.detail)
+                )
+                continue
+            if decision.action is Action.DEFER:
+                records.append(
+                    Record(
+                        c.delivery_id,
+                        DeliveryStatus.SCHEDULED,
+                        decision.reason,
+                        decision.detail,
+                        scheduled_for=decision.until,
+                        refund_attempt=True,
+                    )
+                )
+                continue
+            try:
+                content = self.renderer.render(
+                    c.type.name,
+                    channel.name,
+                    channel.parts,
+                    c.recipient.locale,
+                    self.render_context(row),
+                    optional=channel.optional_parts,
+                )
+            except TemplateError as exc:
+                records.append(
+                    Record(c.delivery_id, DeliveryStatus.FAILED, Reason.TEMPLATE_ERROR, exc.reason)
+                )
+                log.error(
+                    "delivery.template_error",
+                    delivery_id=c.delivery_id,
+                    notification_id=c.notification_id,
+                    channel=channel.name,
+                    reason=exc.reason,
+                )
+                continue
+            messages.append(
+                Message(
+                    delivery_id=c.delivery_id,
+                    notification_id=c.notification_id,
+                    event_id=row.event_id,
+                    type=c.type,
+                    priority=c.priority,
+                    recipient=c.recipient,
+                    content=content,
+                    data=row.data,
+                    attempt=c.attempt,
+                    created_at=row.created_at,
+                    realtime=decision.realtime,
+                )
+            )
+        if not messages:
+            return records
+        try:
+            self.channels.open(channel)
+            outcomes: Iterable[Outcome] = self.channels.run(channel.send(messages))
+        except Exception as exc:  # the whole batch failed; each message is retried
+            log.error(
+                "delivery.batch_failed",
+                channel=channel.name,
+                count=len(messages),
+                first_delivery_id=messages[0].delivery_id,
+                error=type(exc).__name__,
+            )
+            error = TransientDeliveryError(f"{type(exc).__name__}: {exc}", reason="channel_error")
+            outcomes = [Outcome.failed(m.delivery_id, error) for m in messages]
+        attempts = {m.delivery_id: m.attempt for m in messages}
+        seen: set[int] = set()
+        for outcome in outcomes:
+            seen.add(outcome.delivery_id)
+            records.append(
+                self._outcome_record(
+                    outcome, attempts[outcome.delivery_id], channel.retry_policy, now
+                )
+            )
+        for m in messages:
+            if m.delivery_id not in seen:  # a channel that forgot a message must not lose it
+                error = TransientDeliveryError("channel returned no outcome", reason="no_outcome")
+                records.append(
+                    self._outcome_record(
+                        Outcome.failed(m.delivery_id, error), m.attempt, channel.retry_policy, now
+                    )
+                )
+        return records
+
+    @staticmethod
+    def _outcome_record(
+        outcome: Outcome, attempt: int, policy: RetryPolicy, now: datetime
+    ) -> Record:
+        if outcome.error is None:
+            return Record(
+                outcome.delivery_id,
+                DeliveryStatus.SENT,
+                None,
+                outcome.detail,
+                provider_id=outcome.provider_id,
+            )
+        error = outcome.error
+        if not outcome.transient:
+            return Record(
+                outcome.delivery_id,
+                DeliveryStatus.FAILED,
+                error.reason,
+                str(error),
+                provider_id=outcome.provider_id,
+            )
+        if attempt >= policy.max_attempts:
+            return Record(
+                outcome.delivery_id,
+                DeliveryStatus.FAILED,
+                Reason.RETRIES_EXHAUSTED,
+                f"after {attempt} attempts: {error}",
+            )
+        assert isinstance(error, TransientDeliveryError)
+        delay = error.retry_after or backoff(attempt, policy)
+        return Record(
+            outcome.delivery_id,
+            DeliveryStatus.SCHEDULED,
+            Reason.RETRYING,
+            f"{error.reason}: {error}",
+            scheduled_for=now + delay,
+        )
+
+    def _record(self, records: Sequence[Record], now: datetime) -> None:
+        if not records:
+            return
+        sent = [r for r in records if r.status is DeliveryStatus.SENT]
+        others = [r for r in records if r.status is not DeliveryStatus.SENT]
+        table = Delivery.__table__
+        with self.store.session() as session:
+            conn = session.connection()
+            if sent:
+                conn.execute(
+                    update(table)  # type: ignore[arg-type]
+                    .where(table.c.id == bindparam("did"))
+                    .values(
+                        status=DeliveryStatus.SENT,
+                        sent_at=now,
+                        lease_until=None,
+                        updated_at=now,
+                        reason=None,
+                        detail=bindparam("detail"),
+                        provider_id=bindparam("provider_id"),
+                    ),
+                    [
+                        {"did": r.delivery_id, "detail": r.detail, "provider_id": r.provider_id}
+                        for r in sent
+                    ],
+                )
+            for r in others:
+                values: dict[str, Any] = {
+                    "status": r.status,
+                    "reason": r.reason,
+                    "detail": r.detail,
+                    "lease_until": None,
+                    "updated_at": now,
+                }
+                if r.scheduled_for is not None:
+                    values["scheduled_for"] = r.scheduled_for
+                if r.refund_attempt:
+                    values["attempts"] = table.c.attempts - 1
+                if r.provider_id is not None:
+                    values["provider_id"] = r.provider_id
+                conn.execute(update(table).where(table.c.id == r.delivery_id).values(**values))  # type: ignore[arg-type]
+            if others:
+                session.execute(
+                    DeliveryStep.__table__.insert(),  # type: ignore[attr-defined]
+                    [
+                        {
+                            "delivery_id": r.delivery_id,
+                            "at": now,
+                            "status": r.status,
+                            "reason": r.reason,
+                            "detail": r.detail,
+                        }
+                        for r in others
+                    ],
+                )
+        for r in others:
+            log.info(
+                "delivery." + r.status.value,
+                delivery_id=r.delivery_id,
+                reason=r.reason,
+                until=r.scheduled_for.isoformat() if r.scheduled_for else None,
+            )
+
+
+def backoff(attempt: int, policy: RetryPolicy) -> timedelta:
+    """Exponential back-off with "equal jitter": half fixed, half random."""
+    ceiling = min(policy.cap_seconds, policy.base_seconds * (2 ** max(0, attempt - 1)))
+    return timedelta(seconds=ceiling / 2 + random.uniform(0, ceiling / 2))

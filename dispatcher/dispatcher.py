@@ -1,0 +1,214 @@
+"""The :class:`Dispatcher`: the one object an app talks to."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from dispatcher.catalog import Catalog, NotificationType, default_catalog
+from dispatcher.channels.base import ChannelContext
+from dispatcher.channels.runtime import ChannelRuntime
+from dispatcher.db.engine import Store
+from dispatcher.delivery import Deliverer, DeliverReport
+from dispatcher.doorbell import Doorbell
+from dispatcher.enums import Priority
+from dispatcher.errors import ConfigurationError
+from dispatcher.fanout import FanoutResult, fanout
+from dispatcher.inbox import Inbox, InboxItem
+from dispatcher.outbox import EventReceipt, Outbox
+from dispatcher.policy import Policy, PolicyChain
+from dispatcher.render import Renderer
+from dispatcher.settings import Settings
+from dispatcher.subscribers import Subscribers
+from dispatcher.sweep import SweepResult, sweep
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+
+class Dispatcher:
+    """Entry point: register types, manage subscribers, ``notify``, read inboxes.
+
+    One instance per process is enough; it is safe to share between threads that do
+    not share a SQLAlchemy session.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        catalog: Catalog | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.store = Store(self.settings.database_url)
+        self.catalog = catalog or default_catalog()
+        for module in self.settings.types_modules:
+            self._load_types(module)
+        self.doorbell = Doorbell(self._make_celery)
+        self.outbox = Outbox(self.store, self.catalog, self.doorbell)
+        self.subscribers = Subscribers(self.store)
+        self.inbox_store = Inbox(self.store)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Dispatcher:
+        """A dispatcher configured from ``DISPATCHER_*`` environment variables."""
+        return cls(Settings.from_env(**overrides))
+
+    def _load_types(self, module_name: str) -> None:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"DISPATCHER_TYPES_MODULES: cannot import {module_name!r}: {exc}"
+            ) from exc
+        register = getattr(module, "register_types", None)
+        if callable(register):
+            register(self.catalog)
+            return
+        for value in vars(module).values():
+            if isinstance(value, NotificationType) and value.name not in self.catalog:
+                self.catalog.register(value)
+
+    def _make_celery(self) -> Celery:
+        from dispatcher.tasks import create_app
+
+        return create_app(self.settings)
+
+    # -- types --------------------------------------------------------------------
+
+    def register(self, notification_type: NotificationType) -> None:
+        """Add an app-defined notification type to this dispatcher's catalog."""
+        self.catalog.register(notification_type)
+
+    # -- sending ------------------------------------------------------------------
+
+    def notify(
+        self,
+        type: str,
+        *,
+        to: str | Iterable[str],
+        data: Mapping[str, Any] | None = None,
+        priority: Priority | str | None = None,
+        idempotency_key: str | None = None,
+        send_at: datetime | None = None,
+        session: Session | None = None,
+    ) -> EventReceipt:
+        """Record that ``type`` happened and notify subscribers ``to``.
+
+        Parameters:
+            type: A registered notification type.
+            to: One subscriber id or several.
+            data: The event's payload, validated against the type's schema.
+            priority: ``low``, ``medium``, ``high`` or ``urgent``; defaults to the type's.
+            idempotency_key: Calls with the same key store one event.
+            send_at: Deliver at this instant instead of now (aware datetime).
+            session: Join this SQLAlchemy session's transaction (transactional outbox);
+                the doorbell rings only after it commits.
+
+        Raises:
+            UnknownEventTypeError, PayloadValidationError, UnknownSubscriberError,
+            ValidationError, IdempotencyConflictError: nothing is stored.
+        """
+        return self.outbox.notify(
+            type,
+            to=to,
+            data=data,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            send_at=send_at,
+            session=session,
+        )
+
+    def inbox(
+        self,
+        subscriber_id: str,
+        *,
+        limit: int = 50,
+        unread_only: bool = False,
+        before_id: int | None = None,
+        category: str | None = None,
+        type: str | None = None,
+        archived: bool | None = False,
+    ) -> list[InboxItem]:
+        """The subscriber's in-app notifications, newest first."""
+        return self.inbox_store.list(
+            subscriber_id,
+            limit=limit,
+            unread_only=unread_only,
+            before_id=before_id,
+            category=category,
+            type=type,
+            archived=archived,
+        )
+
+    # -- worker side --------------------------------------------------------------
+
+    def policies(self) -> list[Policy]:
+        """The send-time policies, in the order they are checked."""
+        return []
+
+    @cached_property
+    def renderer(self) -> Renderer:
+        return Renderer(self.settings.templates_dir, default_locale=self.settings.default_locale)
+
+    @cached_property
+    def channels(self) -> ChannelRuntime:
+        return ChannelRuntime(ChannelContext(self.settings, self.store))
+
+    @cached_property
+    def deliverer(self) -> Deliverer:
+        return Deliverer(
+            self.store,
+            self.catalog,
+            self.renderer,
+            self.channels,
+            PolicyChain(self.policies()),
+            lease=timedelta(seconds=self.settings.lease_seconds),
+            default_locale=self.settings.default_locale,
+        )
+
+    def run_fanout(self, event_id: int) -> FanoutResult:
+        """Fan event ``event_id`` out now, in this process (what ``dispatcher.fanout`` runs)."""
+        return fanout(
+            self.store,
+            self.catalog,
+            self.doorbell,
+            event_id,
+            batch_size=self.settings.delivery_batch_size,
+        )
+
+    def run_deliver(self, delivery_ids: Iterable[int]) -> DeliverReport:
+        """Claim and send deliveries now, in this process (what ``dispatcher.deliver`` runs)."""
+        return self.deliverer.deliver(list(delivery_ids))
+
+    def run_sweep(self) -> SweepResult:
+        """Re-ring due work now (what ``dispatcher.sweep`` runs)."""
+        return sweep(
+            self.store,
+            self.doorbell,
+            grace=timedelta(seconds=self.settings.sweep_grace_seconds),
+            batch_size=self.settings.delivery_batch_size,
+        )
+
+    def migrate(self) -> None:
+        """Create or upgrade the database schema to the newest migration."""
+        from dispatcher.db.migrate import upgrade
+
+        upgrade(self.store)
+
+    def close(self) -> None:
+        """Close channel connections and the database engine."""
+        if "channels" in self.__dict__:
+            self.channels.close()
+        self.store.dispose()
+
+    def __enter__(self) -> Dispatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,92 @@
+"""Statuses, priorities and reasons, stored as their string values."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Priority(StrEnum):
+    """How fast a notification must go out; each maps to its own queue."""
+
+    #: Digests, marketing; may wait behind everything else.
+    LOW = "low"
+    #: The default for ordinary domain events.
+    MEDIUM = "medium"
+    #: A person is waiting for it (a sale, a cancellation).
+    HIGH = "high"
+    #: Outages and security; bypasses quiet hours.
+    URGENT = "urgent"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Priority.LOW: 0, Priority.MEDIUM: 1, Priority.HIGH: 2, Priority.URGENT: 3}
+
+
+class EventStatus(StrEnum):
+    """Where an event is on its way to notifications."""
+
+    #: Stored; waiting for fan-out (or for ``send_at``).
+    PENDING = "pending"
+    #: Notifications and deliveries exist for every recipient.
+    FANNED_OUT = "fanned_out"
+    #: Withdrawn before fan-out.
+    CANCELLED = "cancelled"
+
+
+class DeliveryStatus(StrEnum):
+    """Where one delivery (a notification on one channel) stands."""
+
+    #: Due now; a worker may claim it.
+    PENDING = "pending"
+    #: Due at ``scheduled_for`` (quiet hours, retry back-off, rate limit, send_at).
+    SCHEDULED = "scheduled"
+    #: Claimed by a worker until ``lease_until``.
+    SENDING = "sending"
+    #: Accepted by the channel's provider.
+    SENT = "sent"
+    #: Will not be retried; ``reason`` says why.
+    FAILED = "failed"
+    #: Deliberately not sent; ``reason`` says why.
+    SKIPPED = "skipped"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+
+
+class Reason(StrEnum):
+    """Machine-readable reason recorded on a delivery that was not simply sent."""
+
+    #: The channel has no provider configured (e.g. no SMTP host).
+    CHANNEL_NOT_CONFIGURED = "channel_not_configured"
+    #: The subscriber turned this type/category/channel off.
+    OPTED_OUT = "opted_out"
+    #: Deferred to the end of the subscriber's quiet hours.
+    QUIET_HOURS = "quiet_hours"
+    #: Deferred because the subscriber got too many on this channel lately.
+    RATE_LIMITED = "rate_limited"
+    #: Folded into another delivery of the same type.
+    COLLAPSED = "collapsed"
+    #: Held for a digest.
+    DIGEST = "digest"
+    #: A template did not render.
+    TEMPLATE_ERROR = "template_error"
+    #: The subscriber has no address for this channel (no email, no devices).
+    NO_ADDRESS = "no_address"
+    #: Every push subscription of the subscriber is gone.
+    NO_DEVICES = "no_devices"
+    #: The address is not valid.
+    INVALID_ADDRESS = "invalid_address"
+    #: The provider refused permanently.
+    REJECTED = "rejected"
+    #: The provider failed transiently; retried at ``scheduled_for``.
+    RETRYING = "retrying"
+    #: Retries ran out.
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    #: Held until the event's ``send_at``.
+    SCHEDULED_SEND = "scheduled_send"
+    #: The subscriber was deleted before delivery.
+    SUBSCRIBER_GONE = "subscriber_gone"

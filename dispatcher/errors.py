@@ -1,0 +1,143 @@
+"""Every error ``dispatcher`` raises on purpose.
+
+::
+
+    DispatcherError
+     ├── ConfigurationError          a setting is missing or invalid
+     ├── ValidationError             bad input from the calling app or an operator
+     │    ├── UnknownEventTypeError
+     │    ├── PayloadValidationError
+     │    ├── UnknownSubscriberError
+     │    ├── InvalidAddressError
+     │    ├── InvalidTimeZoneError
+     │    ├── HeaderInjectionError
+     │    └── InvalidSubscriptionError
+     ├── IdempotencyConflictError    same key, different event
+     ├── NotFoundError               a row asked for by id does not exist
+     ├── TemplateError               a template does not parse or render
+     │    └── TemplateNotFoundError
+     ├── BrokerUnavailableError      the broker did not answer
+     └── DeliveryError               a channel could not deliver
+          ├── TransientDeliveryError  try again later (drives retries)
+          └── PermanentDeliveryError  never try again
+
+Messages name the offending value or setting so a caller can fix the call without
+reading our source; they never contain secrets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+
+class DispatcherError(Exception):
+    """Raised for every error ``dispatcher`` signals on purpose; catch this to catch all."""
+
+
+class ConfigurationError(DispatcherError):
+    """Raised when a setting is missing or invalid; the message names the variable."""
+
+
+class ValidationError(DispatcherError, ValueError):
+    """Raised when input from the calling app or an operator is not acceptable."""
+
+
+class UnknownEventTypeError(ValidationError):
+    """Raised when ``notify`` is called with a type that is not in the catalog."""
+
+    def __init__(self, type_name: str, known: Sequence[str]) -> None:
+        self.type_name = type_name
+        self.known = tuple(known)
+        super().__init__(
+            f"unknown notification type {type_name!r}; registered types: {', '.join(sorted(known))}"
+        )
+
+
+class PayloadValidationError(ValidationError):
+    """Raised when an event's data does not match its type's payload schema."""
+
+    def __init__(self, type_name: str, errors: Sequence[str]) -> None:
+        self.type_name = type_name
+        self.errors = tuple(errors)
+        super().__init__(f"invalid payload for {type_name!r}: " + "; ".join(errors))
+
+
+class UnknownSubscriberError(ValidationError):
+    """Raised when a recipient id does not name a stored subscriber."""
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        self.missing = tuple(missing)
+        shown = ", ".join(repr(m) for m in self.missing[:10])
+        more = f" (and {len(self.missing) - 10} more)" if len(self.missing) > 10 else ""
+        super().__init__(f"unknown subscriber id(s): {shown}{more}")
+
+
+class InvalidAddressError(ValidationError):
+    """Raised when an email address is not a single, well-formed address."""
+
+
+class InvalidTimeZoneError(ValidationError):
+    """Raised when a time zone is not a known IANA name."""
+
+
+class HeaderInjectionError(ValidationError):
+    """Raised when a value bound for a mail header contains CR, LF or another line break."""
+
+
+class InvalidSubscriptionError(ValidationError):
+    """Raised when a browser push subscription is malformed."""
+
+
+class IdempotencyConflictError(DispatcherError):
+    """Raised when an idempotency key is reused for a different notification type."""
+
+
+class NotFoundError(DispatcherError, LookupError):
+    """Raised when a row asked for by id does not exist (or is not the caller's)."""
+
+
+class TemplateError(DispatcherError):
+    """Raised when a template does not parse or fails to render.
+
+    ``reason`` is a short machine-readable detail (``missing variable 'seller'``).
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None, line: int | None = None):
+        self.reason = reason or message
+        self.line = line
+        super().__init__(message)
+
+
+class TemplateNotFoundError(TemplateError):
+    """Raised when no template exists for a type, channel, part and locale chain."""
+
+
+class BrokerUnavailableError(DispatcherError):
+    """Raised when the Celery broker does not answer."""
+
+
+class DeliveryError(DispatcherError):
+    """Raised by a channel when a delivery could not be made."""
+
+    def __init__(self, message: str, *, reason: str = "provider_error") -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class TransientDeliveryError(DeliveryError):
+    """Raised when a delivery may succeed later; ``retry_after`` overrides the back-off."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "provider_unavailable",
+        retry_after: timedelta | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, reason=reason)
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Raised when a delivery will never succeed as it stands."""

@@ -1,0 +1,180 @@
+"""``notify``: validate an event, store it, and ring the doorbell after commit.
+
+This is the transactional outbox. With ``session=`` the event joins the caller's
+transaction: if the caller rolls back, the event never existed and nothing is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dispatcher import log
+from dispatcher.catalog import Catalog
+from dispatcher.clock import utcnow
+from dispatcher.db.engine import Store
+from dispatcher.db.models import Event, Subscriber
+from dispatcher.doorbell import Doorbell
+from dispatcher.enums import Priority
+from dispatcher.errors import IdempotencyConflictError, UnknownSubscriberError, ValidationError
+
+#: Rows per ``IN (...)`` when checking recipients.
+LOOKUP_CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class EventReceipt:
+    """What ``notify`` returns: the stored event, or the earlier one with the same key."""
+
+    id: int
+    type: str
+    priority: Priority
+    recipients: int
+    send_at: datetime
+    idempotency_key: str | None
+    #: False when an event with the same idempotency key already existed.
+    created: bool
+
+
+class Outbox:
+    """Stores events and rings the doorbell once they are committed."""
+
+    def __init__(self, store: Store, catalog: Catalog, doorbell: Doorbell) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.doorbell = doorbell
+
+    def notify(
+        self,
+        type: str,
+        *,
+        to: str | Iterable[str],
+        data: Mapping[str, Any] | None = None,
+        priority: Priority | str | None = None,
+        idempotency_key: str | None = None,
+        send_at: datetime | None = None,
+        session: Session | None = None,
+        campaign_id: int | None = None,
+    ) -> EventReceipt:
+        """Record that ``type`` happened for subscribers ``to``; see :meth:`Dispatcher.notify`."""
+        notification_type = self.catalog.get(type)
+        payload = notification_type.validate(data or {})
+        chosen = _priority(priority, notification_type.priority)
+        recipients = _recipients(to)
+        now = utcnow()
+        if send_at is not None and send_at.tzinfo is None:
+            raise ValidationError("send_at must be timezone-aware (e.g. datetime(..., tzinfo=UTC))")
+        when = max(send_at, now) if send_at is not None else now
+        if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
+            raise ValidationError("idempotency_key must be 1 to 255 characters")
+
+        if session is not None:
+            return self._store(
+                session, type, payload, recipients, chosen, idempotency_key, when, now, campaign_id
+            )
+        with self.store.session() as own:
+            return self._store(
+                own, type, payload, recipients, chosen, idempotency_key, when, now, campaign_id
+            )
+
+    def _store(
+        self,
+        session: Session,
+        type: str,
+        payload: dict[str, Any],
+        recipients: list[str],
+        priority: Priority,
+        key: str | None,
+        send_at: datetime,
+        now: datetime,
+        campaign_id: int | None,
+    ) -> EventReceipt:
+        if key is not None:
+            existing = session.scalar(select(Event).where(Event.idempotency_key == key))
+            if existing is not None:
+                return _replay(existing, type, payload)
+        _check_recipients(session, recipients)
+        event = Event(
+            type=type,
+            payload=payload,
+            recipients=recipients,
+            priority=priority,
+            idempotency_key=key,
+            send_at=send_at,
+            created_at=now,
+            campaign_id=campaign_id,
+        )
+        try:
+            with session.begin_nested():
+                session.add(event)
+        except IntegrityError:
+            # Another caller stored the same key between our check and our insert.
+            if key is None:
+                raise
+            existing = session.scalar(select(Event).where(Event.idempotency_key == key))
+            if existing is None:
+                raise
+            return _replay(existing, type, payload)
+        event_id, bulk = event.id, campaign_id is not None
+        log.info("event.stored", event_id=event_id, type=type, recipients=len(recipients))
+        if send_at <= now:
+            self.doorbell.after_commit(
+                session, lambda: self.doorbell.fanout(event_id, priority, bulk=bulk)
+            )
+        return EventReceipt(event_id, type, priority, len(recipients), send_at, key, True)
+
+
+def _replay(existing: Event, type: str, payload: dict[str, Any]) -> EventReceipt:
+    if existing.type != type or existing.payload != payload:
+        raise IdempotencyConflictError(
+            f"idempotency key {existing.idempotency_key!r} was already used for event "
+            f"{existing.id} ({existing.type}) with different data"
+        )
+    return EventReceipt(
+        existing.id,
+        existing.type,
+        existing.priority,
+        len(existing.recipients),
+        existing.send_at,
+        existing.idempotency_key,
+        False,
+    )
+
+
+def _priority(value: Priority | str | None, default: Priority) -> Priority:
+    if value is None:
+        return default
+    try:
+        return Priority(value)
+    except ValueError:
+        raise ValidationError(
+            f"unknown priority {value!r}; use one of: {', '.join(p.value for p in Priority)}"
+        ) from None
+
+
+def _recipients(to: str | Iterable[str]) -> list[str]:
+    items = [to] if isinstance(to, str) else list(to)
+    if not items:
+        raise ValidationError("notify needs at least one recipient in 'to'")
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise ValidationError(f"recipient ids must be non-empty strings, got {item!r}")
+    return list(dict.fromkeys(items))
+
+
+def _check_recipients(session: Session, recipients: list[str]) -> None:
+    found: set[str] = set()
+    for start in range(0, len(recipients), LOOKUP_CHUNK):
+        chunk = recipients[start : start + LOOKUP_CHUNK]
+        found.update(
+            session.scalars(select(Subscriber.external_id).where(Subscriber.external_id.in_(chunk)))
+        )
+    missing = [r for r in recipients if r not in found]
+    if missing:
+        raise UnknownSubscriberError(missing)

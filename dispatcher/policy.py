@@ -1,0 +1,111 @@
+"""Send-time decisions: should this delivery go now, later, or not at all?
+
+Each :class:`Policy` looks at a batch of claimed deliveries and returns a
+:class:`Decision` for those it has an opinion on; the first policy that does not say
+"send" wins. Policies run when a delivery is about to be sent, never at fan-out, so a
+preference changed after the event is honoured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.orm import Session
+
+from dispatcher.catalog import NotificationType
+from dispatcher.channels.base import Recipient
+from dispatcher.enums import Priority, Reason
+
+
+class Action(StrEnum):
+    #: Send now.
+    SEND = "send"
+    #: Never send; record ``reason``.
+    SKIP = "skip"
+    #: Send at ``until``; record ``reason``.
+    DEFER = "defer"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: Reason | None = None
+    detail: str | None = None
+    until: datetime | None = None
+    #: For in-app during quiet hours: store without a real-time ping.
+    realtime: bool = True
+
+    @classmethod
+    def send(cls, *, realtime: bool = True, detail: str | None = None) -> Decision:
+        return cls(Action.SEND, realtime=realtime, detail=detail)
+
+    @classmethod
+    def skip(cls, reason: Reason, detail: str | None = None) -> Decision:
+        return cls(Action.SKIP, reason, detail)
+
+    @classmethod
+    def defer(cls, until: datetime, reason: Reason, detail: str | None = None) -> Decision:
+        return cls(Action.DEFER, reason, detail, until)
+
+
+SEND = Decision.send()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A claimed delivery as policies see it."""
+
+    delivery_id: int
+    notification_id: int
+    channel: str
+    type: NotificationType
+    priority: Priority
+    recipient: Recipient
+    attempt: int
+
+
+class Policy:
+    """One send-time rule. Subclasses implement :meth:`decide`."""
+
+    #: Short name shown in logs.
+    name: str = "policy"
+
+    def decide(
+        self, session: Session, candidates: Sequence[Candidate], now: datetime
+    ) -> dict[int, Decision]:
+        """Return decisions keyed by delivery id; omit deliveries that may be sent."""
+        raise NotImplementedError
+
+
+class PolicyChain:
+    """Applies policies in order; the first non-send decision for a delivery wins.
+
+    A ``send`` decision that only turns the real-time ping off is remembered and
+    applied if no later policy holds the delivery back.
+    """
+
+    def __init__(self, policies: Sequence[Policy] = ()) -> None:
+        self.policies = list(policies)
+
+    def decide(
+        self, session: Session, candidates: Sequence[Candidate], now: datetime
+    ) -> dict[int, Decision]:
+        decided: dict[int, Decision] = {}
+        quiet: dict[int, Decision] = {}
+        remaining = list(candidates)
+        for policy in self.policies:
+            if not remaining:
+                break
+            for delivery_id, decision in policy.decide(session, remaining, now).items():
+                if decision.action is Action.SEND:
+                    if not decision.realtime:
+                        quiet[delivery_id] = decision
+                else:
+                    decided[delivery_id] = decision
+            remaining = [c for c in remaining if c.delivery_id not in decided]
+        for c in remaining:
+            decided[c.delivery_id] = quiet.get(c.delivery_id, SEND)
+        return decided

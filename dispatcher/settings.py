@@ -1,0 +1,146 @@
+"""One typed settings object read from ``DISPATCHER_*`` environment variables.
+
+Channel settings live in their own groups with their own prefixes
+(``DISPATCHER_SMTP_*``, ``DISPATCHER_PUSH_*``, ``DISPATCHER_GATEWAY_*``) so that each
+channel module reads only what it needs. Defaults run on one machine: a SQLite file
+in the working directory and Redis on 127.0.0.1:6379.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pydantic
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dispatcher.errors import ConfigurationError
+
+_S = TypeVar("_S", bound=BaseSettings)
+
+#: The ``templates/`` folder that ships next to the package.
+DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+class SmtpSettings(BaseSettings):
+    """Email over SMTP (``DISPATCHER_SMTP_*``). No host means email is not configured."""
+
+    model_config = SettingsConfigDict(env_prefix="DISPATCHER_SMTP_", extra="ignore")
+
+    host: str | None = None
+    port: int = 587
+    #: "starttls" (require STARTTLS), "tls" (implicit TLS, usually port 465) or "none".
+    security: str = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout: float = 10.0
+    pool_size: int = 4
+    from_address: str = "Dispatcher <notifications@localhost>"
+    reply_to: str | None = None
+    max_attempts: int = 8
+    backoff_base_seconds: float = 30.0
+    backoff_cap_seconds: float = 3600.0
+
+
+class PushSettings(BaseSettings):
+    """Web push with VAPID (``DISPATCHER_PUSH_*``). No private key means push is off."""
+
+    model_config = SettingsConfigDict(env_prefix="DISPATCHER_PUSH_", extra="ignore")
+
+    vapid_private_key: SecretStr | None = None
+    vapid_private_key_file: Path | None = None
+    vapid_public_key: str | None = None
+    vapid_subject: str = "mailto:admin@localhost"
+    timeout: float = 10.0
+    concurrency: int = 64
+    default_ttl_seconds: int = 86400
+    allow_insecure_loopback: bool = False
+    max_attempts: int = 8
+    backoff_base_seconds: float = 30.0
+    backoff_cap_seconds: float = 3600.0
+
+
+class GatewaySettings(BaseSettings):
+    """The in-app gateway: JWT auth and limits (``DISPATCHER_GATEWAY_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="DISPATCHER_GATEWAY_", extra="ignore")
+
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str | None = None
+    jwt_algorithm: str = "HS256"
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    max_body_bytes: int = 64 * 1024
+    requests_per_minute: int = 600
+    max_connections_per_subscriber: int = 10
+    heartbeat_seconds: float = 20.0
+    socket_queue_size: int = 256
+
+
+class Settings(BaseSettings):
+    """Everything ``dispatcher`` reads from the environment (``DISPATCHER_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="DISPATCHER_", extra="ignore")
+
+    #: SQLAlchemy URL of the store; SQLite runs in WAL mode.
+    database_url: str = "sqlite:///dispatcher.db"
+    #: Celery broker.
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    #: Redis for pub/sub (real-time inbox) and rate-limit counters.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Key prefix in Redis, so several deployments can share one server.
+    redis_prefix: str = "dispatcher"
+    #: Folder of the file templates.
+    templates_dir: Path = DEFAULT_TEMPLATES_DIR
+    #: Locale used when a subscriber has none and as the last fallback.
+    default_locale: str = "en"
+    #: Dotted module names imported at start-up to register the app's own types.
+    types_modules: list[str] = Field(default_factory=list)
+    #: How long a worker holds a claimed delivery before the sweep may take it back.
+    lease_seconds: int = 300
+    #: Deliveries per ``dispatcher.deliver`` task.
+    delivery_batch_size: int = 500
+    #: Rows older than this with no worker on them are re-rung by the sweep.
+    sweep_grace_seconds: int = 30
+    #: Secret used to sign unsubscribe links and other tokens.
+    signing_secret: SecretStr = SecretStr("change-me-in-production")
+    #: Public base URL of the gateway (links in emails).
+    public_url: str = "http://127.0.0.1:8000"
+    #: Keep sent/failed/skipped deliveries this many days before purging.
+    retention_days: int = 90
+
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    push: PushSettings = Field(default_factory=PushSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Read the environment; raise :class:`ConfigurationError` naming a bad variable."""
+        groups: dict[str, Any] = {
+            "smtp": SmtpSettings,
+            "push": PushSettings,
+            "gateway": GatewaySettings,
+        }
+        for name, group in groups.items():
+            if name not in overrides:
+                overrides[name] = _load(group)
+        return _load(cls, **overrides)
+
+
+def _load(cls: type[_S], **values: Any) -> _S:
+    try:
+        return cls(**values)
+    except pydantic.ValidationError as exc:
+        raise ConfigurationError(_describe(exc, cls)) from None
+
+
+def _describe(exc: pydantic.ValidationError, cls: type[BaseSettings]) -> str:
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    problems = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        variable = (prefix + field.replace(".", "_")).upper()
+        problems.append(f"{variable}: {err['msg']}")
+    return "invalid configuration: " + "; ".join(problems)

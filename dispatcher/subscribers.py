@@ -1,0 +1,109 @@
+"""Subscribers: the people notifications go to, known by the app's own ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from dispatcher.addresses import validate_email, validate_locale, validate_timezone
+from dispatcher.db.engine import Store
+from dispatcher.db.models import Subscriber
+from dispatcher.errors import NotFoundError, ValidationError
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class SubscriberInfo:
+    id: str
+    email: str | None
+    locale: str | None
+    timezone: str
+    attributes: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Subscriber) -> SubscriberInfo:
+        return cls(
+            row.external_id,
+            row.email,
+            row.locale,
+            row.timezone,
+            dict(row.attributes),
+            row.created_at,
+        )
+
+
+class Subscribers:
+    """Create, update, read and delete subscribers."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def upsert(
+        self,
+        id: str,
+        *,
+        email: str | None = _UNSET,
+        timezone: str = _UNSET,
+        locale: str | None = _UNSET,
+        session: Session | None = None,
+        **attributes: Any,
+    ) -> SubscriberInfo:
+        """Create subscriber ``id`` or update the fields given; attributes are merged.
+
+        Raises:
+            InvalidAddressError, InvalidTimeZoneError, ValidationError: nothing is saved.
+        """
+        if not isinstance(id, str) or not id or len(id) > 255:
+            raise ValidationError("subscriber id must be a string of 1 to 255 characters")
+        values: dict[str, Any] = {}
+        if email is not _UNSET:
+            values["email"] = validate_email(email) if email is not None else None
+        if timezone is not _UNSET:
+            values["timezone"] = validate_timezone(timezone)
+        if locale is not _UNSET:
+            values["locale"] = validate_locale(locale) if locale is not None else None
+        if session is not None:
+            return self._upsert(session, id, values, attributes)
+        with self.store.session() as own:
+            return self._upsert(own, id, values, attributes)
+
+    @staticmethod
+    def _upsert(
+        session: Session, id: str, values: dict[str, Any], attributes: dict[str, Any]
+    ) -> SubscriberInfo:
+        row = session.scalar(select(Subscriber).where(Subscriber.external_id == id))
+        if row is None:
+            row = Subscriber(external_id=id, timezone="UTC", attributes={})
+            session.add(row)
+        for key, value in values.items():
+            setattr(row, key, value)
+        if attributes:
+            row.attributes = {**row.attributes, **attributes}
+        session.flush()
+        return SubscriberInfo.from_row(row)
+
+    def get(self, id: str) -> SubscriberInfo:
+        with self.store.session() as session:
+            row = session.scalar(select(Subscriber).where(Subscriber.external_id == id))
+            if row is None:
+                raise NotFoundError(f"no subscriber {id!r}")
+            return SubscriberInfo.from_row(row)
+
+    def delete(self, id: str) -> bool:
+        """Delete the subscriber and everything of theirs; False if there was none."""
+        with self.store.session() as session:
+            result = session.execute(delete(Subscriber).where(Subscriber.external_id == id))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def list(self, *, limit: int = 100, after: str | None = None) -> list[SubscriberInfo]:
+        with self.store.session() as session:
+            stmt = select(Subscriber).order_by(Subscriber.external_id).limit(limit)
+            if after is not None:
+                stmt = stmt.where(Subscriber.external_id > after)
+            return [SubscriberInfo.from_row(r) for r in session.scalars(stmt)]

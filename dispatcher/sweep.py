@@ -1,0 +1,87 @@
+"""The recovery sweep, run by beat every few seconds.
+
+It re-rings the doorbell for work the database says is due but no worker holds:
+events not fanned out, deliveries still pending after the grace period (their message
+was lost), scheduled deliveries whose time has come (quiet hours, retries, rate limits)
+and claims whose lease expired (the worker died). Ringing twice is harmless because
+workers claim rows before sending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+
+from dispatcher import log
+from dispatcher.clock import utcnow
+from dispatcher.db.engine import Store
+from dispatcher.db.models import Delivery, Event
+from dispatcher.doorbell import Doorbell
+from dispatcher.enums import DeliveryStatus, EventStatus, Priority
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    events: int
+    deliveries: int
+
+
+def sweep(
+    store: Store,
+    doorbell: Doorbell,
+    *,
+    grace: timedelta,
+    batch_size: int = 500,
+    limit: int = 50_000,
+    now: datetime | None = None,
+) -> SweepResult:
+    """Re-ring due, unclaimed events and deliveries; returns how many were rung."""
+    now = now or utcnow()
+    stale = now - grace
+    with store.session() as session:
+        events = session.execute(
+            select(Event.id, Event.priority, Event.campaign_id)
+            .where(
+                Event.status == EventStatus.PENDING,
+                Event.send_at <= now,
+                or_(Event.created_at <= stale, Event.send_at > Event.created_at),
+            )
+            .order_by(Event.id)
+            .limit(limit)
+        ).all()
+        due_condition = or_(
+            and_(Delivery.status == DeliveryStatus.PENDING, Delivery.updated_at <= stale),
+            and_(Delivery.status == DeliveryStatus.SCHEDULED, Delivery.scheduled_for <= now),
+            and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_until < now),
+        )
+        deliveries = session.execute(
+            select(Delivery.id, Delivery.priority, Delivery.channel)
+            .where(due_condition)
+            .order_by(Delivery.id)
+            .limit(limit)
+        ).all()
+        if deliveries:
+            # Released rows become pending and are touched, so the next tick does not
+            # ring them again while they wait in the queue; one still pending a grace
+            # period later (its message was lost) is rung again.
+            ids = [d.id for d in deliveries]
+            for start in range(0, len(ids), 5000):
+                session.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(ids[start : start + 5000]))
+                    .where(due_condition)
+                    .values(status=DeliveryStatus.PENDING, updated_at=now, lease_until=None),
+                    execution_options={"synchronize_session": False},
+                )
+    for event_id, priority, campaign_id in events:
+        doorbell.fanout(event_id, priority, bulk=campaign_id is not None)
+    groups: dict[tuple[Priority, str], list[int]] = {}
+    for delivery_id, priority, channel in deliveries:
+        groups.setdefault((priority, channel), []).append(delivery_id)
+    for (priority, _channel), ids in groups.items():
+        doorbell.deliver(ids, priority, batch_size=batch_size)
+    if events or deliveries:
+        log.info("sweep.rang", events=len(events), deliveries=len(deliveries))
+    return SweepResult(len(events), len(deliveries))
