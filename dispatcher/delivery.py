@@ -181,8 +181,9 @@ class Deliverer:
             rows.append(_Row(candidate, notification.event_id, payload, notification.created_at))
         return rows, early
 
-    def render_context(self, row: _Row) -> dict[str, Any]:
-        """What templates see: the payload's fields, plus ``recipient`` and ``notification``."""
+    def render_context(self, row: _Row, channel: Channel) -> dict[str, Any]:
+        """What templates see: the payload's fields, ``recipient``, ``notification``, and
+        whatever the channel adds (``links`` for email)."""
         c = row.candidate
         return {
             **row.data,
@@ -201,6 +202,7 @@ class Deliverer:
                 "created_at": row.created_at,
             },
             **self.context_extras,
+            **channel.template_context(c.recipient, c.type, c.notification_id),
         }
 
     def _send(
@@ -238,7 +240,7 @@ class Deliverer:
                     channel.name,
                     channel.parts,
                     c.recipient.locale,
-                    self.render_context(row),
+                    self.render_context(row, channel),
                     optional=channel.optional_parts,
                 )
             except TemplateError as exc:

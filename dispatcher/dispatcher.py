@@ -154,7 +154,8 @@ class Dispatcher:
 
     @cached_property
     def renderer(self) -> Renderer:
-        return Renderer(self.settings.templates_dir, default_locale=self.settings.default_locale)
+        folders = [*self.settings.extra_templates_dirs, self.settings.templates_dir]
+        return Renderer(folders, default_locale=self.settings.default_locale)
 
     @cached_property
     def channels(self) -> ChannelRuntime:

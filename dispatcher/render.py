@@ -12,7 +12,7 @@ File layout, under the templates folder::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,10 @@ def template_name(type_name: str, locale: str, channel: str, part: str) -> str:
 class Renderer:
     """Renders template parts from the templates folder, with compiled templates cached."""
 
-    def __init__(self, templates_dir: Path, *, default_locale: str = "en") -> None:
-        self.templates_dir = Path(templates_dir)
+    def __init__(self, templates_dirs: Sequence[Path], *, default_locale: str = "en") -> None:
+        self.templates_dirs = [Path(p) for p in templates_dirs]
         self.default_locale = default_locale
-        loader = jinja2.FileSystemLoader(str(self.templates_dir))
+        loader = jinja2.FileSystemLoader([str(p) for p in self.templates_dirs])
         common: dict[str, Any] = {
             "loader": loader,
             "undefined": jinja2.StrictUndefined,
@@ -68,7 +68,7 @@ class Renderer:
         """The template name that serves ``part`` for ``locale``, or None."""
         for candidate in locale_chain(locale, self.default_locale):
             name = template_name(type_name, candidate, channel, part)
-            if (self.templates_dir / name).is_file():
+            if any((folder / name).is_file() for folder in self.templates_dirs):
                 return name
         return None
 

@@ -92,8 +92,10 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: Key prefix in Redis, so several deployments can share one server.
     redis_prefix: str = "dispatcher"
-    #: Folder of the file templates.
+    #: Folder of the built-in file templates.
     templates_dir: Path = DEFAULT_TEMPLATES_DIR
+    #: The app's own template folders, searched before ``templates_dir``.
+    extra_templates_dirs: list[Path] = Field(default_factory=list)
     #: Locale used when a subscriber has none and as the last fallback.
     default_locale: str = "en"
     #: Dotted module names imported at start-up to register the app's own types.

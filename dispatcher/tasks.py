@@ -10,6 +10,7 @@ from typing import Any
 
 from celery import Celery, signals
 from kombu.entity import Queue
+from sqlalchemy.exc import OperationalError
 
 from dispatcher import doorbell, log, queues
 from dispatcher.dispatcher import Dispatcher
@@ -68,13 +69,24 @@ def create_app(settings: Settings | None = None) -> Celery:
     return app
 
 
+#: Database hiccups (a locked SQLite file, a PostgreSQL failover) are retried soon; if
+#: retries run out, the beat sweep picks the rows up again.
+_RETRY = {
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
 def register_tasks(app: Celery) -> None:
-    @app.task(name=doorbell.FANOUT, ignore_result=True)  # type: ignore[untyped-decorator]
+    @app.task(name=doorbell.FANOUT, ignore_result=True, **_RETRY)  # type: ignore[untyped-decorator]
     def fanout(event_id: int) -> dict[str, int]:
         result = current_dispatcher().run_fanout(event_id)
         return {"notifications": result.notifications, "deliveries": result.deliveries}
 
-    @app.task(name=doorbell.DELIVER, ignore_result=True)  # type: ignore[untyped-decorator]
+    @app.task(name=doorbell.DELIVER, ignore_result=True, **_RETRY)  # type: ignore[untyped-decorator]
     def deliver(delivery_ids: list[int]) -> dict[str, int]:
         report = current_dispatcher().run_deliver(delivery_ids)
         return {"claimed": report.claimed, **report.counts}

@@ -137,6 +137,12 @@ class Channel:
         """Whether the recipient has no address on this channel (no email, no device)."""
         return False
 
+    def template_context(
+        self, recipient: Recipient, type: NotificationType, notification_id: int
+    ) -> Mapping[str, Any]:
+        """Extra variables this channel's templates see (e.g. an unsubscribe link)."""
+        return {}
+
     async def open(self) -> None:
         """Prepare connections; called once per worker process before the first send."""
 

@@ -38,9 +38,10 @@ class Store:
         self.engine: Engine = create_engine(parsed, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-            # pysqlite's own transaction handling defers BEGIN; issue it ourselves so a
-            # claim's UPDATE takes the write lock at once.
-            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+            # Take the write lock when the transaction starts: a deferred transaction that
+            # reads, then writes after another connection committed gets SQLITE_BUSY at
+            # once, without waiting for busy_timeout. Readers still run beside it (WAL).
+            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 
     @property

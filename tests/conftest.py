@@ -1,0 +1,255 @@
+"""Fixtures on real services: Redis, SQLite and PostgreSQL, and a real Celery worker.
+
+Each test run uses its own Redis database numbers (``DISPATCHER_TEST_REDIS_DB``, default
+8, and the next one) and its own PostgreSQL database (created, then dropped), so
+parallel runs do not meet. Missing services fail loudly; nothing is faked.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import text
+
+from dispatcher import Dispatcher, Settings
+from dispatcher.db.models import Base
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_HOST = os.environ.get("DISPATCHER_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("DISPATCHER_TEST_REDIS_PORT", "6379"))
+#: SQLite tests use this Redis database and PostgreSQL tests the next one, so that the
+#: two backends' workers never take each other's tasks.
+REDIS_DB = int(os.environ.get("DISPATCHER_TEST_REDIS_DB", "8"))
+REDIS_DBS = {"sqlite": REDIS_DB, "postgres": REDIS_DB + 1}
+
+
+def redis_url(backend: str = "sqlite") -> str:
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DBS[backend]}"
+
+
+REDIS_URL = redis_url()
+PG_ADMIN_URL = os.environ.get(
+    "DISPATCHER_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test"
+)
+RUN_ID = uuid.uuid4().hex[:8]
+PG_DB = f"dispatcher_test_{RUN_ID}"
+BACKENDS = ("sqlite", "postgres")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> redis.Redis:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:  # fail, never skip: CI must notice
+        pytest.fail(f"Redis is not answering at {REDIS_URL}: {exc}")
+    for backend in BACKENDS:
+        redis.Redis.from_url(redis_url(backend)).flushdb()
+    return client
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not answering at {PG_ADMIN_URL}: {exc}")
+    admin.execute(f'CREATE DATABASE "{PG_DB}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{PG_DB}".replace("postgresql://", "postgresql+psycopg://", 1)
+    admin.execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'dispatcher.db'}"
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    backend = "sqlite" if database_url.startswith("sqlite") else "postgres"
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "broker_url": redis_url(backend),
+        "redis_url": redis_url(backend),
+        "redis_prefix": f"dtest-{RUN_ID}",
+        "types_modules": ["tests.app_types"],
+        "extra_templates_dirs": [ROOT / "tests" / "templates"],
+        "sweep_grace_seconds": 1,
+    }
+    values.update(overrides)
+    return Settings.from_env(**values)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that make a subprocess read the same settings."""
+    env = {
+        "DISPATCHER_DATABASE_URL": settings.database_url,
+        "DISPATCHER_BROKER_URL": settings.broker_url,
+        "DISPATCHER_REDIS_URL": settings.redis_url,
+        "DISPATCHER_REDIS_PREFIX": settings.redis_prefix,
+        "DISPATCHER_TYPES_MODULES": '["' + '","'.join(settings.types_modules) + '"]',
+        "DISPATCHER_EXTRA_TEMPLATES_DIRS": '["'
+        + '","'.join(str(p) for p in settings.extra_templates_dirs)
+        + '"]',
+        "DISPATCHER_SWEEP_GRACE_SECONDS": str(settings.sweep_grace_seconds),
+        "DISPATCHER_LEASE_SECONDS": str(settings.lease_seconds),
+    }
+    return env
+
+
+def _truncate(d: Dispatcher) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with d.store.engine.begin() as conn:
+        if d.store.is_postgres:
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture(scope="session")
+def _migrated(sqlite_url: str, postgres_url: str) -> dict[str, str]:
+    urls = {"sqlite": sqlite_url, "postgres": postgres_url}
+    for url in urls.values():
+        Dispatcher(make_settings(url)).migrate()
+    return urls
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, _migrated: dict[str, str]) -> str:
+    return _migrated[backend]
+
+
+@pytest.fixture
+def dispatcher(database_url: str, redis_client: redis.Redis) -> Iterator[Dispatcher]:
+    """A migrated, empty database on each backend, and a dispatcher on it."""
+    d = Dispatcher(make_settings(database_url))
+    _truncate(d)
+    yield d
+    d.close()
+
+
+class Worker:
+    """A real ``celery -A worker worker`` in a subprocess."""
+
+    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str]) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        env = {**os.environ, **settings_env(settings), **extra_env}
+        env["PYTHONPATH"] = str(ROOT)
+        self.log_file = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker",
+                "worker",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                f"test-{uuid.uuid4().hex[:6]}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self._ready, timeout=60)
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"worker exited early:\n{self.log()}")
+        return b" ready." in self.log_path.read_bytes()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log_file.close()
+
+
+@pytest.fixture(scope="session")
+def _workers() -> Iterator[dict[str, tuple[frozenset[tuple[str, str]], Worker]]]:
+    started: dict[str, tuple[frozenset[tuple[str, str]], Worker]] = {}
+    yield started
+    for _, w in started.values():
+        w.stop()
+
+
+StartWorker = Callable[..., Worker]
+
+
+@pytest.fixture
+def start_worker(
+    backend: str,
+    dispatcher: Dispatcher,
+    _workers: dict[str, tuple[frozenset[tuple[str, str]], Worker]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> StartWorker:
+    """Start (or reuse) the worker for this backend with extra environment variables.
+
+    One worker per backend at a time: two workers on one broker would take each
+    other's tasks, so asking for different variables restarts it.
+    """
+
+    def start(extra_env: dict[str, str] | None = None) -> Worker:
+        key = frozenset((extra_env or {}).items())
+        current = _workers.get(backend)
+        if current is not None:
+            current_key, w = current
+            if current_key == key and w.process.poll() is None:
+                return w
+            w.stop()
+        log_path = tmp_path_factory.mktemp("worker") / f"{backend}.log"
+        w = Worker(dispatcher.settings, log_path, dict(extra_env or {}))
+        _workers[backend] = (key, w)
+        return w
+
+    return start
+
+
+@pytest.fixture
+def worker(start_worker: StartWorker) -> Worker:
+    """A Celery worker on the same database as ``dispatcher`` with no channel providers."""
+    return start_worker()
