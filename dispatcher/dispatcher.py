@@ -22,6 +22,7 @@ from dispatcher.fanout import FanoutResult, fanout
 from dispatcher.inbox import Inbox, InboxItem
 from dispatcher.outbox import EventReceipt, Outbox
 from dispatcher.policy import Policy, PolicyChain
+from dispatcher.preferences import Preferences
 from dispatcher.render import Renderer
 from dispatcher.settings import Settings
 from dispatcher.subscribers import Subscribers
@@ -53,6 +54,7 @@ class Dispatcher:
         self.outbox = Outbox(self.store, self.catalog, self.doorbell)
         self.subscribers = Subscribers(self.store)
         self.inbox_store = Inbox(self.store)
+        self.preferences = Preferences(self.store, self.catalog)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Dispatcher:

@@ -1,0 +1,216 @@
+"""Subscribers' opt-in/opt-out rules, and how they combine.
+
+A rule turns a channel (or every channel, ``*``) on or off for one type, one category,
+or everything. For a delivery of type T (category C) on channel X the most specific
+rule wins, in this order::
+
+    type=T channel=X  >  type=T channel=*  >  category=C channel=X  >
+    category=C channel=*  >  all channel=X  >  all channel=*  >  the type's defaults
+
+Channels a critical type forces (``NotificationType.forced_channels``) are always on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from dispatcher.catalog import Catalog, NotificationType
+from dispatcher.channels import REGISTRY
+from dispatcher.clock import utcnow
+from dispatcher.db.engine import Store
+from dispatcher.db.models import Preference, Subscriber
+from dispatcher.errors import NotFoundError, ValidationError
+
+ALL = "all"
+CATEGORY = "category"
+TYPE = "type"
+ANY_CHANNEL = "*"
+
+
+@dataclass(frozen=True)
+class PreferenceRule:
+    """One stored rule. ``scope_value`` is "" for ``all``."""
+
+    scope: str
+    scope_value: str
+    channel: str
+    enabled: bool
+
+    def describe(self) -> str:
+        """``type=ticket_updated channel=email`` (the form ``explain`` prints)."""
+        where = ALL if self.scope == ALL else f"{self.scope}={self.scope_value}"
+        return f"{where} channel={self.channel}"
+
+
+@dataclass(frozen=True)
+class Effective:
+    """Whether a subscriber gets a type on a channel, and which rule decided it."""
+
+    enabled: bool
+    #: The deciding rule, or ``default`` / ``critical``.
+    because: str
+
+
+def resolve(rules: Iterable[PreferenceRule], type: NotificationType, channel: str) -> Effective:
+    """Apply the most specific rule for ``type`` on ``channel`` (pure function)."""
+    if type.is_forced(channel):
+        return Effective(True, "critical")
+    order = [
+        (TYPE, type.name, channel),
+        (TYPE, type.name, ANY_CHANNEL),
+        (CATEGORY, type.category, channel),
+        (CATEGORY, type.category, ANY_CHANNEL),
+        (ALL, "", channel),
+        (ALL, "", ANY_CHANNEL),
+    ]
+    index = {(r.scope, r.scope_value, r.channel): r for r in rules}
+    for key in order:
+        rule = index.get(key)
+        if rule is not None:
+            return Effective(rule.enabled, rule.describe())
+    return Effective(channel in type.channels, "default")
+
+
+class Preferences:
+    """Read and write subscribers' preference rules (by their external id)."""
+
+    def __init__(self, store: Store, catalog: Catalog) -> None:
+        self.store = store
+        self.catalog = catalog
+
+    def _scope(self, type: str | None, category: str | None) -> tuple[str, str]:
+        if type is not None and category is not None:
+            raise ValidationError("give either type= or category=, not both")
+        if type is not None:
+            self.catalog.get(type)
+            return TYPE, type
+        if category is not None:
+            known = {t.category for t in self.catalog}
+            if category not in known:
+                raise ValidationError(
+                    f"unknown category {category!r}; known categories: {', '.join(sorted(known))}"
+                )
+            return CATEGORY, category
+        return ALL, ""
+
+    @staticmethod
+    def _channel(channel: str) -> str:
+        if channel != ANY_CHANNEL and channel not in REGISTRY and channel not in _KNOWN_CHANNELS:
+            raise ValidationError(
+                f"unknown channel {channel!r}; use '*' or one of: {', '.join(_KNOWN_CHANNELS)}"
+            )
+        return channel
+
+    @staticmethod
+    def _subscriber_pk(session: Session, subscriber_id: str) -> int:
+        pk = session.scalar(select(Subscriber.id).where(Subscriber.external_id == subscriber_id))
+        if pk is None:
+            raise NotFoundError(f"no subscriber {subscriber_id!r}")
+        return pk
+
+    def set(
+        self,
+        subscriber_id: str,
+        *,
+        enabled: bool,
+        channel: str = ANY_CHANNEL,
+        type: str | None = None,
+        category: str | None = None,
+        session: Session | None = None,
+    ) -> PreferenceRule:
+        """Turn ``channel`` on or off for a type, a category, or everything.
+
+        Raises:
+            NotFoundError: no such subscriber.
+            UnknownEventTypeError, ValidationError: unknown type, category or channel.
+        """
+        scope, value = self._scope(type, category)
+        channel = self._channel(channel)
+        if session is not None:
+            return self._set(session, subscriber_id, scope, value, channel, enabled)
+        with self.store.session() as own:
+            return self._set(own, subscriber_id, scope, value, channel, enabled)
+
+    def _set(
+        self,
+        session: Session,
+        subscriber_id: str,
+        scope: str,
+        value: str,
+        channel: str,
+        enabled: bool,
+    ) -> PreferenceRule:
+        pk = self._subscriber_pk(session, subscriber_id)
+        row = session.scalar(
+            select(Preference).where(
+                Preference.subscriber_id == pk,
+                Preference.scope == scope,
+                Preference.scope_value == value,
+                Preference.channel == channel,
+            )
+        )
+        if row is None:
+            row = Preference(subscriber_id=pk, scope=scope, scope_value=value, channel=channel)
+            session.add(row)
+        row.enabled = enabled
+        row.updated_at = utcnow()
+        session.flush()
+        return PreferenceRule(scope, value, channel, enabled)
+
+    def clear(
+        self,
+        subscriber_id: str,
+        *,
+        channel: str = ANY_CHANNEL,
+        type: str | None = None,
+        category: str | None = None,
+    ) -> bool:
+        """Remove one rule so the next less specific one applies; False if there was none."""
+        scope, value = self._scope(type, category)
+        with self.store.session() as session:
+            pk = self._subscriber_pk(session, subscriber_id)
+            result = session.execute(
+                delete(Preference).where(
+                    Preference.subscriber_id == pk,
+                    Preference.scope == scope,
+                    Preference.scope_value == value,
+                    Preference.channel == channel,
+                )
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def rules(self, subscriber_id: str) -> list[PreferenceRule]:
+        with self.store.session() as session:
+            pk = self._subscriber_pk(session, subscriber_id)
+            return rules_for(session, [pk]).get(pk, [])
+
+    def matrix(self, subscriber_id: str) -> dict[str, dict[str, Effective]]:
+        """What the subscriber will get: type → channel → :class:`Effective`."""
+        rules = self.rules(subscriber_id)
+        return {
+            t.name: {channel: resolve(rules, t, channel) for channel in _KNOWN_CHANNELS}
+            for t in self.catalog
+        }
+
+
+#: Every channel name a rule may name, registered or not yet configured.
+_KNOWN_CHANNELS: tuple[str, ...] = ("in_app", "web_push", "email")
+
+
+def rules_for(
+    session: Session, subscriber_pks: Iterable[int]
+) -> Mapping[int, list[PreferenceRule]]:
+    """All rules of these subscribers (by primary key), in one query."""
+    out: dict[int, list[PreferenceRule]] = {}
+    pks = list(set(subscriber_pks))
+    for start in range(0, len(pks), 5000):
+        stmt = select(Preference).where(Preference.subscriber_id.in_(pks[start : start + 5000]))
+        for row in session.scalars(stmt):
+            out.setdefault(row.subscriber_id, []).append(
+                PreferenceRule(row.scope, row.scope_value, row.channel, row.enabled)
+            )
+    return out
