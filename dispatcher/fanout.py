@@ -45,7 +45,7 @@ def fanout(
 ) -> FanoutResult:
     """Create the notifications and deliveries of ``event_id`` and ring for delivery."""
     now = now or utcnow()
-    with store.session() as session:
+    with store.session(write=True) as session:
         event = session.get(Event, event_id)
         if event is None:
             log.warning("fanout.no_event", event_id=event_id)

@@ -78,7 +78,7 @@ class Outbox:
             return self._store(
                 session, type, payload, recipients, chosen, idempotency_key, when, now, campaign_id
             )
-        with self.store.session() as own:
+        with self.store.session(write=True) as own:
             return self._store(
                 own, type, payload, recipients, chosen, idempotency_key, when, now, campaign_id
             )

@@ -132,7 +132,7 @@ class Preferences:
         channel = self._channel(channel)
         if session is not None:
             return self._set(session, subscriber_id, scope, value, channel, enabled)
-        with self.store.session() as own:
+        with self.store.session(write=True) as own:
             return self._set(own, subscriber_id, scope, value, channel, enabled)
 
     def _set(

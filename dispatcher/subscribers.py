@@ -70,7 +70,7 @@ class Subscribers:
             values["locale"] = validate_locale(locale) if locale is not None else None
         if session is not None:
             return self._upsert(session, id, values, attributes)
-        with self.store.session() as own:
+        with self.store.session(write=True) as own:
             return self._upsert(own, id, values, attributes)
 
     @staticmethod

@@ -40,7 +40,7 @@ def sweep(
     """Re-ring due, unclaimed events and deliveries; returns how many were rung."""
     now = now or utcnow()
     stale = now - grace
-    with store.session() as session:
+    with store.session(write=True) as session:
         events = session.execute(
             select(Event.id, Event.priority, Event.campaign_id)
             .where(

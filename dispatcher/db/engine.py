@@ -38,20 +38,27 @@ class Store:
         self.engine: Engine = create_engine(parsed, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-            # Take the write lock when the transaction starts: a deferred transaction that
-            # reads, then writes after another connection committed gets SQLITE_BUSY at
-            # once, without waiting for busy_timeout. Readers still run beside it (WAL).
-            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+            event.listen(self.engine, "begin", _sqlite_begin)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer_sessionmaker = sessionmaker(
+            self.engine.execution_options(**{_IMMEDIATE: True}), expire_on_commit=False
+        )
 
     @property
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session in a transaction: committed on success, rolled back on error."""
-        with self.sessionmaker() as session, session.begin():
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A session in a transaction: committed on success, rolled back on error.
+
+        Pass ``write=True`` when the transaction reads and then writes. On SQLite it then
+        takes the write lock up front: a deferred transaction that read a snapshot and
+        then tries to write after another connection committed fails at once with
+        "database is locked", without waiting for the busy timeout.
+        """
+        maker = self._writer_sessionmaker if write else self.sessionmaker
+        with maker() as session, session.begin():
             yield session
 
     def create_all(self) -> None:
@@ -60,6 +67,14 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_IMMEDIATE = "dispatcher_sqlite_immediate"
+
+
+def _sqlite_begin(conn: Any) -> None:
+    immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
