@@ -38,6 +38,13 @@ def redis_url(backend: str = "sqlite") -> str:
 
 
 REDIS_URL = redis_url()
+#: Broker for tests that run tasks in-process: no worker listens there, so a doorbell
+#: rung by such a test cannot wake a worker left running by an earlier test.
+QUIET_BROKER_URL = (
+    f"redis://{REDIS_HOST}:{REDIS_PORT}/{os.environ.get('DISPATCHER_TEST_QUIET_REDIS_DB', '15')}"
+)
+#: Fixtures that mean "this test runs a worker".
+WORKER_FIXTURES = {"worker", "start_worker"}
 PG_ADMIN_URL = os.environ.get(
     "DISPATCHER_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -149,40 +156,41 @@ def database_url(backend: str, _migrated: dict[str, str]) -> str:
 
 
 @pytest.fixture
-def dispatcher(database_url: str, redis_client: redis.Redis) -> Iterator[Dispatcher]:
-    """A migrated, empty database on each backend, and a dispatcher on it."""
-    d = Dispatcher(make_settings(database_url))
+def dispatcher(
+    request: pytest.FixtureRequest, database_url: str, redis_client: redis.Redis
+) -> Iterator[Dispatcher]:
+    """A migrated, empty database on each backend, and a dispatcher on it.
+
+    Unless the test uses a worker, its doorbell rings a broker nobody listens to.
+    """
+    overrides: dict[str, Any] = {}
+    if not WORKER_FIXTURES & set(request.fixturenames):
+        overrides["broker_url"] = QUIET_BROKER_URL
+    d = Dispatcher(make_settings(database_url, **overrides))
     _truncate(d)
     yield d
     d.close()
 
 
-class Worker:
-    """A real ``celery -A worker worker`` in a subprocess."""
+class CeleryProcess:
+    """A real ``celery -A worker <command>`` in a subprocess."""
 
-    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str]) -> None:
+    ready_marker = b" ready."
+
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        extra_env: dict[str, str],
+        args: list[str] | None = None,
+    ) -> None:
         self.settings = settings
         self.log_path = log_path
         env = {**os.environ, **settings_env(settings), **extra_env}
         env["PYTHONPATH"] = str(ROOT)
         self.log_file = log_path.open("wb")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker",
-                "worker",
-                "--concurrency",
-                "2",
-                "--loglevel",
-                "INFO",
-                "--without-mingle",
-                "--without-gossip",
-                "-n",
-                f"test-{uuid.uuid4().hex[:6]}@%h",
-            ],
+            [sys.executable, "-m", "celery", "-A", "worker", *(args or self.default_args())],
             cwd=ROOT,
             env=env,
             stdout=self.log_file,
@@ -190,10 +198,23 @@ class Worker:
         )
         wait_for(self._ready, timeout=60)
 
+    def default_args(self) -> list[str]:
+        return [
+            "worker",
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+            "-n",
+            f"test-{uuid.uuid4().hex[:6]}@%h",
+        ]
+
     def _ready(self) -> bool:
         if self.process.poll() is not None:
-            raise AssertionError(f"worker exited early:\n{self.log()}")
-        return b" ready." in self.log_path.read_bytes()
+            raise AssertionError(f"celery exited early:\n{self.log()}")
+        return self.ready_marker in self.log_path.read_bytes()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -207,6 +228,25 @@ class Worker:
                 self.process.kill()
                 self.process.wait()
         self.log_file.close()
+
+
+class Worker(CeleryProcess):
+    """A Celery worker (prefork, two children)."""
+
+
+class Beat(CeleryProcess):
+    """Celery beat with ``beat_schedule.py``, its schedule file in a temporary folder."""
+
+    ready_marker = b"beat: Starting"
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        schedule = log_path.with_suffix(".schedule")
+        super().__init__(
+            settings,
+            log_path,
+            {},
+            ["beat", "--loglevel", "INFO", "-s", str(schedule), "--max-interval", "1"],
+        )
 
 
 @pytest.fixture(scope="session")
@@ -247,6 +287,20 @@ def start_worker(
         return w
 
     return start
+
+
+@pytest.fixture
+def stop_worker(
+    backend: str, _workers: dict[str, tuple[frozenset[tuple[str, str]], Worker]]
+) -> Callable[[], None]:
+    """Stop this backend's worker (the next ``start_worker`` starts a fresh one)."""
+
+    def stop() -> None:
+        current = _workers.pop(backend, None)
+        if current is not None:
+            current[1].stop()
+
+    return stop
 
 
 @pytest.fixture

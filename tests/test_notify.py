@@ -172,7 +172,9 @@ def _deliveries(d: Dispatcher) -> list[Delivery]:
 # -- transactional outbox -----------------------------------------------------------
 
 metadata = MetaData()
-orders = Table("app_orders", metadata, Column("id", Integer, primary_key=True), Column("note", String(50)))
+orders = Table(
+    "app_orders", metadata, Column("id", Integer, primary_key=True), Column("note", String(50))
+)
 
 
 @pytest.fixture
@@ -218,8 +220,9 @@ def test_outbox_rollback_sends_nothing(
 def test_scheduled_send_waits_for_send_at_and_the_sweep(dispatcher: Dispatcher) -> None:
     dispatcher.subscribers.upsert("u1")
     later = datetime.now(UTC) + timedelta(hours=2)
-    receipt = dispatcher.notify("payout_sent", to="u1", data={"payout_id": 1, "amount": "2"},
-                                send_at=later)
+    receipt = dispatcher.notify(
+        "payout_sent", to="u1", data={"payout_id": 1, "amount": "2"}, send_at=later
+    )
     assert receipt.send_at == later
     assert dispatcher.run_fanout(receipt.id).done is False
     assert dispatcher.run_sweep().events == 0
