@@ -1,0 +1,79 @@
+"""The operator CLI, run as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from dispatcher.cli import main
+from tests.conftest import REDIS_HOST, REDIS_PORT, ROOT
+
+#: The demo's own worker listens on this Redis database; no other test uses it.
+DEMO_REDIS_DB = os.environ.get("DISPATCHER_TEST_DEMO_REDIS_DB", "14")
+
+
+def test_migrate_creates_the_schema(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "cli.db"
+    result = CliRunner().invoke(
+        main, ["migrate"], env={"DISPATCHER_DATABASE_URL": f"sqlite:///{db}"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "is up to date" in result.output
+    import sqlite3
+
+    tables = {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master")}
+    assert {"events", "notifications", "deliveries", "subscribers", "alembic_version"} <= tables
+
+
+def test_bad_setting_is_a_clean_cli_error() -> None:
+    result = CliRunner().invoke(main, ["migrate"], env={"DISPATCHER_LEASE_SECONDS": "x"})
+    assert result.exit_code == 1
+    assert "DISPATCHER_LEASE_SECONDS" in result.output
+    assert "Traceback" not in result.output
+
+
+def _run_demo(tmp_path, broker: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
+    env.update(
+        {
+            "DISPATCHER_BROKER_URL": broker,
+            "DISPATCHER_REDIS_URL": broker,
+            "COLUMNS": "200",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher.cli", "demo", "--timeout", "90"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_demo_runs_end_to_end(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    broker = f"redis://{REDIS_HOST}:{REDIS_PORT}/{DEMO_REDIS_DB}"
+    redis.Redis.from_url(broker).flushdb()
+    result = _run_demo(tmp_path, broker)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "In-app inbox of luis" in out and "In-app inbox of ana" in out
+    assert "Entrada vendida: Copa del Rey Final" in out  # luis reads Spanish
+    assert "Ticket sold: Copa del Rey Final" in out  # ana reads English
+    assert "duplicate key, same event" in out
+    assert "Traceback" not in out + result.stderr
+    assert (tmp_path / "demo-data" / "demo.db").exists()
+
+
+def test_demo_starts_a_private_redis_when_none_answers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = _run_demo(tmp_path, "redis://127.0.0.1:1/0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Nothing answers at redis://127.0.0.1:1/0" in result.stdout
+    assert "Starting a private redis-server" in result.stdout
+    assert "In-app inbox of marta" in result.stdout
