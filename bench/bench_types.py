@@ -1,0 +1,17 @@
+"""A notification type for benchmarks: in-app only, so the numbers measure our pipeline."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from dispatcher import NotificationType
+
+
+class Ping(BaseModel):
+    name: str
+    n: int
+
+
+bench_ping = NotificationType(
+    name="bench_ping", payload=Ping, example={"name": "bench", "n": 1}, channels=("in_app",)
+)
