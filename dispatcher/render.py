@@ -245,7 +245,11 @@ class Renderer:
                 chunks.append(chunk)
                 budget.check_time()
         except jinja2.UndefinedError as exc:
-            raise _error(name, _missing_variable(exc), exc) from None
+            reason = _missing_variable(exc)
+            if reason.startswith("missing variable '__"):
+                # Undefined because the sandbox hid it, further down a chain of escapes.
+                reason = f"unsafe: access to attribute {reason[len('missing variable ') :]} refused"
+            raise _error(name, reason, exc) from None
         except RenderLimitError as exc:
             raise _error(name, f"render limit: {exc}", exc) from None
         except SecurityError as exc:

@@ -75,11 +75,36 @@ def _reject_undefined(value: Any) -> None:
         str(value)  # StrictUndefined raises, naming the missing variable
 
 
+def _plain(moment: datetime) -> datetime:
+    """``moment`` as a built-in datetime.
+
+    freezegun's ``FakeDatetime.astimezone`` rebuilds the result without ``fold``, so in a
+    frozen test the second 02:30 of a DST fold would show the first one's offset. The
+    built-in class is found in the MRO because freezegun swaps every module-level alias.
+    """
+    real = next(
+        c for c in type(moment).__mro__ if c.__module__ == "datetime" and c.__name__ == "datetime"
+    )
+    if type(moment) is real:
+        return moment
+    return real(
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+        moment.tzinfo,
+        fold=moment.fold,
+    )
+
+
 def to_datetime(value: Any, filter_name: str = "datetime") -> datetime | date:
     """An aware UTC-or-zoned datetime (naive means UTC), or a plain date."""
     _reject_undefined(value)
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return _plain(value if value.tzinfo else value.replace(tzinfo=UTC))
     if isinstance(value, date):
         return value
     if isinstance(value, str):
@@ -91,7 +116,7 @@ def to_datetime(value: Any, filter_name: str = "datetime") -> datetime | date:
         except ValueError:
             pass
         else:
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            return _plain(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
     raise TemplateRuntimeError(f"{filter_name} filter: {value!r} is not an ISO date or date-time")
 
 
