@@ -87,7 +87,7 @@ def _plain(moment: datetime) -> datetime:
     )
     if type(moment) is real:
         return moment
-    return real(
+    plain: datetime = real(
         moment.year,
         moment.month,
         moment.day,
@@ -98,6 +98,7 @@ def _plain(moment: datetime) -> datetime:
         moment.tzinfo,
         fold=moment.fold,
     )
+    return plain
 
 
 def to_datetime(value: Any, filter_name: str = "datetime") -> datetime | date:

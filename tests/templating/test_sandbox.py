@@ -77,7 +77,7 @@ def test_format_without_internals_still_works(renderer: Renderer) -> None:
 
 
 def test_includes_cannot_leave_the_templates_folders(renderer: Renderer) -> None:
-    with pytest.raises(TemplateError, match="pyproject.toml"):
+    with pytest.raises(TemplateError, match=r"pyproject\.toml"):
         render(renderer, "{% include '../../pyproject.toml' %}")
     with pytest.raises(TemplateError, match="passwd"):
         render(renderer, "{% include '/etc/passwd' %}")
