@@ -283,9 +283,9 @@ def _locate(tb: TracebackType | None) -> tuple[str | None, int | None]:
     where: str | None = None
     line: int | None = None
     while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if filename == "<template>" or filename.endswith(".j2") or filename.startswith("db:"):
-            where, line = filename, tb.tb_lineno
+        # Jinja's rewritten template frames carry this marker in their globals.
+        if "__jinja_exception__" in tb.tb_frame.f_globals:
+            where, line = tb.tb_frame.f_code.co_filename, tb.tb_lineno
         tb = tb.tb_next
     return where, line
 
