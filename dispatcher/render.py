@@ -144,7 +144,16 @@ class Renderer:
 
     def find(self, type_name: str, channel: str, part: str, locale: str | None) -> str | None:
         """The template name that serves ``part`` for ``locale``, or None."""
-        snapshot = self.sync()
+        return self._find(self.sync(), type_name, channel, part, locale)
+
+    def _find(
+        self,
+        snapshot: OverrideSnapshot,
+        type_name: str,
+        channel: str,
+        part: str,
+        locale: str | None,
+    ) -> str | None:
         key = (type_name, channel, part, locale)
         if key in self._found:
             return self._found[key]
@@ -175,8 +184,9 @@ class Renderer:
         """
         optional = set(optional)
         out: dict[str, str] = {}
+        snapshot = self.sync()  # one freshness check for all parts
         for part in parts:
-            name = self.find(type_name, channel, part, locale)
+            name = self._find(snapshot, type_name, channel, part, locale)
             if name is None:
                 if part in optional:
                     continue
@@ -232,7 +242,6 @@ class Renderer:
             TemplateError: ``reason`` is short (``missing variable 'seller'``); ``line`` is
                 the template line where it happened, when known.
         """
-        self.sync()
         budget = RenderBudget(time.monotonic() + self.time_limit, self.time_limit)
         token = current_budget.set(budget)
         chunks: list[str] = []

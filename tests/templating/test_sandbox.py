@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -184,14 +183,13 @@ def test_time_limit_applies_per_thread(renderer: Renderer) -> None:
             fast.append(render(renderer, "{% for i in range(3) %}{{ i }}{% endfor %}"))
 
     threads = [threading.Thread(target=run_slow), threading.Thread(target=run_fast)]
-    started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=30)
     assert errors == ["render limit: render took longer than 0.3s"]
     assert fast == ["012"] * 50
-    assert time.monotonic() - started < 20  # the slow render was stopped, not waited out
+    assert not any(t.is_alive() for t in threads)  # the slow render was stopped
 
 
 def test_budget_is_not_left_behind_after_a_render(renderer: Renderer) -> None:
