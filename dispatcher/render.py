@@ -270,6 +270,8 @@ class Renderer:
                 reason=f"syntax error in {exc.name or where} at line {exc.lineno}: {exc.message}",
                 line=exc.lineno,
             ) from None
+        except jinja2.TemplateNotFound as exc:  # extends/include of a name that does not exist
+            raise _error(name, f"template {exc.name!r} not found", exc) from None
         except jinja2.TemplateError as exc:
             raise _error(name, str(exc), exc) from None
         except RecursionError as exc:

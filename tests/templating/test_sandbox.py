@@ -81,6 +81,9 @@ def test_includes_cannot_leave_the_templates_folders(renderer: Renderer) -> None
     with pytest.raises(TemplateError, match="passwd"):
         render(renderer, "{% include '/etc/passwd' %}")
     assert render(renderer, "{% include '_layouts/secret.j2' %}") == "layout"
+    with pytest.raises(TemplateError) as info:
+        render(renderer, "line one\n{% extends '_layouts/nope.j2' %}")
+    assert (info.value.reason, info.value.line) == ("template '_layouts/nope.j2' not found", 2)
 
 
 def test_html_parts_are_autoescaped_and_text_parts_are_not(renderer: Renderer) -> None:
