@@ -29,9 +29,26 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def worker(app: str, env: dict[str, str], log: Path, concurrency: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", app, "worker", "--concurrency", str(concurrency),
-         "--loglevel", "WARNING", "--without-mingle", "--without-gossip", "-n", f"{app}@%h"],
-        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            app,
+            "worker",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "WARNING",
+            "--without-mingle",
+            "--without-gossip",
+            "-n",
+            f"{app}@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     time.sleep(3)  # let the pool fork before the clock starts
     if process.poll() is not None:
@@ -41,8 +58,14 @@ def worker(app: str, env: dict[str, str], log: Path, concurrency: int) -> subpro
 
 def sent_count(d: Dispatcher) -> int:
     with d.store.session() as s:
-        return int(s.scalar(select(func.count()).select_from(Delivery)
-                            .where(Delivery.status == DeliveryStatus.SENT)) or 0)
+        return int(
+            s.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.status == DeliveryStatus.SENT)
+            )
+            or 0
+        )
 
 
 def wait_until(d: Dispatcher, target: int, timeout: float) -> float:
@@ -64,8 +87,12 @@ def reset(d: Dispatcher) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subscribers", type=int, default=10_000)
-    parser.add_argument("--naive", type=int, default=None,
-                        help="recipients for the naive baseline (default: same as --subscribers)")
+    parser.add_argument(
+        "--naive",
+        type=int,
+        default=None,
+        help="recipients for the naive baseline (default: same as --subscribers)",
+    )
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--redis-db", type=int, default=13)
     parser.add_argument("--concurrency", type=int, default=2)
@@ -76,18 +103,24 @@ def main() -> None:
     url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
     broker = f"redis://127.0.0.1:6379/{args.redis_db}"
     redis.Redis.from_url(broker).flushdb()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DISPATCHER_DATABASE_URL": url,
-           "DISPATCHER_BROKER_URL": broker, "DISPATCHER_REDIS_URL": broker,
-           "DISPATCHER_TYPES_MODULES": '["bench.bench_types"]',
-           "DISPATCHER_EXTRA_TEMPLATES_DIRS": f'["{ROOT / "bench" / "templates"}"]'}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DISPATCHER_DATABASE_URL": url,
+        "DISPATCHER_BROKER_URL": broker,
+        "DISPATCHER_REDIS_URL": broker,
+        "DISPATCHER_TYPES_MODULES": '["bench.bench_types"]',
+        "DISPATCHER_EXTRA_TEMPLATES_DIRS": f'["{ROOT / "bench" / "templates"}"]',
+    }
     os.environ.update({k: v for k, v in env.items() if k.startswith("DISPATCHER_")})
     d = Dispatcher(Settings.from_env())
     d.migrate()
     reset(d)
     with d.store.session() as s:
-        s.execute(insert(Subscriber), [
-            {"external_id": f"user-{i}", "timezone": "UTC", "attributes": {}} for i in range(n)
-        ])
+        s.execute(
+            insert(Subscriber),
+            [{"external_id": f"user-{i}", "timezone": "UTC", "attributes": {}} for i in range(n)],
+        )
     recipients = [f"user-{i}" for i in range(n)]
     print(f"database: {d.store.dialect}, subscribers: {n}, worker concurrency: {args.concurrency}")
 
@@ -102,21 +135,32 @@ def main() -> None:
         proc.terminate()
         proc.wait()
     ours = n / (end - start)
-    print(f"dispatcher: {n} rows in {end - start:.2f}s (notify {notify_done - start:.2f}s) "
-          f"= {ours:,.0f} notifications/s end to end")
+    print(
+        f"dispatcher: {n} rows in {end - start:.2f}s (notify {notify_done - start:.2f}s) "
+        f"= {ours:,.0f} notifications/s end to end"
+    )
 
     # naive: one task + one commit per recipient, same database, same worker pool size
     reset(d)
     with d.store.session() as s:
-        s.execute(insert(Subscriber), [
-            {"external_id": f"user-{i}", "timezone": "UTC", "attributes": {}} for i in range(n)
-        ])
-        event = Event(type="bench_ping", payload={"name": "bench", "n": 1}, recipients=[],
-                      priority="medium", send_at=__import__("dispatcher").clock.utcnow())
+        s.execute(
+            insert(Subscriber),
+            [{"external_id": f"user-{i}", "timezone": "UTC", "attributes": {}} for i in range(n)],
+        )
+        event = Event(
+            type="bench_ping",
+            payload={"name": "bench", "n": 1},
+            recipients=[],
+            priority="medium",
+            send_at=__import__("dispatcher").clock.utcnow(),
+        )
         s.add(event)
         s.flush()
-        pks = list(s.execute(select(Subscriber.id, Subscriber.external_id)
-                             .order_by(Subscriber.id).limit(naive_n)))
+        pks = list(
+            s.execute(
+                select(Subscriber.id, Subscriber.external_id).order_by(Subscriber.id).limit(naive_n)
+            )
+        )
         event_id = event.id
     from bench.naive import notify_one
 

@@ -29,17 +29,37 @@ def notify_one(event_id: int, subscriber_pk: int, external_id: str, data: dict) 
         _d = Dispatcher.from_env()
         _r = redis.Redis.from_url(_d.settings.redis_url)
     now = utcnow()
-    content = _d.renderer.render("bench_ping", "in_app", ("title", "body"), "en",
-                                 {**data, "recipient": {"id": external_id}})
+    content = _d.renderer.render(
+        "bench_ping", "in_app", ("title", "body"), "en", {**data, "recipient": {"id": external_id}}
+    )
     with _d.store.session() as s:
-        n = Notification(event_id=event_id, subscriber_id=subscriber_pk, type="bench_ping",
-                         category="general", priority="medium", title=content["title"],
-                         body=content["body"], created_at=now, inbox_at=now)
+        n = Notification(
+            event_id=event_id,
+            subscriber_id=subscriber_pk,
+            type="bench_ping",
+            category="general",
+            priority="medium",
+            title=content["title"],
+            body=content["body"],
+            created_at=now,
+            inbox_at=now,
+        )
         s.add(n)
         s.flush()
-        s.add(Delivery(notification_id=n.id, channel="in_app", priority="medium",
-                       status="sent", attempts=1, scheduled_for=now, sent_at=now))
+        s.add(
+            Delivery(
+                notification_id=n.id,
+                channel="in_app",
+                priority="medium",
+                status="sent",
+                attempts=1,
+                scheduled_for=now,
+                sent_at=now,
+            )
+        )
         nid = n.id
     assert _r is not None
-    _r.publish(f"{_d.settings.redis_prefix}:inbox:{external_id}",
-               json.dumps({"type": "notification", "notification": {"id": nid, **content}}))
+    _r.publish(
+        f"{_d.settings.redis_prefix}:inbox:{external_id}",
+        json.dumps({"type": "notification", "notification": {"id": nid, **content}}),
+    )

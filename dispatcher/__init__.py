@@ -27,6 +27,8 @@ from dispatcher.errors import (
 from dispatcher.inbox import InboxItem
 from dispatcher.outbox import EventReceipt
 from dispatcher.settings import Settings
+from dispatcher.templating.checks import TemplateProblem
+from dispatcher.templating.versions import EffectiveTemplate, TemplateVersionInfo
 
 __version__ = "0.1.0"
 
@@ -40,6 +42,9 @@ __all__ = [
     "InboxItem",
     "NotificationType",
     "RateLimit",
+    "EffectiveTemplate",
+    "TemplateProblem",
+    "TemplateVersionInfo",
     # Enums
     "DeliveryStatus",
     "EventStatus",

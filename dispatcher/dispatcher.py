@@ -27,6 +27,8 @@ from dispatcher.render import Renderer
 from dispatcher.settings import Settings
 from dispatcher.subscribers import Subscribers
 from dispatcher.sweep import SweepResult, sweep
+from dispatcher.templating.overrides import TemplateOverrides
+from dispatcher.templating.versions import Templates
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -55,6 +57,9 @@ class Dispatcher:
         self.subscribers = Subscribers(self.store)
         self.inbox_store = Inbox(self.store)
         self.preferences = Preferences(self.store, self.catalog)
+        self.templates = Templates(
+            self.store, self.catalog, lambda: self.renderer, lambda: self.channels
+        )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Dispatcher:
@@ -157,7 +162,14 @@ class Dispatcher:
     @cached_property
     def renderer(self) -> Renderer:
         folders = [*self.settings.extra_templates_dirs, self.settings.templates_dir]
-        return Renderer(folders, default_locale=self.settings.default_locale)
+        return Renderer(
+            folders,
+            default_locale=self.settings.default_locale,
+            overrides=TemplateOverrides(
+                self.store, refresh_seconds=self.settings.template_refresh_seconds
+            ),
+            time_limit=self.settings.template_time_limit_seconds,
+        )
 
     @cached_property
     def channels(self) -> ChannelRuntime:

@@ -1,31 +1,52 @@
 """Rendering templates for a notification on one channel, in the recipient's locale.
 
 Templates are Jinja2, run in an immutable sandbox with ``StrictUndefined`` (a missing
-variable is an error, never a blank). HTML parts are autoescaped; subjects and plain
-text are not (``Tom & Jerry`` stays ``Tom & Jerry`` in a subject).
+variable is an error, never a blank) and a per-render budget of time, size and loop
+iterations (see :mod:`dispatcher.templating.sandbox`). HTML parts are autoescaped;
+subjects and plain text are not (``Tom & Jerry`` stays ``Tom & Jerry`` in a subject).
 
 File layout, under the templates folder::
 
     <type>/<locale>/<channel>/<part>.j2     e.g. ticket_created/es/email/subject.j2
     _layouts/...                            shared layouts that parts may extend
+
+Operators may override any part in the database (:mod:`dispatcher.templating.versions`).
+For each locale of the chain (``es-MX`` → ``es`` → default), the newest active database
+version wins over the file of the same name; then the next locale is tried.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import jinja2
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from dispatcher.errors import TemplateError, TemplateNotFoundError
+from dispatcher.templating import filters
+from dispatcher.templating.overrides import (
+    OverrideSnapshot,
+    TemplateOverrides,
+    template_name,
+)
+from dispatcher.templating.sandbox import (
+    MAX_OUTPUT_CHARS,
+    GuardedEnvironment,
+    RenderBudget,
+    RenderLimitError,
+    current_budget,
+)
+
+__all__ = ["HTML_PARTS", "MAX_OUTPUT_CHARS", "Renderer", "locale_chain", "template_name"]
 
 #: Parts rendered with HTML autoescaping.
 HTML_PARTS = frozenset({"html"})
-#: Largest rendered part we accept, so a template cannot balloon a message.
-MAX_OUTPUT_CHARS = 256 * 1024
+#: Default time one part may take to render.
+DEFAULT_TIME_LIMIT = 1.0
 
 
 def locale_chain(locale: str | None, default: str) -> list[str]:
@@ -40,17 +61,53 @@ def locale_chain(locale: str | None, default: str) -> list[str]:
     return list(dict.fromkeys(chain))
 
 
-def template_name(type_name: str, locale: str, channel: str, part: str) -> str:
-    return f"{type_name}/{locale}/{channel}/{part}.j2"
+class _OverrideLoader(jinja2.BaseLoader):
+    """Serves the database versions of the current snapshot by their template names."""
+
+    def __init__(self, snapshot: Callable[[], OverrideSnapshot]) -> None:
+        self._snapshot = snapshot
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        override = self._snapshot().by_name.get(template)
+        if override is None:
+            raise jinja2.TemplateNotFound(template)
+        return override.source, f"db:{template}@v{override.version}", lambda: True
 
 
 class Renderer:
-    """Renders template parts from the templates folder, with compiled templates cached."""
+    """Renders template parts from database overrides and the templates folders.
 
-    def __init__(self, templates_dirs: Sequence[Path], *, default_locale: str = "en") -> None:
+    Compiled templates are cached; the cache is dropped when the overrides change.
+
+    Parameters:
+        templates_dirs: Folders searched in order (the app's first, the built-in last).
+        default_locale: Last step of every locale chain.
+        overrides: Operators' database versions; None renders files only.
+        time_limit: Seconds one part may take to render.
+    """
+
+    def __init__(
+        self,
+        templates_dirs: Sequence[Path],
+        *,
+        default_locale: str = "en",
+        overrides: TemplateOverrides | None = None,
+        time_limit: float = DEFAULT_TIME_LIMIT,
+    ) -> None:
         self.templates_dirs = [Path(p) for p in templates_dirs]
         self.default_locale = default_locale
-        loader = jinja2.FileSystemLoader([str(p) for p in self.templates_dirs])
+        self.overrides = overrides
+        self.time_limit = time_limit
+        self._snapshot = OverrideSnapshot()
+        self._found: dict[tuple[str, str, str, str | None], str | None] = {}
+        loader = jinja2.ChoiceLoader(
+            [
+                _OverrideLoader(lambda: self._snapshot),
+                jinja2.FileSystemLoader([str(p) for p in self.templates_dirs]),
+            ]
+        )
         common: dict[str, Any] = {
             "loader": loader,
             "undefined": jinja2.StrictUndefined,
@@ -58,19 +115,56 @@ class Renderer:
             "cache_size": 2000,
             "keep_trailing_newline": False,
         }
-        self.text_env = ImmutableSandboxedEnvironment(autoescape=False, **common)
-        self.html_env = ImmutableSandboxedEnvironment(autoescape=True, **common)
+        self.text_env = GuardedEnvironment(autoescape=False, **common)
+        self.html_env = GuardedEnvironment(autoescape=True, **common)
+        for env in (self.text_env, self.html_env):
+            filters.install(env, default_locale=default_locale)
 
-    def env_for(self, part: str) -> ImmutableSandboxedEnvironment:
+    def env_for(self, part: str) -> GuardedEnvironment:
         return self.html_env if part in HTML_PARTS else self.text_env
+
+    def sync(self) -> OverrideSnapshot:
+        """Pick up override changes (at most one cheap query per refresh interval)."""
+        if self.overrides is not None:
+            snapshot = self.overrides.current()
+            if snapshot is not self._snapshot:
+                self._snapshot = snapshot
+                self._found = {}
+                self.text_env.cache.clear()  # type: ignore[union-attr]
+                self.html_env.cache.clear()  # type: ignore[union-attr]
+        return self._snapshot
+
+    def file_for(self, name: str) -> Path | None:
+        """The file serving template ``name``, if any folder has one."""
+        for folder in self.templates_dirs:
+            path = folder / name
+            if path.is_file():
+                return path
+        return None
 
     def find(self, type_name: str, channel: str, part: str, locale: str | None) -> str | None:
         """The template name that serves ``part`` for ``locale``, or None."""
+        return self._find(self.sync(), type_name, channel, part, locale)
+
+    def _find(
+        self,
+        snapshot: OverrideSnapshot,
+        type_name: str,
+        channel: str,
+        part: str,
+        locale: str | None,
+    ) -> str | None:
+        key = (type_name, channel, part, locale)
+        if key in self._found:
+            return self._found[key]
+        found = None
         for candidate in locale_chain(locale, self.default_locale):
             name = template_name(type_name, candidate, channel, part)
-            if any((folder / name).is_file() for folder in self.templates_dirs):
-                return name
-        return None
+            if name in snapshot.by_name or self.file_for(name) is not None:
+                found = name
+                break
+        self._found[key] = found
+        return found
 
     def render(
         self,
@@ -90,8 +184,9 @@ class Renderer:
         """
         optional = set(optional)
         out: dict[str, str] = {}
+        snapshot = self.sync()  # one freshness check for all parts
         for part in parts:
-            name = self.find(type_name, channel, part, locale)
+            name = self._find(snapshot, type_name, channel, part, locale)
             if name is None:
                 if part in optional:
                     continue
@@ -103,38 +198,107 @@ class Renderer:
             out[part] = self.render_file(name, part, context)
         return out
 
-    def render_file(self, name: str, part: str, context: Mapping[str, Any]) -> str:
+    def load(self, name: str, part: str) -> jinja2.Template:
+        """The compiled template ``name`` (cached).
+
+        Raises:
+            TemplateError: it does not parse; ``line`` says where.
+        """
         try:
-            template = self.env_for(part).get_template(name)
+            return self.env_for(part).get_template(name)
         except jinja2.TemplateSyntaxError as exc:
+            where = exc.filename or exc.name or name
             raise TemplateError(
-                f"{name}:{exc.lineno}: {exc.message}",
+                f"{where}:{exc.lineno}: {exc.message}",
                 reason=f"syntax error at line {exc.lineno}: {exc.message}",
                 line=exc.lineno,
             ) from None
-        return self.render_template(template, name, context)
 
-    @staticmethod
-    def render_template(template: jinja2.Template, name: str, context: Mapping[str, Any]) -> str:
+    def render_file(self, name: str, part: str, context: Mapping[str, Any]) -> str:
+        """Render the template called ``name`` (a database version or a file)."""
+        return self.render_template(self.load(name, part), name, context)
+
+    def compile_source(self, source: str, part: str) -> jinja2.Template:
+        """Compile a candidate source (not cached), as :meth:`load` would.
+
+        Raises:
+            TemplateError: with ``line`` and the parser's reason.
+        """
         try:
-            text = template.render(context)
+            return self.env_for(part).from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"line {exc.lineno}: {exc.message}",
+                reason=f"syntax error at line {exc.lineno}: {exc.message}",
+                line=exc.lineno,
+            ) from None
+
+    def render_template(
+        self, template: jinja2.Template, name: str, context: Mapping[str, Any]
+    ) -> str:
+        """Render ``template`` within the time, size and iteration budget.
+
+        Raises:
+            TemplateError: ``reason`` is short (``missing variable 'seller'``); ``line`` is
+                the template line where it happened, when known.
+        """
+        budget = RenderBudget(time.monotonic() + self.time_limit, self.time_limit)
+        token = current_budget.set(budget)
+        chunks: list[str] = []
+        size = 0
+        try:
+            for chunk in template.generate(context):
+                size += len(chunk)
+                if size > MAX_OUTPUT_CHARS:
+                    raise RenderLimitError(f"output exceeds {MAX_OUTPUT_CHARS} characters")
+                chunks.append(chunk)
+                budget.check_time()
         except jinja2.UndefinedError as exc:
             reason = _missing_variable(exc)
-            raise TemplateError(f"{name}: {reason}", reason=reason) from None
+            if reason.startswith("missing variable '__"):
+                # Undefined because the sandbox hid it, further down a chain of escapes.
+                reason = f"unsafe: access to attribute {reason[len('missing variable ') :]} refused"
+            raise _error(name, reason, exc) from None
+        except RenderLimitError as exc:
+            raise _error(name, f"render limit: {exc}", exc) from None
         except SecurityError as exc:
-            raise TemplateError(f"{name}: unsafe template: {exc}", reason="unsafe") from None
-        except jinja2.TemplateError as exc:
-            raise TemplateError(f"{name}: {exc}", reason=str(exc)) from None
-        except Exception as exc:  # a filter or test raising on the data
+            raise _error(name, f"unsafe: {exc}", exc) from None
+        except jinja2.TemplateSyntaxError as exc:  # in a template pulled in by extends/include
+            where = exc.filename or exc.name or name
             raise TemplateError(
-                f"{name}: {type(exc).__name__}: {exc}", reason=f"{type(exc).__name__}: {exc}"
+                f"{where}:{exc.lineno}: {exc.message}",
+                reason=f"syntax error in {exc.name or where} at line {exc.lineno}: {exc.message}",
+                line=exc.lineno,
             ) from None
-        if len(text) > MAX_OUTPUT_CHARS:
-            raise TemplateError(
-                f"{name}: output of {len(text)} characters exceeds {MAX_OUTPUT_CHARS}",
-                reason="output too large",
-            )
-        return text.strip()
+        except jinja2.TemplateNotFound as exc:  # extends/include of a name that does not exist
+            raise _error(name, f"template {exc.name!r} not found", exc) from None
+        except jinja2.TemplateError as exc:
+            raise _error(name, str(exc), exc) from None
+        except RecursionError as exc:
+            raise _error(name, "render limit: recursion too deep", exc) from None
+        except Exception as exc:  # a filter or test raising on the data
+            raise _error(name, f"{type(exc).__name__}: {exc}", exc) from None
+        finally:
+            current_budget.reset(token)
+        return "".join(chunks).strip()
+
+
+def _error(name: str, reason: str, exc: BaseException) -> TemplateError:
+    where, line = _locate(exc.__traceback__)
+    prefix = f"{where or name}:{line}" if line else (where or name)
+    return TemplateError(f"{prefix}: {reason}", reason=reason, line=line)
+
+
+def _locate(tb: TracebackType | None) -> tuple[str | None, int | None]:
+    """The innermost template frame of a traceback Jinja rewrote: (file, line)."""
+    where: str | None = None
+    line: int | None = None
+    while tb is not None:
+        # Jinja's rewritten template frames carry this marker in their globals.
+        if "__jinja_exception__" in tb.tb_frame.f_globals:
+            where, line = tb.tb_frame.f_code.co_filename, tb.tb_lineno
+        tb = tb.tb_next
+    return where, line
 
 
 def _missing_variable(exc: jinja2.UndefinedError) -> str:

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     templates_dir: Path = DEFAULT_TEMPLATES_DIR
     #: The app's own template folders, searched before ``templates_dir``.
     extra_templates_dirs: list[Path] = Field(default_factory=list)
+    #: How stale a worker's view of operators' template overrides may be, in seconds.
+    template_refresh_seconds: float = 2.0
+    #: Longest one template part may take to render before the delivery fails.
+    template_time_limit_seconds: float = 1.0
     #: Locale used when a subscriber has none and as the last fallback.
     default_locale: str = "en"
     #: Dotted module names imported at start-up to register the app's own types.

@@ -9,6 +9,7 @@ import click
 
 from dispatcher.cli.core import migrate
 from dispatcher.cli.demo import demo
+from dispatcher.cli.templates import templates
 
 
 @click.group()
@@ -19,3 +20,4 @@ def main() -> None:
 
 main.add_command(migrate)
 main.add_command(demo)
+main.add_command(templates)
