@@ -26,6 +26,7 @@ from dispatcher.errors import (
 )
 from dispatcher.inbox import InboxItem
 from dispatcher.outbox import EventReceipt
+from dispatcher.push_subscriptions import PushSubscriptionInfo
 from dispatcher.settings import Settings
 
 __version__ = "0.1.0"
@@ -39,6 +40,7 @@ __all__ = [
     "EventReceipt",
     "InboxItem",
     "NotificationType",
+    "PushSubscriptionInfo",
     "RateLimit",
     # Enums
     "DeliveryStatus",

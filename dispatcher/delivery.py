@@ -115,9 +115,10 @@ class Deliverer:
                         for r in channel_rows
                     )
                     continue
+                missing = channel.missing_addresses([r.candidate.recipient for r in channel_rows])
                 reachable = []
                 for r in channel_rows:
-                    if channel.address_missing(r.candidate.recipient):
+                    if r.candidate.recipient.id in missing:
                         records.append(
                             Record(
                                 r.candidate.delivery_id,

@@ -60,6 +60,31 @@ class PushSettings(BaseSettings):
     backoff_base_seconds: float = 30.0
     backoff_cap_seconds: float = 3600.0
 
+    def private_key_text(self) -> str | None:
+        """The VAPID private key as text, from the variable or else from the file.
+
+        Raises:
+            ConfigurationError: the file is named but cannot be read.
+        """
+        if self.vapid_private_key is not None and self.vapid_private_key.get_secret_value():
+            return self.vapid_private_key.get_secret_value().strip()
+        if self.vapid_private_key_file is not None:
+            try:
+                return self.vapid_private_key_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"DISPATCHER_PUSH_VAPID_PRIVATE_KEY_FILE: cannot read "
+                    f"{str(self.vapid_private_key_file)!r}: {exc.strerror}"
+                ) from None
+        return None
+
+    def is_configured(self) -> bool:
+        """Whether a VAPID private key is given (variable or file)."""
+        return bool(
+            (self.vapid_private_key is not None and self.vapid_private_key.get_secret_value())
+            or self.vapid_private_key_file is not None
+        )
+
 
 class GatewaySettings(BaseSettings):
     """The in-app gateway: JWT auth and limits (``DISPATCHER_GATEWAY_*``)."""

@@ -137,6 +137,14 @@ class Channel:
         """Whether the recipient has no address on this channel (no email, no device)."""
         return False
 
+    def missing_addresses(self, recipients: Sequence[Recipient]) -> set[int]:
+        """The ids of ``recipients`` with no address on this channel, for a whole batch.
+
+        Override this instead of :meth:`address_missing` when the answer needs a query
+        (push devices), so a batch costs one query rather than one per recipient.
+        """
+        return {r.id for r in recipients if self.address_missing(r)}
+
     def template_context(
         self, recipient: Recipient, type: NotificationType, notification_id: int
     ) -> Mapping[str, Any]:
