@@ -115,7 +115,9 @@ class Deliverer:
                         for r in channel_rows
                     )
                     continue
-                missing = channel.missing_addresses([r.candidate.recipient for r in channel_rows])
+                missing = channel.missing_addresses(
+                    [r.candidate.recipient for r in channel_rows], session
+                )
                 reachable = []
                 for r in channel_rows:
                     if r.candidate.recipient.id in missing:

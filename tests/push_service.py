@@ -34,6 +34,7 @@ from typing import Any
 
 import http_ece
 from aiohttp import web
+from multidict import CIMultiDict
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -94,7 +95,8 @@ class Received:
     """One push the service accepted and the browser decrypted."""
 
     token: str
-    headers: dict[str, str]
+    #: Case-insensitive, as HTTP headers are (pywebpush sends them lower-case).
+    headers: CIMultiDict[str]
     plaintext: bytes
     claims: dict[str, Any]
 
@@ -269,7 +271,9 @@ class PushService:
             except Exception as exc:  # what a browser does with a bad body: drop it
                 return self._reject(token, 400, f"cannot decrypt: {type(exc).__name__}")
             with self._lock:
-                self.received.append(Received(token, dict(request.headers), plaintext, claims))
+                self.received.append(
+                    Received(token, CIMultiDict(request.headers), plaintext, claims)
+                )
         return web.Response(status=201, headers={"Location": f"/m/{secrets.token_hex(8)}"})
 
     def _scripted(self, token: str) -> Answer | None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from pywebpush import WebPusher, WebPushException
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from dispatcher import log
 from dispatcher.channels.base import Channel, Message, Outcome, Recipient, RetryPolicy
@@ -107,23 +108,23 @@ class WebPushChannel(Channel):
             self._signer = VapidSigner(VapidKey.from_settings(self.push), self.push.vapid_subject)
         return self._signer
 
-    def missing_addresses(self, recipients: Sequence[Recipient]) -> set[int]:
+    def missing_addresses(self, recipients: Sequence[Recipient], session: Session) -> set[int]:
         """Recipients with no push subscription at all, in one query per 500."""
         wanted = {r.id for r in recipients}
         found: set[int] = set()
-        with self.context.store.session() as session:
-            for chunk in _chunks(sorted(wanted)):
-                found.update(
-                    session.scalars(
-                        select(PushSubscription.subscriber_id)
-                        .where(PushSubscription.subscriber_id.in_(chunk))
-                        .distinct()
-                    )
+        for chunk in _chunks(sorted(wanted)):
+            found.update(
+                session.scalars(
+                    select(PushSubscription.subscriber_id)
+                    .where(PushSubscription.subscriber_id.in_(chunk))
+                    .distinct()
                 )
+            )
         return wanted - found
 
     def address_missing(self, recipient: Recipient) -> bool:
-        return bool(self.missing_addresses([recipient]))
+        with self.context.store.session() as session:
+            return bool(self.missing_addresses([recipient], session))
 
     def ttl_for(self, type: NotificationType) -> int:
         """Seconds a push service keeps the message for an offline device."""
