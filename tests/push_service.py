@@ -34,11 +34,11 @@ from typing import Any
 
 import http_ece
 from aiohttp import web
-from multidict import CIMultiDict
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from multidict import CIMultiDict
 
 
 def b64e(data: bytes) -> str:
