@@ -212,6 +212,8 @@ class PushService:
                 "decrypted": len(self.received),
                 "rejected": [r.__dict__ for r in self.rejected[:20]],
                 "rejected_count": len(self.rejected),
+                "last": self.received[-1].json if self.received else None,
+                "max_in_flight": self.max_in_flight,
             }
         )
 
