@@ -52,9 +52,12 @@ class PushSettings(BaseSettings):
     vapid_private_key_file: Path | None = None
     vapid_public_key: str | None = None
     vapid_subject: str = "mailto:admin@localhost"
-    timeout: float = 10.0
-    concurrency: int = 64
-    default_ttl_seconds: int = 86400
+    #: Seconds per push request; never unbounded (a silent push service would hang).
+    timeout: float = Field(default=10.0, gt=0)
+    #: Push requests in flight at once per worker process.
+    concurrency: int = Field(default=64, gt=0)
+    #: TTL for types without ``push_ttl_seconds``; 0 would drop pushes to offline devices.
+    default_ttl_seconds: int = Field(default=86400, gt=0)
     allow_insecure_loopback: bool = False
     max_attempts: int = 8
     backoff_base_seconds: float = 30.0

@@ -209,7 +209,10 @@ class VapidSigner:
 
     def authorization(self, endpoint: str) -> str:
         """The ``Authorization`` header value for a request to ``endpoint``."""
-        origin = origin_of(endpoint)
+        return self.authorization_for_origin(origin_of(endpoint))
+
+    def authorization_for_origin(self, origin: str) -> str:
+        """The ``Authorization`` header value for requests to ``origin``."""
         now = utcnow()
         cached = self._cache.get(origin)
         if cached is not None and cached.expires_at - now > self.renew_before:

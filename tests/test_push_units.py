@@ -209,6 +209,16 @@ class TestVapid:
         with pytest.raises(ConfigurationError, match="VAPID_PRIVATE_KEY_FILE: cannot read"):
             VapidKey.from_settings(missing)
 
+    @pytest.mark.parametrize("variable", ["DEFAULT_TTL_SECONDS", "TIMEOUT", "CONCURRENCY"])
+    def test_zero_ttl_timeout_or_concurrency_is_refused(
+        self, variable: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from dispatcher import Settings
+
+        monkeypatch.setenv(f"DISPATCHER_PUSH_{variable}", "0")
+        with pytest.raises(ConfigurationError, match=f"DISPATCHER_PUSH_{variable}"):
+            Settings.from_env()
+
     def test_bad_or_mismatched_keys_are_configuration_errors(self) -> None:
         with pytest.raises(ConfigurationError, match="not a VAPID private key") as info:
             VapidKey.from_text("c2VjcmV0LXNlY3JldA")

@@ -322,6 +322,31 @@ def test_a_silent_push_service_times_out_into_a_retry(
         d.close()
 
 
+def test_a_silent_push_service_does_not_hold_the_whole_batch(
+    dispatcher: Dispatcher, vapid_key: VapidKey, push_service: PushService
+) -> None:
+    d = Dispatcher(
+        make_settings(
+            dispatcher.settings.database_url,
+            broker_url="memory://",
+            push=push_settings(vapid_key, timeout=0.3, concurrency=1),
+        )
+    )
+    try:
+        people = [f"p{i}" for i in range(6)]
+        for who in people:
+            d.subscribers.upsert(who)
+            push_service.go_silent(_subscribe(d, push_service, who))
+        rows = _run(d, "ticket_created", people)
+        assert {(r.status, r.reason) for r in rows} == {(DeliveryStatus.SCHEDULED, Reason.RETRYING)}
+        details = sorted(r.detail or "" for r in rows)
+        assert sum("timeout after 0.3s" in x for x in details) == 3
+        assert sum("kept failing in this batch" in x for x in details) == 3
+        assert push_service.requests == 3  # the other three were never sent
+    finally:
+        d.close()
+
+
 def test_wrong_vapid_key_is_refused_by_the_push_service(
     dispatcher: Dispatcher, push_service: PushService
 ) -> None:

@@ -33,13 +33,12 @@ from dispatcher.clock import utcnow
 from dispatcher.db.models import PushSubscription
 from dispatcher.enums import Reason
 from dispatcher.errors import (
-    ConfigurationError,
     DeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
 from dispatcher.push_payload import build_payload, topic, urgency
-from dispatcher.vapid import VapidKey, VapidSigner
+from dispatcher.vapid import VapidKey, VapidSigner, origin_of
 
 if TYPE_CHECKING:
     from dispatcher.catalog import NotificationType
@@ -63,6 +62,7 @@ class _Result(Enum):
 class _Device:
     id: int
     subscriber_id: int
+    origin: str
     info: dict[str, Any]
 
 
@@ -73,6 +73,32 @@ class _Attempt:
     status: int | None = None
     detail: str = ""
     retry_after: timedelta | None = None
+
+
+class _Breaker:
+    """Push-service origins that keep failing within one batch.
+
+    After :attr:`THRESHOLD` timeouts or connection errors (and more of them than
+    successes), the origin's remaining pushes in the batch become retries at once: a
+    silent service would otherwise hold a batch of 500 for ``500 / concurrency x
+    timeout`` seconds, far past the delivery lease.
+    """
+
+    THRESHOLD = 3
+
+    def __init__(self) -> None:
+        self.failures: dict[str, int] = defaultdict(int)
+        self.successes: dict[str, int] = defaultdict(int)
+
+    def open(self, origin: str) -> bool:
+        failures = self.failures[origin]
+        return failures >= self.THRESHOLD and failures > self.successes[origin]
+
+    def record(self, origin: str, *, reached: bool) -> None:
+        if reached:
+            self.successes[origin] += 1
+        else:
+            self.failures[origin] += 1
 
 
 class WebPushChannel(Channel):
@@ -133,16 +159,8 @@ class WebPushChannel(Channel):
         return self.push.default_ttl_seconds
 
     async def open(self) -> None:
-        if self.push.default_ttl_seconds <= 0:
-            # pywebpush's default of 0 silently drops pushes to offline devices.
-            raise ConfigurationError(
-                "DISPATCHER_PUSH_DEFAULT_TTL_SECONDS must be positive; 0 drops every push "
-                "to a device that is offline at that moment"
-            )
-        if self.push.timeout <= 0 or self.push.concurrency <= 0:
-            raise ConfigurationError(
-                "DISPATCHER_PUSH_TIMEOUT and DISPATCHER_PUSH_CONCURRENCY must be positive"
-            )
+        # Settings refuse a TTL, timeout or concurrency of 0 (pywebpush's TTL default of 0
+        # drops every push to an offline device; no timeout hangs on a silent service).
         self.signer  # noqa: B018 - fail on a bad key before the first batch, not inside it
         if self._session is None or self._session.closed:
             self._limit = asyncio.Semaphore(self.push.concurrency)
@@ -161,6 +179,7 @@ class WebPushChannel(Channel):
         devices = self._devices({m.recipient.id for m in messages})
         outcomes: list[Outcome] = []
         work: list[tuple[Message, list[asyncio.Task[_Attempt]]]] = []
+        breaker = _Breaker()
         async with asyncio.TaskGroup() as group:
             for m in messages:
                 mine = devices.get(m.recipient.id, [])
@@ -183,7 +202,9 @@ class WebPushChannel(Channel):
                     "Topic": topic(m.notification_id),
                 }
                 tasks = [
-                    group.create_task(self._push(d, payload, headers, self.ttl_for(m.type)))
+                    group.create_task(
+                        self._push(d, payload, headers, self.ttl_for(m.type), breaker)
+                    )
                     for d in mine
                 ]
                 work.append((m, tasks))
@@ -193,13 +214,24 @@ class WebPushChannel(Channel):
         return outcomes
 
     async def _push(
-        self, device: _Device, payload: bytes, headers: dict[str, str], ttl: int
+        self,
+        device: _Device,
+        payload: bytes,
+        headers: dict[str, str],
+        ttl: int,
+        breaker: _Breaker,
     ) -> _Attempt:
         assert self._limit is not None and self._session is not None
         async with self._limit:
+            if breaker.open(device.origin):
+                return _Attempt(
+                    device,
+                    _Result.TRANSIENT,
+                    detail=f"{device.origin} kept failing in this batch; not tried",
+                )
             request_headers = {
                 **headers,
-                "Authorization": self.signer.authorization(device.info["endpoint"]),
+                "Authorization": self.signer.authorization_for_origin(device.origin),
             }
             try:
                 pusher = WebPusher(device.info, aiohttp_session=self._session)
@@ -212,15 +244,18 @@ class WebPushChannel(Channel):
                 )
                 body = await response.text(errors="replace")
             except TimeoutError:
+                breaker.record(device.origin, reached=False)
                 return _Attempt(
                     device, _Result.TRANSIENT, detail=f"timeout after {self.push.timeout:g}s"
                 )
             except aiohttp.ClientError as exc:
+                breaker.record(device.origin, reached=False)
                 return _Attempt(device, _Result.TRANSIENT, detail=f"{type(exc).__name__}: {exc}")
             except (WebPushException, ValueError) as exc:
                 # A stored subscription pywebpush cannot use (keys written around the
                 # API); this device can never succeed.
                 return _Attempt(device, _Result.PERMANENT, detail=f"unusable subscription: {exc}")
+        breaker.record(device.origin, reached=True)
         return _classify(device, response.status, response.headers.get("Retry-After"), body)
 
     def _devices(self, subscriber_ids: Iterable[int]) -> dict[int, list[_Device]]:
@@ -240,7 +275,7 @@ class WebPushChannel(Channel):
                 )
                 for sid, owner, endpoint, p256dh, auth in rows:
                     info = {"endpoint": endpoint, "keys": {"p256dh": p256dh, "auth": auth}}
-                    found[owner].append(_Device(sid, owner, info))
+                    found[owner].append(_Device(sid, owner, origin_of(endpoint), info))
         return found
 
     def _record_devices(self, attempts: Iterable[_Attempt]) -> None:
