@@ -417,3 +417,80 @@ def test_worker_pushes_to_both_devices_once_and_forgets_a_gone_one(
         assert [s.endpoint for s in d.push_subscriptions.list("seller-1")] == [phone.endpoint]
     finally:
         d.close()
+
+
+def test_channel_send_outcomes_for_edge_cases(d: Dispatcher, push_service: PushService) -> None:
+    """Straight through ``WebPushChannel.send``: the cases the deliverer rarely reaches."""
+    import socket
+
+    from dispatcher.channels.base import Message, Recipient
+    from dispatcher.clock import utcnow
+
+    for who in ("gone", "huge", "refused", "broken"):
+        d.subscribers.upsert(who)
+    _subscribe(d, push_service, "huge")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    refused = push_service.new_device()
+    refused_sub = refused.subscription()
+    refused_sub["endpoint"] = f"http://127.0.0.1:{closed}/push/{refused.token}"
+    d.push_subscriptions.add("refused", refused_sub)
+    broken = d.push_subscriptions.add("broken", push_service.new_device().subscription())
+    with d.store.session() as s:  # keys written around the API
+        row = s.get(PushSubscription, broken.id)
+        assert row is not None
+        row.p256dh = "AAAA"
+    ids = (
+        {
+            info.id: info.external_id
+            for info in (d.subscribers.get(w) for w in ("gone", "huge", "refused", "broken"))
+        }
+        if False
+        else None
+    )
+    del ids
+    with d.store.session() as s:
+        from dispatcher.db.models import Subscriber
+
+        pk = {r.external_id: r.id for r in s.scalars(select(Subscriber))}
+    kind = d.catalog.get("ticket_created")
+
+    def message(i: int, who: str, body: str = "b") -> Message:
+        return Message(
+            delivery_id=i,
+            notification_id=i,
+            event_id=1,
+            type=kind,
+            priority=kind.priority,
+            recipient=Recipient(pk[who], who, None, "en", "UTC"),
+            content={
+                "title": "t",
+                "body": body,
+                "url": "/" + ("x" * 5000 if who == "huge" else ""),
+            },
+            data={},
+            attempt=1,
+            created_at=utcnow(),
+        )
+
+    channel = _channel(d)
+    d.channels.open(channel)
+    outcomes = {
+        o.delivery_id: o
+        for o in d.channels.run(
+            channel.send(
+                [
+                    message(1, "gone"),
+                    message(2, "huge"),
+                    message(3, "refused"),
+                    message(4, "broken"),
+                ]
+            )
+        )
+    }
+    assert outcomes[1].error is not None and outcomes[1].error.reason == Reason.NO_DEVICES
+    assert outcomes[2].error is not None and outcomes[2].error.reason == "payload_too_large"
+    assert outcomes[3].transient and "ClientConnectorError" in str(outcomes[3].error)
+    assert outcomes[4].permanent and "unusable subscription" in str(outcomes[4].error)
+    assert push_service.received == []
