@@ -23,7 +23,7 @@ from dispatcher import (
 )
 from dispatcher.channels.web_push import WebPushChannel
 from dispatcher.clock import utcnow
-from dispatcher.db.models import Delivery, Notification, PushSubscription
+from dispatcher.db.models import Delivery, Notification, PushSubscription, Subscriber
 from dispatcher.settings import PushSettings
 from dispatcher.vapid import VapidKey
 from tests.conftest import StartWorker, make_settings, wait_for
@@ -441,18 +441,7 @@ def test_channel_send_outcomes_for_edge_cases(d: Dispatcher, push_service: PushS
         row = s.get(PushSubscription, broken.id)
         assert row is not None
         row.p256dh = "AAAA"
-    ids = (
-        {
-            info.id: info.external_id
-            for info in (d.subscribers.get(w) for w in ("gone", "huge", "refused", "broken"))
-        }
-        if False
-        else None
-    )
-    del ids
     with d.store.session() as s:
-        from dispatcher.db.models import Subscriber
-
         pk = {r.external_id: r.id for r in s.scalars(select(Subscriber))}
     kind = d.catalog.get("ticket_created")
 
