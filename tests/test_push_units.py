@@ -295,3 +295,45 @@ def test_cli_generate_prints_settings_that_load(tmp_path: Path) -> None:
     assert again.exit_code != 0 and "cannot create" in again.output
     bad = CliRunner().invoke(main, ["vapid", "generate", "--subject", "ops"])
     assert bad.exit_code != 0 and "mailto:" in bad.output
+
+
+@pytest.mark.parametrize("locale", ["en", "es"])
+@pytest.mark.parametrize(
+    "seed",
+    [
+        t
+        for t in __import__("dispatcher.seed_types").seed_types.SEED_TYPES
+        if "web_push" in t.channels
+    ],
+    ids=lambda t: t.name,
+)
+def test_seed_push_templates_render_in_both_locales(seed, locale: str) -> None:
+    from dispatcher.channels.web_push import WebPushChannel
+    from dispatcher.render import Renderer
+    from dispatcher.settings import DEFAULT_TEMPLATES_DIR
+
+    renderer = Renderer([DEFAULT_TEMPLATES_DIR])
+    for part in ("title", "body", "url"):  # the locale's own file, not the fallback
+        assert renderer.find(seed.name, "web_push", part, locale) == (
+            f"{seed.name}/{locale}/web_push/{part}.j2"
+        )
+    data = seed.validate(seed.example)
+    context = {
+        **data,
+        "data": data,
+        "recipient": {"id": "u", "email": None, "locale": locale, "timezone": "UTC"},
+        "notification": {"id": 5, "type": seed.name, "category": seed.category},
+    }
+    content = renderer.render(
+        seed.name,
+        "web_push",
+        WebPushChannel.parts,
+        locale,
+        context,
+        optional=WebPushChannel.optional_parts,
+    )
+    assert content["title"] and content["body"] and content["url"].startswith("/")
+    doc = json.loads(
+        build_payload(content, notification_id=5, type_name=seed.name, priority=seed.priority)
+    )
+    assert doc["title"] == content["title"] and doc["body"] == content["body"]
