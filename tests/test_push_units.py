@@ -21,6 +21,7 @@ from dispatcher.channels.web_push import parse_retry_after
 from dispatcher.cli import main
 from dispatcher.push_payload import MAX_PLAINTEXT_BYTES, build_payload, topic, urgency
 from dispatcher.push_subscriptions import parse_subscription
+from dispatcher.seed_types import SEED_TYPES
 from dispatcher.settings import PushSettings
 from dispatcher.vapid import VapidKey, VapidSigner, b64url_encode
 from tests.push_service import Device, verify_jwt
@@ -300,11 +301,7 @@ def test_cli_generate_prints_settings_that_load(tmp_path: Path) -> None:
 @pytest.mark.parametrize("locale", ["en", "es"])
 @pytest.mark.parametrize(
     "seed",
-    [
-        t
-        for t in __import__("dispatcher.seed_types").seed_types.SEED_TYPES
-        if "web_push" in t.channels
-    ],
+    [t for t in SEED_TYPES if "web_push" in t.channels],
     ids=lambda t: t.name,
 )
 def test_seed_push_templates_render_in_both_locales(seed, locale: str) -> None:
