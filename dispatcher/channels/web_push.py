@@ -251,6 +251,11 @@ class WebPushChannel(Channel):
             except aiohttp.ClientError as exc:
                 breaker.record(device.origin, reached=False)
                 return _Attempt(device, _Result.TRANSIENT, detail=f"{type(exc).__name__}: {exc}")
+            except UnicodeDecodeError:
+                # pywebpush decodes the answer strictly; a garbled body is the service's
+                # problem, not the device's.
+                breaker.record(device.origin, reached=False)
+                return _Attempt(device, _Result.TRANSIENT, detail="undecodable response body")
             except (WebPushException, ValueError) as exc:
                 # A stored subscription pywebpush cannot use (keys written around the
                 # API); this device can never succeed.
