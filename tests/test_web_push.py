@@ -483,3 +483,32 @@ def test_channel_send_outcomes_for_edge_cases(d: Dispatcher, push_service: PushS
     assert outcomes[3].transient and "ClientConnectorError" in str(outcomes[3].error)
     assert outcomes[4].permanent and "unusable subscription" in str(outcomes[4].error)
     assert push_service.received == []
+
+
+def test_the_pywebpush_claims_trap_is_real_and_the_service_catches_it(
+    vapid_key: VapidKey, push_service: PushService
+) -> None:
+    """Why the channel signs itself: ``webpush()`` writes ``aud`` into the caller's dict,
+    so reusing one dict for a second push service sends it the first one's audience."""
+    from pywebpush import WebPushException, webpush
+
+    shared: dict[str, str | int] = {"sub": SUBJECT}
+    first, second = push_service.new_device("127.0.0.1"), push_service.new_device("localhost")
+    for device in (first, second):
+        try:
+            webpush(
+                device.subscription(),
+                data="{}",
+                vapid_private_key=vapid_key.private_key_b64,
+                vapid_claims=shared,
+                ttl=60,
+                timeout=5,
+            )
+        except WebPushException as exc:
+            assert device is second and exc.response.status_code == 403
+    assert shared["aud"] == f"http://127.0.0.1:{push_service.port}"  # mutated
+    assert len(push_service.for_device(first)) == 1 and push_service.for_device(second) == []
+    assert [r.reason for r in push_service.rejected] == [
+        f"VAPID: aud 'http://127.0.0.1:{push_service.port}' is not "
+        f"'http://localhost:{push_service.port}'"
+    ]
