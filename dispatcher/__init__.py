@@ -26,6 +26,7 @@ from dispatcher.errors import (
 )
 from dispatcher.inbox import InboxItem
 from dispatcher.outbox import EventReceipt
+from dispatcher.push_subscriptions import PushSubscriptionInfo
 from dispatcher.settings import Settings
 from dispatcher.templating.checks import TemplateProblem
 from dispatcher.templating.versions import EffectiveTemplate, TemplateVersionInfo
@@ -41,6 +42,7 @@ __all__ = [
     "EventReceipt",
     "InboxItem",
     "NotificationType",
+    "PushSubscriptionInfo",
     "RateLimit",
     "EffectiveTemplate",
     "TemplateProblem",

@@ -115,9 +115,12 @@ class Deliverer:
                         for r in channel_rows
                     )
                     continue
+                missing = channel.missing_addresses(
+                    [r.candidate.recipient for r in channel_rows], session
+                )
                 reachable = []
                 for r in channel_rows:
-                    if channel.address_missing(r.candidate.recipient):
+                    if r.candidate.recipient.id in missing:
                         records.append(
                             Record(
                                 r.candidate.delivery_id,

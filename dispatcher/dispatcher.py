@@ -23,6 +23,7 @@ from dispatcher.inbox import Inbox, InboxItem
 from dispatcher.outbox import EventReceipt, Outbox
 from dispatcher.policy import Policy, PolicyChain
 from dispatcher.preferences import Preferences
+from dispatcher.push_subscriptions import PushSubscriptions
 from dispatcher.render import Renderer
 from dispatcher.settings import Settings
 from dispatcher.subscribers import Subscribers
@@ -60,6 +61,7 @@ class Dispatcher:
         self.templates = Templates(
             self.store, self.catalog, lambda: self.renderer, lambda: self.channels
         )
+        self.push_subscriptions = PushSubscriptions(self.store, self.settings.push)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Dispatcher:

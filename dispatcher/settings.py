@@ -52,13 +52,41 @@ class PushSettings(BaseSettings):
     vapid_private_key_file: Path | None = None
     vapid_public_key: str | None = None
     vapid_subject: str = "mailto:admin@localhost"
-    timeout: float = 10.0
-    concurrency: int = 64
-    default_ttl_seconds: int = 86400
+    #: Seconds per push request; never unbounded (a silent push service would hang).
+    timeout: float = Field(default=10.0, gt=0)
+    #: Push requests in flight at once per worker process.
+    concurrency: int = Field(default=64, gt=0)
+    #: TTL for types without ``push_ttl_seconds``; 0 would drop pushes to offline devices.
+    default_ttl_seconds: int = Field(default=86400, gt=0)
     allow_insecure_loopback: bool = False
     max_attempts: int = 8
     backoff_base_seconds: float = 30.0
     backoff_cap_seconds: float = 3600.0
+
+    def private_key_text(self) -> str | None:
+        """The VAPID private key as text, from the variable or else from the file.
+
+        Raises:
+            ConfigurationError: the file is named but cannot be read.
+        """
+        if self.vapid_private_key is not None and self.vapid_private_key.get_secret_value():
+            return self.vapid_private_key.get_secret_value().strip()
+        if self.vapid_private_key_file is not None:
+            try:
+                return self.vapid_private_key_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"DISPATCHER_PUSH_VAPID_PRIVATE_KEY_FILE: cannot read "
+                    f"{str(self.vapid_private_key_file)!r}: {exc.strerror}"
+                ) from None
+        return None
+
+    def is_configured(self) -> bool:
+        """Whether a VAPID private key is given (variable or file)."""
+        return bool(
+            (self.vapid_private_key is not None and self.vapid_private_key.get_secret_value())
+            or self.vapid_private_key_file is not None
+        )
 
 
 class GatewaySettings(BaseSettings):

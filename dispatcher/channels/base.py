@@ -17,6 +17,8 @@ from dispatcher.enums import Priority
 from dispatcher.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from dispatcher.catalog import NotificationType
     from dispatcher.db.engine import Store
     from dispatcher.settings import Settings
@@ -136,6 +138,16 @@ class Channel:
     def address_missing(self, recipient: Recipient) -> bool:
         """Whether the recipient has no address on this channel (no email, no device)."""
         return False
+
+    def missing_addresses(self, recipients: Sequence[Recipient], session: Session) -> set[int]:
+        """The ids of ``recipients`` with no address on this channel, for a whole batch.
+
+        Override this instead of :meth:`address_missing` when the answer needs a query
+        (push devices), so a batch costs one query rather than one per recipient. Query
+        with ``session`` (the deliverer's): on SQLite a second session would wait for
+        the first one's write lock.
+        """
+        return {r.id for r in recipients if self.address_missing(r)}
 
     def template_context(
         self, recipient: Recipient, type: NotificationType, notification_id: int

@@ -10,6 +10,7 @@ import click
 from dispatcher.cli.core import migrate
 from dispatcher.cli.demo import demo
 from dispatcher.cli.templates import templates
+from dispatcher.cli.vapid import vapid
 
 
 @click.group()
@@ -21,3 +22,4 @@ def main() -> None:
 main.add_command(migrate)
 main.add_command(demo)
 main.add_command(templates)
+main.add_command(vapid)

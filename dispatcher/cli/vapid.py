@@ -1,0 +1,70 @@
+"""``dispatcher vapid``: create and inspect the VAPID key pair web push signs with."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from dispatcher.errors import ConfigurationError
+from dispatcher.settings import PushSettings
+from dispatcher.vapid import VapidKey, check_subject
+
+
+@click.group()
+def vapid() -> None:
+    """VAPID keys for web push (DISPATCHER_PUSH_VAPID_*)."""
+
+
+@vapid.command()
+@click.option(
+    "--subject",
+    default="mailto:admin@localhost",
+    show_default=True,
+    help="Contact push services may use: a mailto: address or an https:// URL.",
+)
+@click.option(
+    "--private-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the private key as PEM to this new file (mode 0600).",
+)
+def generate(subject: str, private_key_file: Path | None) -> None:
+    """Create a key pair and print the settings to paste.
+
+    The public key is the frontend's applicationServerKey for
+    pushManager.subscribe(). Keep the private key secret: anyone holding it can push
+    to your subscribers. Changing it invalidates every existing subscription.
+    """
+    try:
+        check_subject(subject)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--subject") from None
+    key = VapidKey.generate()
+    if private_key_file is not None:
+        try:
+            fd = os.open(private_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot create {private_key_file}: {exc.strerror}"
+            ) from None
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key.private_pem())
+        click.echo(f"# private key written to {private_key_file}")
+        click.echo(f"DISPATCHER_PUSH_VAPID_PRIVATE_KEY_FILE={private_key_file.resolve()}")
+    else:
+        click.echo("# secret: keep it out of version control")
+        click.echo(f"DISPATCHER_PUSH_VAPID_PRIVATE_KEY={key.private_key_b64}")
+    click.echo("# public: the frontend's applicationServerKey (base64url)")
+    click.echo(f"DISPATCHER_PUSH_VAPID_PUBLIC_KEY={key.public_key_b64}")
+    click.echo(f"DISPATCHER_PUSH_VAPID_SUBJECT={subject}")
+
+
+@vapid.command("public-key")
+def public_key() -> None:
+    """Print the applicationServerKey of the configured private key."""
+    try:
+        key = VapidKey.from_settings(PushSettings())
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(key.public_key_b64)
