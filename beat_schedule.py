@@ -13,4 +13,10 @@ SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": timedelta(seconds=5),
         "options": {"queue": "dispatcher.maintenance", "expires": 30},
     },
+    # Delete finished events older than DISPATCHER_RETENTION_DAYS, a batch at a time.
+    "purge": {
+        "task": "dispatcher.purge",
+        "schedule": timedelta(minutes=10),
+        "options": {"queue": "dispatcher.maintenance", "expires": 600},
+    },
 }

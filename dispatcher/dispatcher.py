@@ -23,6 +23,7 @@ from dispatcher.inbox import Inbox, InboxItem
 from dispatcher.outbox import EventReceipt, Outbox
 from dispatcher.policy import Policy, PolicyChain
 from dispatcher.preferences import Preferences
+from dispatcher.purge import PurgeResult, purge
 from dispatcher.push_subscriptions import PushSubscriptions
 from dispatcher.render import Renderer
 from dispatcher.settings import Settings
@@ -211,6 +212,10 @@ class Dispatcher:
             grace=timedelta(seconds=self.settings.sweep_grace_seconds),
             batch_size=self.settings.delivery_batch_size,
         )
+
+    def run_purge(self) -> PurgeResult:
+        """Delete finished events older than ``retention_days`` (what ``dispatcher.purge`` runs)."""
+        return purge(self.store, retention=timedelta(days=self.settings.retention_days))
 
     def migrate(self) -> None:
         """Create or upgrade the database schema to the newest migration."""

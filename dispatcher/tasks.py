@@ -96,6 +96,10 @@ def register_tasks(app: Celery) -> None:
         result = current_dispatcher().run_sweep()
         return {"events": result.events, "deliveries": result.deliveries}
 
+    @app.task(name=doorbell.PURGE, ignore_result=True, expires=3600)  # type: ignore[untyped-decorator]
+    def purge() -> dict[str, int]:
+        return {"events": current_dispatcher().run_purge().events}
+
 
 signals.worker_process_init.connect(_reset, weak=False)
 signals.worker_process_shutdown.connect(_reset, weak=False)

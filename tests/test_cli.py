@@ -77,3 +77,47 @@ def test_demo_starts_a_private_redis_when_none_answers(tmp_path) -> None:  # typ
     assert "Nothing answers at redis://127.0.0.1:1/0" in result.stdout
     assert "Starting a private redis-server" in result.stdout
     assert "In-app inbox of marta" in result.stdout
+
+
+def _env(d) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    from tests.conftest import settings_env
+
+    return settings_env(d.settings)
+
+
+def test_send_list_stats_and_retry(dispatcher) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select, update
+
+    from dispatcher.db.models import Delivery
+    from dispatcher.enums import DeliveryStatus
+
+    runner, env = CliRunner(), _env(dispatcher)
+    dispatcher.subscribers.upsert("u1")
+    result = runner.invoke(main, ["send", "payout_sent", "--to", "u1", "--key", "k1"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "event 1 stored: payout_sent to 1 recipient(s), priority medium" in result.output
+    again = runner.invoke(main, ["send", "payout_sent", "--to", "u1", "--key", "k1"], env=env)
+    assert "already stored (same idempotency key)" in again.output
+    bad = runner.invoke(main, ["send", "payout_sent", "--to", "u1", "--data", "{"], env=env)
+    assert bad.exit_code == 1 and "--data is not valid JSON" in bad.output
+    unknown = runner.invoke(main, ["send", "nope", "--to", "u1"], env=env)
+    assert unknown.exit_code == 1 and "unknown notification type 'nope'" in unknown.output
+
+    dispatcher.run_fanout(1)
+    with dispatcher.store.session() as s:
+        (delivery_id,) = s.scalars(select(Delivery.id))
+        s.execute(
+            update(Delivery).values(status=DeliveryStatus.FAILED, reason="rejected", attempts=3)
+        )
+    listing = runner.invoke(
+        main, ["deliveries", "list", "--status", "failed"], env={**env, "COLUMNS": "200"}
+    )
+    assert listing.exit_code == 0 and "rejected" in listing.output and "u1" in listing.output
+    stats = runner.invoke(main, ["stats"], env={**env, "COLUMNS": "200"})
+    assert stats.exit_code == 0 and "in_app" in stats.output and "rejected=1" in stats.output
+    retried = runner.invoke(main, ["deliveries", "retry", str(delivery_id), "999"], env=env)
+    assert "requeued 1 delivery; not failed or unknown: 999" in retried.output
+    with dispatcher.store.session() as s:
+        row = s.get_one(Delivery, delivery_id)
+        assert (row.status, row.attempts, row.reason) == (DeliveryStatus.PENDING, 0, None)
+    assert dispatcher.run_deliver([delivery_id]).counts == {"sent": 1}

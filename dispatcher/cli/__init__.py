@@ -9,6 +9,7 @@ import click
 
 from dispatcher.cli.core import migrate
 from dispatcher.cli.demo import demo
+from dispatcher.cli.operations import deliveries, send, stats
 from dispatcher.cli.templates import templates
 from dispatcher.cli.vapid import vapid
 
@@ -21,5 +22,8 @@ def main() -> None:
 
 main.add_command(migrate)
 main.add_command(demo)
+main.add_command(send)
+main.add_command(deliveries)
+main.add_command(stats)
 main.add_command(templates)
 main.add_command(vapid)
