@@ -342,7 +342,8 @@ def test_a_silent_push_service_does_not_hold_the_whole_batch(
         details = sorted(r.detail or "" for r in rows)
         assert sum("timeout after 0.3s" in x for x in details) == 3
         assert sum("kept failing in this batch" in x for x in details) == 3
-        assert push_service.requests == 3  # the other three were never sent
+        # The other three were never sent (a loaded machine may time out before connecting).
+        assert push_service.requests <= 3
     finally:
         d.close()
 
