@@ -94,7 +94,7 @@ def main() -> None:
         help="recipients for the naive baseline (default: same as --subscribers)",
     )
     parser.add_argument("--database-url", default=None)
-    parser.add_argument("--redis-db", type=int, default=13)
+    parser.add_argument("--redis-db", type=int, default=14)
     parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args()
     n, naive_n = args.subscribers, args.naive or args.subscribers

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dispatcher import log
@@ -141,18 +141,41 @@ class Deliverer:
         return report
 
     def _load(self, session: Session, ids: Sequence[int]) -> tuple[list[_Row], list[Record]]:
+        # Plain columns, not ORM entities: a batch is hundreds of rows and identity-map
+        # bookkeeping would cost more than the query. Payloads are loaded once per event.
         stmt = (
-            select(Delivery, Notification, Subscriber, Event.payload)
+            select(
+                Delivery.id,
+                Delivery.channel,
+                Delivery.priority,
+                Delivery.attempts,
+                Notification.id.label("notification_id"),
+                Notification.type,
+                Notification.event_id,
+                Notification.created_at,
+                Subscriber.id.label("subscriber_id"),
+                Subscriber.external_id,
+                Subscriber.email,
+                Subscriber.locale,
+                Subscriber.timezone,
+            )
             .join(Notification, Notification.id == Delivery.notification_id)
             .join(Subscriber, Subscriber.id == Notification.subscriber_id)
-            .join(Event, Event.id == Notification.event_id)
             .where(Delivery.id.in_(list(ids)))
         )
+        found = session.execute(stmt).all()
+        event_ids = {r.event_id for r in found}
+        payloads: dict[int, dict[str, Any]] = {
+            event_id: payload
+            for event_id, payload in session.execute(
+                select(Event.id, Event.payload).where(Event.id.in_(event_ids))
+            )
+        }
         rows: list[_Row] = []
         early: list[Record] = []
-        for delivery, notification, subscriber, payload in session.execute(stmt):
+        for delivery in found:
             try:
-                notification_type = self.catalog.get(notification.type)
+                notification_type = self.catalog.get(delivery.type)
             except UnknownEventTypeError as exc:
                 # The worker lacks the app's type module: retry once it is deployed.
                 early.append(
@@ -166,22 +189,24 @@ class Deliverer:
                 )
                 continue
             recipient = Recipient(
-                id=subscriber.id,
-                external_id=subscriber.external_id,
-                email=subscriber.email,
-                locale=subscriber.locale or self.default_locale,
-                timezone=subscriber.timezone,
+                id=delivery.subscriber_id,
+                external_id=delivery.external_id,
+                email=delivery.email,
+                locale=delivery.locale or self.default_locale,
+                timezone=delivery.timezone,
             )
             candidate = Candidate(
                 delivery_id=delivery.id,
-                notification_id=notification.id,
+                notification_id=delivery.notification_id,
                 channel=delivery.channel,
                 type=notification_type,
                 priority=delivery.priority,
                 recipient=recipient,
                 attempt=delivery.attempts,
             )
-            rows.append(_Row(candidate, notification.event_id, payload, notification.created_at))
+            rows.append(
+                _Row(candidate, delivery.event_id, payloads[delivery.event_id], delivery.created_at)
+            )
         return rows, early
 
     def render_context(self, row: _Row, channel: Channel) -> dict[str, Any]:
@@ -353,23 +378,24 @@ class Deliverer:
         table = Delivery.__table__
         with self.store.session() as session:
             conn = session.connection()
-            if sent:
+            # Sent rows mostly share detail and provider id (None for in-app): one
+            # ``UPDATE … WHERE id IN (…)`` per distinct pair, not one statement per row.
+            groups: dict[tuple[str | None, str | None], list[int]] = {}
+            for r in sent:
+                groups.setdefault((r.detail, r.provider_id), []).append(r.delivery_id)
+            for (detail, provider_id), ids in groups.items():
                 conn.execute(
                     update(table)  # type: ignore[arg-type]
-                    .where(table.c.id == bindparam("did"))
+                    .where(table.c.id.in_(ids))
                     .values(
                         status=DeliveryStatus.SENT,
                         sent_at=now,
                         lease_until=None,
                         updated_at=now,
                         reason=None,
-                        detail=bindparam("detail"),
-                        provider_id=bindparam("provider_id"),
-                    ),
-                    [
-                        {"did": r.delivery_id, "detail": r.detail, "provider_id": r.provider_id}
-                        for r in sent
-                    ],
+                        detail=detail,
+                        provider_id=provider_id,
+                    )
                 )
             for r in others:
                 values: dict[str, Any] = {

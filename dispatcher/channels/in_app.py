@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from sqlalchemy import bindparam, update
+from sqlalchemy import BigInteger, Text, case, column, func, update, values
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from dispatcher import log
 from dispatcher.channels.base import Channel, Message, Outcome
@@ -59,19 +63,7 @@ class InAppChannel(Channel):
         ]
         store = self.context.store
         with store.session() as session:
-            stmt = (
-                update(Notification.__table__)  # type: ignore[arg-type]
-                .where(Notification.__table__.c.id == bindparam("nid"))
-                .values(title=bindparam("title"), body=bindparam("body"), url=bindparam("url"))
-            )
-            session.connection().execute(stmt, rows)
-            first_time = (
-                update(Notification)
-                .where(Notification.id.in_([m.notification_id for m in messages]))
-                .where(Notification.inbox_at.is_(None))
-                .values(inbox_at=now)
-            )
-            session.execute(first_time, execution_options={"synchronize_session": False})
+            session.execute(_store_content(session, rows, now))
         await self.open()
         assert self._redis is not None
         live = [m for m in messages if m.realtime]
@@ -111,3 +103,43 @@ class InAppChannel(Channel):
             "subscriber": message.recipient.external_id,
             "notification": item.to_dict(),
         }
+
+
+def _store_content(session: Session, rows: list[dict[str, Any]], now: datetime) -> Executable:
+    """One statement that writes a batch's inbox content; ``inbox_at`` keeps its first
+    value so a resend does not move the item in the inbox."""
+    table = Notification.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        content = values(
+            column("nid", BigInteger),
+            column("title", Text),
+            column("body", Text),
+            column("url", Text),
+            name="content",
+        ).data([(r["nid"], r["title"], r["body"], r["url"]) for r in rows])
+        return (
+            update(table)  # type: ignore[arg-type]
+            .where(table.c.id == content.c.nid)
+            .values(
+                title=content.c.title,
+                body=content.c.body,
+                url=content.c.url,
+                inbox_at=func.coalesce(table.c.inbox_at, now),
+            )
+        )
+    # SQLite cannot name the columns of a VALUES list; a CASE per column does the same.
+    ids = [r["nid"] for r in rows]
+
+    def pick(key: str) -> Any:
+        return case({r["nid"]: r[key] for r in rows}, value=table.c.id)
+
+    return (
+        update(table)  # type: ignore[arg-type]
+        .where(table.c.id.in_(ids))
+        .values(
+            title=pick("title"),
+            body=pick("body"),
+            url=pick("url"),
+            inbox_at=func.coalesce(table.c.inbox_at, now),
+        )
+    )
