@@ -21,6 +21,7 @@ from dispatcher.errors import ConfigurationError
 #: Channel name → "module:Class". The order is the order channels are shown in.
 REGISTRY: dict[str, str] = {
     "in_app": "dispatcher.channels.in_app:InAppChannel",
+    "email": "dispatcher.channels.email:EmailChannel",
 }
 
 
