@@ -107,6 +107,7 @@ class EmailChannel(Channel):
     ) -> Mapping[str, Any]:
         return {
             "links": {
+                "base": self.settings.public_url.rstrip("/"),
                 "unsubscribe": self.unsubscribe_link(recipient, type),
                 "preferences": preferences_url(self.settings.public_url),
             }
