@@ -123,8 +123,13 @@ def _headers_of(message: EmailMessage) -> bytes:
     return raw.split(b"\r\n\r\n", 1)[0] + b"\r\n"
 
 
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
 def _base64_lines(text: str) -> bytes:
-    return base64.encodebytes(text.encode("utf-8")).replace(b"\n", b"\r\n")
+    # Text bodies are encoded in canonical form: CRLF line ends (RFC 2046 section 4.1.1).
+    canonical = _NEWLINES.sub("\r\n", text).encode("utf-8")
+    return base64.encodebytes(canonical).replace(b"\n", b"\r\n")
 
 
 class EmailComposer:
