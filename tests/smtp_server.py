@@ -2,7 +2,8 @@
 
 It can be told to answer a chosen recipient with an error code (421, 450, 451, 550,
 554...) at ``RCPT`` or at ``DATA``, or to drop the connection, a given number of times
-or for ever. Import the ``smtp_server`` fixture into a test module to use it.
+or for ever. Import ``smtp_server_fixture`` and ``smtp_server_session`` into a test
+module to get the ``smtp_server`` fixture.
 """
 
 from __future__ import annotations
@@ -176,15 +177,15 @@ class SmtpServer:
         return {"host": self.host, "port": self.port, "security": "none", **extra}
 
 
-@pytest.fixture(scope="session")
-def _smtp_server() -> Iterator[SmtpServer]:
+@pytest.fixture(scope="session", name="_smtp_server")
+def smtp_server_session() -> Iterator[SmtpServer]:
     server = SmtpServer().start()
     yield server
     server.stop()
 
 
-@pytest.fixture
-def smtp_server(_smtp_server: SmtpServer) -> Iterator[SmtpServer]:
+@pytest.fixture(name="smtp_server")
+def smtp_server_fixture(_smtp_server: SmtpServer) -> Iterator[SmtpServer]:
     """A running SMTP server with no messages and no rules."""
     _smtp_server.start()
     _smtp_server.reset()

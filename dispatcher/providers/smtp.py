@@ -48,7 +48,7 @@ class SmtpReply:
 
 def classify_reply(code: int, message: str, *, stage: str) -> DeliveryError:
     """Turn a non-2xx SMTP reply into a transient (4xx) or permanent (5xx) error."""
-    text = f"SMTP {code} at {stage}: {message}"
+    text = f"SMTP {code} {message} (at {stage})"
     if 500 <= code < 600:
         return PermanentDeliveryError(text, reason=Reason.REJECTED)
     return TransientDeliveryError(text, reason=f"smtp_{code}" if code > 0 else "smtp_error")
