@@ -128,7 +128,9 @@ _NEWLINES = re.compile(r"\r\n|\r|\n")
 
 def _base64_lines(text: str) -> bytes:
     # Text bodies are encoded in canonical form: CRLF line ends (RFC 2046 section 4.1.1).
-    canonical = _NEWLINES.sub("\r\n", text).encode("utf-8")
+    # Without CR (the usual case) a plain replace is several times faster than the regex.
+    text = _NEWLINES.sub("\r\n", text) if "\r" in text else text.replace("\n", "\r\n")
+    canonical = text.encode("utf-8")
     return base64.encodebytes(canonical).replace(b"\n", b"\r\n")
 
 

@@ -34,6 +34,19 @@ class Envelope:
     recipient: str
     data: bytes
 
+    def __post_init__(self) -> None:
+        for address in (self.sender, self.recipient):
+            if not address.isascii() or any(c in address for c in "<>\r\n \t"):
+                raise ValueError(f"envelope address {address!r} is not a plain ASCII address")
+
+    @property
+    def sender_bytes(self) -> bytes:
+        return self.sender.encode("ascii")
+
+    @property
+    def recipient_bytes(self) -> bytes:
+        return self.recipient.encode("ascii")
+
 
 @dataclass(frozen=True)
 class SmtpReply:
@@ -131,6 +144,11 @@ class SmtpPool:
     async def _connect(self, client: aiosmtplib.SMTP) -> None:
         try:
             await client.connect()
+            if client.is_ehlo_or_helo_needed:
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
         except aiosmtplib.SMTPResponseException as exc:
             client.close()
             raise TransientDeliveryError(
@@ -182,9 +200,21 @@ class SmtpPool:
                 fresh = True
             stage = "MAIL"
             try:
-                await client.mail(envelope.sender)
+                # Addresses were validated and made ASCII by the channel, so the raw
+                # commands skip aiosmtplib's per-call parseaddr (a tenth of the CPU).
+                reply = await client.execute_command(
+                    b"MAIL", b"FROM:<" + envelope.sender_bytes + b">"
+                )
+                if reply.code != 250:
+                    raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, envelope.sender)
                 stage = "RCPT"
-                await client.rcpt(envelope.recipient)
+                reply = await client.execute_command(
+                    b"RCPT", b"TO:<" + envelope.recipient_bytes + b">"
+                )
+                if reply.code not in (250, 251):
+                    raise aiosmtplib.SMTPRecipientRefused(
+                        reply.code, reply.message, envelope.recipient
+                    )
                 stage = "DATA"
                 response = await client.data(envelope.data)
                 return SmtpReply(response.code, response.message)
