@@ -57,7 +57,9 @@ def run_sink(port: int) -> None:
     controller = Controller(Count(), hostname="127.0.0.1", port=port)
     controller.start()
     print("ready", flush=True)
-    sys.stdin.readline()
+    # "cpu" asks for this process's CPU seconds so far; an empty line stops the sink.
+    while sys.stdin.readline().strip() == "cpu":
+        print(time.process_time(), flush=True)
     controller.stop()
     print(Count.n, flush=True)
 
@@ -178,6 +180,7 @@ def main() -> None:
     parser.add_argument("--baseline-messages", type=int, default=3_000)
     parser.add_argument("--pool", type=int, default=SmtpSettings().pool_size)
     parser.add_argument("--batch", type=int, default=Settings().delivery_batch_size)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
@@ -233,24 +236,77 @@ def main() -> None:
             ),
         )
         n = args.baseline_messages
-        print(f"message size {len(data)} bytes; channel pool {args.pool}, batch {args.batch}")
-        smtplib_rate = bench_smtplib(port, data, n)
-        print(f"smtplib, new connection per message  {smtplib_rate:8.0f} msg/s  ({n} msgs)")
-        raw1 = asyncio.run(bench_raw(port, data, n, 1))
-        print(f"raw aiosmtplib, 1 connection          {raw1:8.0f} msg/s  ({n} msgs)")
-        rawn = asyncio.run(bench_raw(port, data, max(n, args.pool * 500), args.pool))
-        print(f"raw aiosmtplib, {args.pool} connections         {rawn:8.0f} msg/s")
-        rate, _ = bench_channel(port, args.messages, args.pool, args.batch)
         print(
-            f"EmailChannel (render+build+send), {args.pool} conns {rate:8.0f} msg/s  "
-            f"({args.messages} msgs)"
+            f"message size {len(data)} bytes; channel pool {args.pool}, batch {args.batch}; "
+            f"best of {args.rounds} interleaved rounds (other load on the machine varies)"
         )
-        print()
-        print(f"channel / smtplib new-connection     {rate / smtplib_rate:6.2f}x  (target >= 2.5x)")
-        print(f"channel / raw aiosmtplib 1 conn      {rate / raw1:6.2f}x")
+        best: dict[str, float] = {}
+
+        cpu: dict[str, tuple[float, float]] = {}
+
+        def sink_cpu() -> float:
+            assert sink.stdin is not None and sink.stdout is not None
+            sink.stdin.write("cpu\n")
+            sink.stdin.flush()
+            return float(sink.stdout.readline())
+
+        def measure(name: str, count: int, run: Any) -> None:
+            ours, theirs = time.process_time(), sink_cpu()
+            rate = run()
+            ours, theirs = time.process_time() - ours, sink_cpu() - theirs
+            best[name] = max(best.get(name, 0.0), rate)
+            mine = (ours / count * 1e6, theirs / count * 1e6)
+            cpu[name] = min(cpu.get(name, mine), mine)
+            print(
+                f"  {name:<44} {rate:8.0f} msg/s   CPU/msg: sender {mine[0]:5.0f} us, "
+                f"sink {mine[1]:5.0f} us",
+                flush=True,
+            )
+
+        smtplib_name = f"smtplib, new connection per message ({n})"
+        raw1_name = f"raw aiosmtplib, 1 connection ({n})"
+        rawn_name = f"raw aiosmtplib, {args.pool} connections ({n})"
+        channel_name = f"EmailChannel, render+build+send ({args.messages})"
+        for round_ in range(1, args.rounds + 1):
+            print(f"round {round_}")
+            measure(smtplib_name, n, lambda: bench_smtplib(port, data, n))
+            measure(raw1_name, n, lambda: asyncio.run(bench_raw(port, data, n, 1)))
+            measure(rawn_name, n, lambda: asyncio.run(bench_raw(port, data, n, args.pool)))
+            measure(
+                channel_name,
+                args.messages,
+                lambda: bench_channel(port, args.messages, args.pool, args.batch)[0],
+            )
+        print("best:")
+        for name, rate in best.items():
+            ours, theirs = cpu[name]
+            print(
+                f"  {name:<44} {rate:8.0f} msg/s   CPU/msg: sender {ours:5.0f} us, "
+                f"sink {theirs:5.0f} us"
+            )
+        rate = best[channel_name]
         print(
-            f"channel / raw aiosmtplib {args.pool} conns     {rate / rawn:6.0%}   (target >= 70%)"
+            f"channel / smtplib new-connection      {rate / best[smtplib_name]:6.2f}x"
+            "  (target >= 2.5x)"
         )
+        print(f"channel / raw aiosmtplib 1 connection {rate / best[raw1_name]:6.2f}x")
+        print(
+            f"channel / raw aiosmtplib {args.pool} conns     {rate / best[rawn_name]:6.0%}"
+            "   (target >= 70%)"
+        )
+        # On a loaded machine wall-clock rates swing; CPU per message much less. On an idle
+        # machine (sender and sink on a core each) one connection is a ping-pong, so its
+        # time per message is sender + sink CPU; several connections overlap the two, so
+        # the slower side sets the pace. This is the rate the hardware allows.
+        print("bound by CPU on an idle 2-core machine (sender one core, sink the other):")
+        lanes = {smtplib_name: 1, raw1_name: 1, rawn_name: args.pool, channel_name: args.pool}
+        bound = {name: 1e6 / (sum(c) if lanes[name] == 1 else max(c)) for name, c in cpu.items()}
+        for name, value in bound.items():
+            print(f"  {name:<44} {value:8.0f} msg/s")
+        ratio = bound[channel_name] / bound[smtplib_name]
+        print(f"  channel / smtplib new-connection     {ratio:6.2f}x")
+        ratio = bound[channel_name] / bound[rawn_name]
+        print(f"  channel / raw aiosmtplib {args.pool} conns    {ratio:6.0%}")
     finally:
         sink.stdin.write("\n")
         sink.stdin.flush()
