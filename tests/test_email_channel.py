@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select, text, update
 
-from dispatcher import DeliveryStatus, Dispatcher, Reason
+from dispatcher import DeliveryStatus, Dispatcher, InvalidAddressError, NotFoundError, Reason
 from dispatcher.channels.email import EmailChannel
 from dispatcher.clock import utcnow
 from dispatcher.db.models import Delivery
@@ -266,6 +266,18 @@ def test_invalid_stored_address_fails_permanently(make_mailer, smtp_server: Smtp
         ("sent", None),
     ]
     assert [m.rcpt_tos for m in smtp_server.messages] == [["ok@example.com"]]
+
+
+@pytest.mark.parametrize(
+    "address", ["alice@example.org)<bob@example.org>", "ana@example.com\r\nBcc: x@example.com"]
+)
+def test_invalid_address_is_refused_when_a_subscriber_is_saved(
+    dispatcher: Dispatcher, address: str
+) -> None:
+    with pytest.raises(InvalidAddressError):
+        dispatcher.subscribers.upsert("u1", email=address)
+    with pytest.raises(NotFoundError):
+        dispatcher.subscribers.get("u1")
 
 
 @pytest.mark.parametrize("breaker", ["\r\n", "\n", "\u2028", "\x85"])
