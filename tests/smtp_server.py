@@ -9,6 +9,7 @@ module to get the ``smtp_server`` fixture.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -122,16 +123,30 @@ class Recorder:
 class SmtpServer:
     """An aiosmtpd server on 127.0.0.1 that can be stopped and started on the same port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        tls_mode: str = "starttls",
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.recorder = Recorder()
+        #: With ``tls``: "starttls" (offered and required) or "tls" (implicit, from byte 0).
+        self.tls = tls
+        self.tls_mode = tls_mode
         self._controller: Controller | None = None
 
     def start(self) -> SmtpServer:
         if self._controller is None:
+            extra: dict[str, Any] = {}
+            if self.tls is not None and self.tls_mode == "tls":
+                extra["ssl_context"] = self.tls
+            elif self.tls is not None:
+                extra.update(tls_context=self.tls, require_starttls=True)
             self._controller = Controller(
-                self.recorder, hostname=self.host, port=self.port, decode_data=False
+                self.recorder, hostname=self.host, port=self.port, decode_data=False, **extra
             )
             self._controller.start()
         return self

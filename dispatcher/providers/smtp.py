@@ -9,7 +9,8 @@ transient failure (the server may have the message; its stable ``Message-ID`` le
 second copy be collapsed downstream).
 
 Replies are classified here, once: 2xx accepted, 4xx / timeouts / refused or dropped
-connections transient, 5xx permanent.
+connections transient, 5xx permanent, except the 5xx that say the server wants TLS or a
+login from us (530, 534, 535, 538): those are our configuration, and transient.
 """
 
 from __future__ import annotations
@@ -59,9 +60,17 @@ class SmtpReply:
         return f"{self.code} {self.message}"
 
 
+#: 5xx replies about the client's TLS or authentication (RFC 3207, RFC 4954).
+_OUR_CONFIGURATION = frozenset({530, 534, 535, 538})
+
+
 def classify_reply(code: int, message: str, *, stage: str) -> DeliveryError:
     """Turn a non-2xx SMTP reply into a transient (4xx) or permanent (5xx) error."""
     text = f"SMTP {code} {message} (at {stage})"
+    if code in _OUR_CONFIGURATION:
+        # The server refuses *us* (no STARTTLS, no login), not the message: every message
+        # would fail the same way until the settings are fixed, so keep them for later.
+        return TransientDeliveryError(text, reason="smtp_auth_required")
     if 500 <= code < 600:
         return PermanentDeliveryError(text, reason=Reason.REJECTED)
     return TransientDeliveryError(text, reason=f"smtp_{code}" if code > 0 else "smtp_error")
