@@ -384,3 +384,20 @@ def test_retry_backoff_lands_in_scheduled_for(make_mailer, smtp_server: SmtpServ
     assert row.scheduled_for is not None
     delay = row.scheduled_for - before
     assert timedelta(seconds=30) <= delay <= timedelta(seconds=61)  # equal jitter of 60 s
+
+
+def test_pool_reconnects_after_the_server_dropped_idle_connections(  # type: ignore[no-untyped-def]
+    make_mailer, smtp_server: SmtpServer
+) -> None:
+    d = make_mailer(pool_size=2)
+    for i in range(4):
+        d.subscribers.upsert(f"p{i}", email=f"p{i}@example.com")
+    deliver_event(d, "ticket_created", [f"p{i}" for i in range(4)], TICKET)
+    smtp_server.stop()  # closes every connection the pool holds
+    smtp_server.start()
+    rows = deliver_event(d, "ticket_created", [f"p{i}" for i in range(4)], TICKET)
+    assert {r.status for r in rows} == {DeliveryStatus.SENT}
+    assert [r.attempts for r in rows] == [1] * 8  # nothing needed a retry
+    assert sorted(a for m in smtp_server.messages for a in m.rcpt_tos) == sorted(
+        [f"p{i}@example.com" for i in range(4)] * 2
+    )
