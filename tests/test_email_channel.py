@@ -401,3 +401,16 @@ def test_pool_reconnects_after_the_server_dropped_idle_connections(  # type: ign
     assert sorted(a for m in smtp_server.messages for a in m.rcpt_tos) == sorted(
         [f"p{i}@example.com" for i in range(4)] * 2
     )
+
+
+def test_a_connection_dropped_before_data_is_retried_at_once_on_a_new_one(  # type: ignore[no-untyped-def]
+    make_mailer, smtp_server: SmtpServer
+) -> None:
+    d = make_mailer(pool_size=1)
+    d.subscribers.upsert("warm", email="warm@example.com")
+    d.subscribers.upsert("u1", email="ana@example.com")
+    deliver_event(d, "ticket_created", ["warm"], TICKET)  # the pool's connection is now open
+    smtp_server.fail("ana@example.com", DROP, stage="rcpt", times=1)
+    [_, row] = deliver_event(d, "ticket_created", ["u1"], TICKET)
+    assert row.status is DeliveryStatus.SENT and row.attempts == 1
+    assert len(smtp_server.to("ana@example.com")) == 1
