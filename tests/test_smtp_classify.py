@@ -38,3 +38,21 @@ def test_reply_classification(code: int, kind: type, reason: str) -> None:
 def test_envelope_refuses_addresses_that_could_break_the_command(address: str) -> None:
     with pytest.raises(ValueError, match="plain ASCII address"):
         Envelope("noreply@example.com", address, b"")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DISPATCHER_SMTP_SECURITY", "ssl"),
+        ("DISPATCHER_SMTP_POOL_SIZE", "0"),
+        ("DISPATCHER_SMTP_TIMEOUT", "-1"),
+    ],
+)
+def test_bad_smtp_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    from dispatcher import ConfigurationError, Settings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=variable):
+        Settings.from_env()
