@@ -156,39 +156,25 @@ class EmailChannel(Channel):
             message.delivery_id, message.created_at, self.composer.message_id_domain
         )
 
+    def envelope(self, message: Message) -> Envelope:
+        """The envelope of ``message``, built as late as possible (see ``send_many``).
+
+        Raises:
+            PermanentDeliveryError: ``invalid_address`` or ``header_injection``.
+        """
+        try:
+            data = self.compose(message)
+        except InvalidAddressError as exc:
+            raise PermanentDeliveryError(str(exc), reason=Reason.INVALID_ADDRESS) from None
+        except HeaderInjectionError as exc:
+            log.warning("email.header_rejected", delivery_id=message.delivery_id, error=str(exc))
+            raise PermanentDeliveryError(str(exc), reason="header_injection") from None
+        assert message.recipient.email is not None
+        return Envelope(self.composer.envelope_sender, ascii_address(message.recipient.email), data)
+
     async def send(self, messages: Sequence[Message]) -> Sequence[Outcome]:
-        outcomes: list[Outcome] = []
-        envelopes: list[Envelope] = []
-        owners: list[Message] = []
-        for m in messages:
-            try:
-                data = self.compose(m)
-            except InvalidAddressError as exc:
-                outcomes.append(
-                    Outcome.failed(
-                        m.delivery_id,
-                        PermanentDeliveryError(str(exc), reason=Reason.INVALID_ADDRESS),
-                    )
-                )
-                continue
-            except HeaderInjectionError as exc:
-                log.warning("email.header_rejected", delivery_id=m.delivery_id, error=str(exc))
-                outcomes.append(
-                    Outcome.failed(
-                        m.delivery_id, PermanentDeliveryError(str(exc), reason="header_injection")
-                    )
-                )
-                continue
-            assert m.recipient.email is not None
-            envelopes.append(
-                Envelope(self.composer.envelope_sender, ascii_address(m.recipient.email), data)
-            )
-            owners.append(m)
-        if envelopes:
-            results = await self.pool.send_many(envelopes)
-            for m, result in zip(owners, results, strict=True):
-                outcomes.append(self._outcome(m, result))
-        return outcomes
+        results = await self.pool.send_many(messages, self.envelope)
+        return [self._outcome(m, r) for m, r in zip(messages, results, strict=True)]
 
     def _outcome(self, message: Message, result: object) -> Outcome:
         if isinstance(result, DeliveryError):

@@ -16,8 +16,9 @@ login from us (530, 534, 535, 538): those are our configuration, and transient.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiosmtplib
 
@@ -62,6 +63,13 @@ class SmtpReply:
 
 #: 5xx replies about the client's TLS or authentication (RFC 3207, RFC 4954).
 _OUR_CONFIGURATION = frozenset({530, 534, 535, 538})
+
+
+_T = TypeVar("_T")
+
+
+def _as_is(envelope: Envelope) -> Envelope:
+    return envelope
 
 
 def classify_reply(code: int, message: str, *, stage: str) -> DeliveryError:
@@ -167,25 +175,37 @@ class SmtpPool:
             client.close()
             raise _unavailable(exc, stage="connect") from None
 
-    async def send_many(self, envelopes: Sequence[Envelope]) -> list[SmtpReply | DeliveryError]:
-        """Send every envelope over the pool concurrently; one result per envelope, in
-        order. Failures are results, never exceptions."""
+    async def send_many(
+        self, items: Sequence[_T], prepare: Callable[[_T], Envelope]
+    ) -> list[SmtpReply | DeliveryError]:
+        """Send every item over the pool concurrently; one result per item, in order.
+
+        ``prepare`` turns an item into its envelope just before it goes out, so that
+        building one message overlaps the server's work on another. If it raises a
+        :class:`DeliveryError`, that is the item's result. Failures are results, never
+        exceptions.
+        """
         if self._idle is None:
             await self.open()
-        results: list[SmtpReply | DeliveryError | None] = [None] * len(envelopes)
-        pending = iter(range(len(envelopes)))
+        results: list[SmtpReply | DeliveryError | None] = [None] * len(items)
+        pending = iter(range(len(items)))
 
         async def lane() -> None:
             assert self._idle is not None
             client = await self._idle.get()
             try:
                 for index in pending:
-                    results[index] = await self._send_on(client, envelopes[index])
+                    try:
+                        envelope = prepare(items[index])
+                    except DeliveryError as exc:
+                        results[index] = exc
+                        continue
+                    results[index] = await self._send_on(client, envelope)
             finally:
                 if self._idle is not None:
                     self._idle.put_nowait(client)
 
-        lanes = min(len(envelopes), self.settings.pool_size)
+        lanes = min(len(items), self.settings.pool_size)
         await asyncio.gather(*(lane() for _ in range(lanes)))
         return [
             r if r is not None else _unavailable(RuntimeError("not sent"), stage="queue")
@@ -194,7 +214,7 @@ class SmtpPool:
 
     async def send(self, envelope: Envelope) -> SmtpReply | DeliveryError:
         """Send one envelope (see :meth:`send_many`)."""
-        return (await self.send_many([envelope]))[0]
+        return (await self.send_many([envelope], _as_is))[0]
 
     async def _send_on(
         self, client: aiosmtplib.SMTP, envelope: Envelope
