@@ -11,7 +11,8 @@
      │    ├── InvalidAddressError
      │    ├── InvalidTimeZoneError
      │    ├── HeaderInjectionError
-     │    └── InvalidSubscriptionError
+     │    ├── InvalidSubscriptionError
+     │    └── InvalidUnsubscribeTokenError
      ├── IdempotencyConflictError    same key, different event
      ├── NotFoundError               a row asked for by id does not exist
      ├── TemplateError               a template does not parse or render
@@ -87,6 +88,14 @@ class HeaderInjectionError(ValidationError):
 
 class InvalidSubscriptionError(ValidationError):
     """Raised when a browser push subscription is malformed."""
+
+
+class InvalidUnsubscribeTokenError(ValidationError):
+    """Raised when an unsubscribe token is malformed, forged, or expired (``expired``)."""
+
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        self.expired = expired
+        super().__init__(message)
 
 
 class IdempotencyConflictError(DispatcherError):

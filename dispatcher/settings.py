@@ -9,7 +9,7 @@ in the working directory and Redis on 127.0.0.1:6379.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pydantic
 from pydantic import Field, SecretStr
@@ -31,16 +31,27 @@ class SmtpSettings(BaseSettings):
     host: str | None = None
     port: int = 587
     #: "starttls" (require STARTTLS), "tls" (implicit TLS, usually port 465) or "none".
-    security: str = "starttls"
+    security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
     password: SecretStr | None = None
-    timeout: float = 10.0
-    pool_size: int = 4
-    from_address: str = "Dispatcher <notifications@localhost>"
+    timeout: float = Field(default=10.0, gt=0)
+    #: Persistent connections per worker process; a batch is sent over all of them.
+    pool_size: int = Field(default=4, ge=1, le=64)
+    from_address: str = "Dispatcher <notifications@example.com>"
     reply_to: str | None = None
-    max_attempts: int = 8
-    backoff_base_seconds: float = 30.0
-    backoff_cap_seconds: float = 3600.0
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_base_seconds: float = Field(default=30.0, ge=0)
+    backoff_cap_seconds: float = Field(default=3600.0, ge=0)
+    #: Verify the server's TLS certificate (keep on outside tests).
+    validate_certs: bool = True
+    #: CA bundle for a private mail server's certificate.
+    ca_file: str | None = None
+    #: Name sent in EHLO; defaults to this machine's FQDN.
+    local_hostname: str | None = None
+    #: Right-hand side of ``Message-ID``; defaults to the From address's domain.
+    message_id_domain: str | None = None
+    #: How long the one-click unsubscribe links in emails keep working.
+    unsubscribe_ttl_days: int = Field(default=60, ge=1)
 
 
 class PushSettings(BaseSettings):

@@ -22,6 +22,7 @@ from dispatcher.errors import ConfigurationError
 REGISTRY: dict[str, str] = {
     "in_app": "dispatcher.channels.in_app:InAppChannel",
     "web_push": "dispatcher.channels.web_push:WebPushChannel",
+    "email": "dispatcher.channels.email:EmailChannel",
 }
 
 
