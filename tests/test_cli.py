@@ -67,6 +67,8 @@ def test_demo_runs_end_to_end(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert "Entrada vendida: Copa del Rey Final" in out  # luis reads Spanish
     assert "Ticket sold: Copa del Rey Final" in out  # ana reads English
     assert "duplicate key, same event" in out
+    sink = out.split("Emails received by the local SMTP sink", 1)[1]
+    assert "luis@example.com" in sink and "Entrada vendida: Copa del Rey Final" in sink
     assert "Traceback" not in out + result.stderr
     assert (tmp_path / "demo-data" / "demo.db").exists()
 

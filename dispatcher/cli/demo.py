@@ -10,6 +10,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +108,50 @@ def _redis(url: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@dataclass
+class _Mailbox:
+    """What the demo's local SMTP sink received."""
+
+    messages: list[tuple[str, str]] = field(default_factory=list)
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        parsed = BytesParser(policy=policy.default).parsebytes(envelope.content)
+        self.messages.append((", ".join(envelope.rcpt_tos), str(parsed["Subject"])))
+        return "250 OK"
+
+
+@contextmanager
+def _smtp_sink() -> Iterator[_Mailbox | None]:
+    """A local SMTP server for the demo's email channel, unless one is configured."""
+    if os.environ.get("DISPATCHER_SMTP_HOST"):
+        yield None
+        return
+    try:
+        from aiosmtpd.controller import Controller
+    except ImportError:  # aiosmtpd comes with the dev extras
+        yield None
+        return
+    mailbox = _Mailbox()
+    port = _free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    os.environ.update(
+        {
+            "DISPATCHER_SMTP_HOST": "127.0.0.1",
+            "DISPATCHER_SMTP_PORT": str(port),
+            "DISPATCHER_SMTP_SECURITY": "none",
+            "DISPATCHER_SMTP_FROM_ADDRESS": "Tickets <notifications@tickets.example.com>",
+        }
+    )
+    console.print(f"Email goes to a local SMTP sink on 127.0.0.1:{port} for this demo.")
+    try:
+        yield mailbox
+    finally:
+        controller.stop()
+        for key in ("HOST", "PORT", "SECURITY", "FROM_ADDRESS"):
+            os.environ.pop(f"DISPATCHER_SMTP_{key}", None)
 
 
 @contextmanager
@@ -210,7 +257,7 @@ def demo(timeout: float) -> None:
         settings = Settings.from_env()
     except DispatcherError as exc:
         raise click.ClickException(str(exc)) from None
-    with _redis(settings.broker_url) as broker:
+    with _redis(settings.broker_url) as broker, _smtp_sink() as mailbox:
         if broker != settings.broker_url:
             os.environ["DISPATCHER_BROKER_URL"] = broker
             os.environ["DISPATCHER_REDIS_URL"] = broker
@@ -248,7 +295,14 @@ def demo(timeout: float) -> None:
                 time.sleep(0.2)
         _show(d)
         d.close()
+        if mailbox is not None:
+            table = Table(title="Emails received by the local SMTP sink", title_justify="left")
+            table.add_column("to")
+            table.add_column("subject")
+            for to, subject in mailbox.messages:
+                table.add_row(to, subject)
+            console.print(table)
     console.print(
-        "[bold green]Done.[/] Email and web push show [italic]channel_not_configured"
-        "[/] until DISPATCHER_SMTP_HOST / DISPATCHER_PUSH_VAPID_PRIVATE_KEY are set."
+        "[bold green]Done.[/] Web push shows [italic]channel_not_configured[/] until "
+        "DISPATCHER_PUSH_VAPID_PRIVATE_KEY is set (see: dispatcher vapid generate)."
     )
