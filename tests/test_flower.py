@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -57,15 +58,18 @@ def test_flower_shows_dispatcher_tasks(dispatcher: Dispatcher, worker: Worker, t
 
         wait_for(healthy, timeout=30)
         dispatcher.subscribers.upsert("u1")
-        dispatcher.notify("payout_sent", to="u1", data={"payout_id": 1, "amount": "1"})
-        wait_for(lambda: dispatcher.inbox("u1"))
+        sent = iter(range(1, 1000))
 
         def seen() -> set[str]:
+            # Flower's event receiver may connect after the first tasks ran: keep sending
+            # events until it has seen one of each.
+            dispatcher.notify("payout_sent", to="u1", data={"payout_id": next(sent), "amount": "1"})
+            time.sleep(0.5)
             tasks = httpx.get(f"{base}/api/tasks", timeout=5).json()
             names = {t.get("name") for t in tasks.values()}
             return names if {"dispatcher.fanout", "dispatcher.deliver"} <= names else set()
 
-        names = wait_for(seen, timeout=30)
+        names = wait_for(seen, timeout=60)
         assert "dispatcher.fanout" in names
         workers = httpx.get(f"{base}/api/workers", params={"refresh": "1"}, timeout=10).json()
         assert any(name.startswith("test-") for name in workers)
