@@ -18,11 +18,15 @@ from dispatcher.delivery import Deliverer, DeliverReport
 from dispatcher.doorbell import Doorbell
 from dispatcher.enums import Priority
 from dispatcher.errors import ConfigurationError
+from dispatcher.explain import Explanation, explain
 from dispatcher.fanout import FanoutResult, fanout
 from dispatcher.inbox import Inbox, InboxItem
 from dispatcher.outbox import EventReceipt, Outbox
+from dispatcher.policies import default_policies
 from dispatcher.policy import Policy, PolicyChain
 from dispatcher.preferences import Preferences
+from dispatcher.quiet_hours import QuietHours
+from dispatcher.rate_limiter import RateLimiter
 from dispatcher.render import Renderer
 from dispatcher.settings import Settings
 from dispatcher.subscribers import Subscribers
@@ -55,6 +59,7 @@ class Dispatcher:
         self.subscribers = Subscribers(self.store)
         self.inbox_store = Inbox(self.store)
         self.preferences = Preferences(self.store, self.catalog)
+        self.quiet_hours = QuietHours(self.store)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Dispatcher:
@@ -148,11 +153,32 @@ class Dispatcher:
             archived=archived,
         )
 
+    def explain(self, ref: str | int) -> Explanation:
+        """What happened to an event, per recipient and channel, and why.
+
+        ``ref`` is an event id (``123`` or ``"e123"``), a notification id (``"n456"``)
+        or ``"key:<idempotency key>"``.
+
+        Raises:
+            ValidationError: malformed reference.
+            NotFoundError: no such event or notification.
+        """
+        return explain(self.store, ref)
+
     # -- worker side --------------------------------------------------------------
 
     def policies(self) -> list[Policy]:
         """The send-time policies, in the order they are checked."""
-        return []
+        return default_policies(self.rate_limiter)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        import redis
+
+        client = redis.Redis.from_url(
+            self.settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+        )
+        return RateLimiter(client, self.settings.redis_prefix)
 
     @cached_property
     def renderer(self) -> Renderer:
@@ -208,6 +234,8 @@ class Dispatcher:
         """Close channel connections and the database engine."""
         if "channels" in self.__dict__:
             self.channels.close()
+        if "rate_limiter" in self.__dict__:
+            self.rate_limiter.client.close()
         self.store.dispose()
 
     def __enter__(self) -> Dispatcher:
