@@ -80,6 +80,15 @@ TYPES = (
         rate_limits={"recorder": RateLimit(count=3, per_seconds=60)},
     ),
     NotificationType(
+        name="policy_burst",
+        payload=Ping,
+        example={"n": 1},
+        channels=("in_app", "recorder"),
+        category="pings",
+        collapse_deferred=True,
+        rate_limits={"recorder": RateLimit(count=2, per_seconds=60)},
+    ),
+    NotificationType(
         name="policy_critical",
         payload=Ping,
         example={"n": 1},
