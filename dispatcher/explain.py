@@ -90,7 +90,8 @@ class RecipientTrail:
 
 @dataclass(frozen=True)
 class Explanation:
-    """The trail of one event, for all recipients or the one a notification names."""
+    """The trail of one event, for all recipients (by subscriber id) or the one a
+    notification names."""
 
     event_id: int
     type: str
@@ -193,7 +194,7 @@ def _recipients(session: Session, event_id: int, only: int | None) -> list[Recip
         select(Notification.id, Subscriber.external_id, Subscriber.timezone)
         .join(Subscriber, Subscriber.id == Notification.subscriber_id)
         .where(Notification.event_id == event_id)
-        .order_by(Notification.id)
+        .order_by(Subscriber.external_id, Notification.id)
     )
     if only is not None:
         stmt = stmt.where(Notification.id == only)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -76,3 +76,17 @@ def release(d: Dispatcher) -> list[int]:
     if due:
         d.run_deliver(due)
     return due
+
+
+def admit_in_subprocess(args: tuple[str, str, list[int], float]) -> int:
+    """Run one admission in a separate process; returns how many were let through."""
+    from dispatcher import RateLimit
+    from dispatcher.rate_limiter import RateLimiter
+
+    url, prefix, ids, now = args
+    client = redis.Redis.from_url(url)
+    limiter = RateLimiter(client, prefix)
+    at_ = datetime.fromtimestamp(now, UTC)
+    result = limiter.admit(1, "recorder", "policy_limited", RateLimit(5, 3600), ids, at_)
+    client.close()
+    return sum(1 for a in result.values() if a.allowed)
