@@ -89,6 +89,14 @@ TYPES = (
         rate_limits={"recorder": RateLimit(count=2, per_seconds=60)},
     ),
     NotificationType(
+        name="policy_trickle",
+        payload=Ping,
+        example={"n": 1},
+        channels=("in_app", "recorder"),
+        category="pings",
+        rate_limits={"recorder": RateLimit(count=1, per_seconds=2)},
+    ),
+    NotificationType(
         name="policy_critical",
         payload=Ping,
         example={"n": 1},

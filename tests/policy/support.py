@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from dispatcher import Dispatcher, clock
 from dispatcher.db.models import Delivery, Notification, Subscriber
-from tests.policy_types import recorder_key
+from tests.policy_types import recorded, recorder_key
 
 POLICY_WORKER_ENV = {"DISPATCHER_TYPES_MODULES": '["tests.app_types","tests.policy_types"]'}
 
@@ -27,6 +27,15 @@ def at(instant: datetime) -> Iterator[None]:
         yield
     finally:
         clock.source = previous
+
+
+def rec(d: Dispatcher) -> list[dict[str, object]]:
+    """What the ``recorder`` channel sent, oldest first."""
+    client = redis.Redis.from_url(d.settings.redis_url)
+    try:
+        return recorded(client, d.settings.redis_prefix)
+    finally:
+        client.close()
 
 
 def reset_redis(d: Dispatcher) -> None:

@@ -13,18 +13,9 @@ from sqlalchemy import select
 from dispatcher import DeliveryStatus, Dispatcher, NotFoundError, Reason, ValidationError
 from dispatcher.channels.in_app import inbox_channel
 from dispatcher.db.models import DeliveryStep
-from tests.policy.support import all_deliveries, at, deliveries, release, send
-from tests.policy_types import recorded
+from tests.policy.support import all_deliveries, at, deliveries, rec, release, send
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-
-def rec(d: Dispatcher) -> list[dict[str, object]]:
-    client = redis.Redis.from_url(d.settings.redis_url)
-    try:
-        return recorded(client, d.settings.redis_prefix)
-    finally:
-        client.close()
 
 
 # -- preferences ----------------------------------------------------------------
