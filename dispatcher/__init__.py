@@ -24,8 +24,10 @@ from dispatcher.errors import (
     UnknownSubscriberError,
     ValidationError,
 )
+from dispatcher.explain import Explanation
 from dispatcher.inbox import InboxItem
 from dispatcher.outbox import EventReceipt
+from dispatcher.quiet_hours import QuietWindow
 from dispatcher.settings import Settings
 
 __version__ = "0.1.0"
@@ -37,8 +39,10 @@ __all__ = [
     # Types and results
     "Catalog",
     "EventReceipt",
+    "Explanation",
     "InboxItem",
     "NotificationType",
+    "QuietWindow",
     "RateLimit",
     # Enums
     "DeliveryStatus",

@@ -101,6 +101,11 @@ def quiet_until(windows: Sequence[QuietWindow], zone: ZoneInfo, now: datetime) -
         return None
     now = now.astimezone(UTC)
     today = now.astimezone(zone).date()
+    # Most calls are outside every window: check the occurrences that could hold ``now``
+    # (those starting yesterday or today, local) before building the whole horizon.
+    near = [span for w in windows for span in w.intervals(zone, today - timedelta(days=1), today)]
+    if not any(start <= now < stop for start, stop in near):
+        return None
     horizon = MAX_QUIET.days + 2
     spans = sorted(
         span

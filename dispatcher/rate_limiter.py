@@ -67,6 +67,17 @@ class Admission:
     retry_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Request:
+    """Deliveries to admit on one counter (subscriber x channel x type)."""
+
+    subscriber_pk: int
+    channel: str
+    type_name: str
+    limit: RateLimit
+    delivery_ids: tuple[int, ...]
+
+
 class RateLimiter:
     """Sliding-window counters in Redis under ``<prefix>:rate:``."""
 
@@ -92,17 +103,34 @@ class RateLimiter:
         Raises:
             redis.RedisError: Redis did not answer (the caller decides what to do).
         """
+        request = Request(subscriber_pk, channel, type_name, limit, tuple(delivery_ids))
+        return self.admit_many([request], now)[0]
+
+    def admit_many(self, requests: Sequence[Request], now: datetime) -> list[dict[int, Admission]]:
+        """:meth:`admit` for several counters in one round trip (a pipeline of scripts,
+        each still atomic on its own counter).
+
+        Raises:
+            redis.RedisError: Redis did not answer.
+        """
+        if not requests:
+            return []
         now_ms = int(now.timestamp() * 1000)
-        window_ms = limit.per_seconds * 1000
-        raw = self._script(
-            keys=[self.key(subscriber_pk, channel, type_name)],
-            args=[now_ms, window_ms, limit.count, *[str(i) for i in delivery_ids]],
-        )
-        out: dict[int, Admission] = {}
-        for delivery_id, value in zip(delivery_ids, raw, strict=True):
-            if int(value) == 0:
-                out[delivery_id] = Admission(True)
-            else:
-                at = datetime.fromtimestamp(int(value) / 1000, UTC)
-                out[delivery_id] = Admission(False, max(at, now + timedelta(milliseconds=1)))
-        return out
+        pipe = self.client.pipeline(transaction=False)
+        for r in requests:
+            self._script(
+                keys=[self.key(r.subscriber_pk, r.channel, r.type_name)],
+                args=[now_ms, r.limit.per_seconds * 1000, r.limit.count, *map(str, r.delivery_ids)],
+                client=pipe,
+            )
+        results: list[dict[int, Admission]] = []
+        for r, raw in zip(requests, pipe.execute(), strict=True):
+            out: dict[int, Admission] = {}
+            for delivery_id, value in zip(r.delivery_ids, raw, strict=True):
+                if int(value) == 0:
+                    out[delivery_id] = Admission(True)
+                else:
+                    at = datetime.fromtimestamp(int(value) / 1000, UTC)
+                    out[delivery_id] = Admission(False, max(at, now + timedelta(milliseconds=1)))
+            results.append(out)
+        return results

@@ -7,6 +7,7 @@ every other channel is deferred to the end of the quiet period with reason
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from dispatcher import log
 from dispatcher.enums import Priority, Reason
 from dispatcher.policy import Candidate, Decision, Policy
-from dispatcher.quiet_hours import describe_until, quiet_until, windows_for
+from dispatcher.quiet_hours import QuietWindow, describe_until, quiet_until, windows_for
 
 #: Channels that store silently instead of waiting.
 SILENT_CHANNELS = frozenset({"in_app"})
@@ -35,15 +36,17 @@ class QuietHoursPolicy(Policy):
             return {}
         windows = windows_for(session, (c.recipient.id for c in relevant))
         decisions: dict[int, Decision] = {}
-        until_by_subscriber: dict[int, tuple[datetime | None, ZoneInfo]] = {}
+        # Many subscribers share a zone and the same windows: compute each pair once.
+        answers: dict[tuple[str, tuple[QuietWindow, ...]], datetime | None] = {}
         for c in relevant:
             mine = windows.get(c.recipient.id)
             if not mine:
                 continue
-            if c.recipient.id not in until_by_subscriber:
-                zone = _zone(c.recipient.timezone)
-                until_by_subscriber[c.recipient.id] = (quiet_until(mine, zone, now), zone)
-            until, zone = until_by_subscriber[c.recipient.id]
+            zone = _zone(c.recipient.timezone)
+            key = (zone.key, tuple(mine))
+            if key not in answers:
+                answers[key] = quiet_until(mine, zone, now)
+            until = answers[key]
             if until is None:
                 continue
             detail = describe_until(until, zone, now)
@@ -54,6 +57,7 @@ class QuietHoursPolicy(Policy):
         return decisions
 
 
+@functools.lru_cache(maxsize=512)
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name or "UTC")

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from dispatcher import log
 from dispatcher.enums import Priority, Reason
 from dispatcher.policy import Candidate, Decision, Policy
-from dispatcher.rate_limiter import RateLimiter
+from dispatcher.rate_limiter import RateLimiter, Request
 
 #: How long to wait when the counter store is unreachable.
 UNAVAILABLE_DELAY = timedelta(minutes=1)
@@ -42,39 +42,40 @@ class RateLimitPolicy(Policy):
             if c.priority is Priority.URGENT or c.channel not in c.type.rate_limits:
                 continue
             groups.setdefault((c.recipient.id, c.channel, c.type.name), []).append(c)
-        decisions: dict[int, Decision] = {}
+        if not groups:
+            return {}
+        requests = []
         for (subscriber_pk, channel, type_name), members in groups.items():
             members.sort(key=lambda c: c.delivery_id)  # oldest first gets the free slots
-            notification_type = members[0].type
-            limit = notification_type.rate_limits[channel]
-            ids = [c.delivery_id for c in members]
-            try:
-                admissions = self.limiter.admit(subscriber_pk, channel, type_name, limit, ids, now)
-            except redis.RedisError as exc:
-                log.warning(
-                    "rate_limit.unavailable",
-                    subscriber=subscriber_pk,
-                    channel=channel,
-                    error=type(exc).__name__,
-                )
-                for i in ids:
+            limit = members[0].type.rate_limits[channel]
+            ids = tuple(c.delivery_id for c in members)
+            requests.append(Request(subscriber_pk, channel, type_name, limit, ids))
+        decisions: dict[int, Decision] = {}
+        try:
+            results = self.limiter.admit_many(requests, now)
+        except redis.RedisError as exc:
+            log.warning("rate_limit.unavailable", count=len(candidates), error=type(exc).__name__)
+            for r in requests:
+                for i in r.delivery_ids:
                     decisions[i] = Decision.defer(
                         now + UNAVAILABLE_DELAY,
                         Reason.RATE_LIMITED,
                         f"rate limiter unavailable ({type(exc).__name__})",
                     )
-                continue
+            return decisions
+        for r, admissions in zip(requests, results, strict=True):
             refused = {i: a.retry_at for i, a in admissions.items() if not a.allowed}
             if not refused:
                 continue
+            collapse = groups[(r.subscriber_pk, r.channel, r.type_name)][0].type.collapse_deferred
             first = min(at for at in refused.values() if at is not None)
-            cap = f"{limit.count} per {_span(limit.per_seconds)} on {channel}"
+            cap = f"{r.limit.count} per {_span(r.limit.per_seconds)} on {r.channel}"
             for delivery_id, retry_at in refused.items():
-                until = first if notification_type.collapse_deferred else retry_at or first
+                until = first if collapse else retry_at or first
                 decisions[delivery_id] = Decision.defer(
                     until,
                     Reason.RATE_LIMITED,
-                    f"over {cap} for {type_name}; until {until:%Y-%m-%d %H:%M:%S} UTC",
+                    f"over {cap} for {r.type_name}; until {until:%Y-%m-%d %H:%M:%S} UTC",
                 )
         return decisions
 
