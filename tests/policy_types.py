@@ -17,8 +17,6 @@ from dispatcher import Catalog, Channel, Message, NotificationType, Outcome, Pri
 from dispatcher.channels import REGISTRY
 from dispatcher.clock import utcnow
 
-REGISTRY.setdefault("recorder", "tests.policy_types:RecorderChannel")
-
 
 def recorder_key(prefix: str) -> str:
     return f"{prefix}:recorder"
@@ -117,7 +115,15 @@ TYPES = (
 
 
 def register_types(catalog: Catalog) -> None:
-    """Add the test types (the DISPATCHER_TYPES_MODULES hook)."""
+    """Add the test types and the ``recorder`` channel (the DISPATCHER_TYPES_MODULES
+    hook). In the test process, :func:`uninstall` takes the channel away again so other
+    tests never see it in the registry."""
+    REGISTRY.setdefault("recorder", "tests.policy_types:RecorderChannel")
     for t in TYPES:
         if t.name not in catalog:
             catalog.register(t)
+
+
+def uninstall() -> None:
+    """Remove the ``recorder`` channel from the registry."""
+    REGISTRY.pop("recorder", None)

@@ -73,9 +73,9 @@ class CollapsePolicy(Policy):
             )
             .join(Notification, Notification.id == Delivery.notification_id)
             .where(
-                Notification.subscriber_id.in_({c.recipient.id for c in relevant}),
-                Notification.type.in_({c.type.name for c in relevant}),
-                Delivery.channel.in_({c.channel for c in relevant}),
+                Notification.subscriber_id.in_(sorted({c.recipient.id for c in relevant})),
+                Notification.type.in_(sorted({c.type.name for c in relevant})),
+                Delivery.channel.in_(sorted({c.channel for c in relevant})),
                 or_(
                     and_(
                         Delivery.reason.in_(DEFERRED),

@@ -9,7 +9,7 @@ import pytest
 from dispatcher import Dispatcher
 from tests.conftest import StartWorker, Worker
 from tests.policy.support import POLICY_WORKER_ENV, reset_redis
-from tests.policy_types import register_types
+from tests.policy_types import register_types, uninstall
 
 
 @pytest.fixture
@@ -28,11 +28,13 @@ def inproc(
     dispatcher.doorbell.app.control.purge()
     yield dispatcher
     dispatcher.doorbell.app.control.purge()
+    uninstall()
 
 
 @pytest.fixture
-def policy_worker(dispatcher: Dispatcher, start_worker: StartWorker) -> Worker:
+def policy_worker(dispatcher: Dispatcher, start_worker: StartWorker) -> Iterator[Worker]:
     """A real worker that loads ``tests.policy_types``."""
     register_types(dispatcher.catalog)
     reset_redis(dispatcher)
-    return start_worker(POLICY_WORKER_ENV)
+    yield start_worker(POLICY_WORKER_ENV)
+    uninstall()
