@@ -15,9 +15,10 @@ How wall-clock times become instants in the subscriber's IANA zone (``zoneinfo``
 A window that DST makes empty (02:00-02:30 inside a one-hour gap) is skipped that day.
 Windows that touch or overlap are merged: :func:`quiet_until` returns the first
 instant at which the subscriber is in no window at all, so a deferred delivery is never
-released inside a window and never held past the end of the quiet period. A chain of
-windows longer than :data:`MAX_QUIET` (someone quiet all week) ends there, so nothing
-waits forever.
+released inside a window and never held past the end of the quiet period. Windows that
+cover the whole week are refused when set (nothing could ever be delivered); if a chain
+of windows still reaches :data:`MAX_QUIET` (old rows, DST quirks), the subscriber is
+treated as not quiet, so nothing waits forever.
 """
 
 from __future__ import annotations
@@ -121,9 +122,23 @@ def quiet_until(windows: Sequence[QuietWindow], zone: ZoneInfo, now: datetime) -
             end = max(end, stop)
         else:
             break
-    if end is None:
+    if end is None or end >= now + MAX_QUIET:
         return None
-    return min(end, now + MAX_QUIET)
+    return end
+
+
+def covers_whole_week(windows: Sequence[QuietWindow]) -> bool:
+    """Whether the windows, read on the wall clock, leave no minute of the week free."""
+    week = 7 * 24 * 60
+    covered = bytearray(week)
+    for w in windows:
+        start = w.start.hour * 60 + w.start.minute
+        length = (w.end.hour * 60 + w.end.minute - start) % (24 * 60)
+        for day in w.days:
+            first = int(day) * 24 * 60 + start
+            for minute in range(first, first + length):
+                covered[minute % week] = 1
+    return all(covered)
 
 
 def describe_until(until: datetime, zone: ZoneInfo, now: datetime) -> str:
@@ -214,10 +229,16 @@ class QuietHours:
         """Replace the subscriber's windows, e.g. ``[("22:00", "07:00", "weekdays")]``.
 
         Raises:
-            ValidationError: a bad time, day or empty window; nothing is saved.
+            ValidationError: a bad time, day or empty window, or windows covering the
+                whole week; nothing is saved.
             NotFoundError: no such subscriber.
         """
         parsed = [parse_window(w) for w in windows]
+        if parsed and covers_whole_week(parsed):
+            raise ValidationError(
+                "quiet hours cover the whole week: nothing could ever be delivered "
+                "outside them; leave at least one minute free"
+            )
         with self.store.session() as session:
             pk = self._pk(session, subscriber_id)
             session.execute(delete(QuietHoursWindow).where(QuietHoursWindow.subscriber_id == pk))

@@ -143,3 +143,14 @@ def test_cli_prints_the_trail_and_json(inproc: Dispatcher) -> None:
     assert missing.exit_code == 1 and "no notification 424242" in missing.output
     bad = runner.invoke(main, ["explain", "zz"], env=env)
     assert bad.exit_code == 1 and "cannot explain 'zz'" in bad.output
+
+
+def test_explain_before_fanout_says_so(inproc: Dispatcher) -> None:
+    d = inproc
+    d.subscribers.upsert("u1")
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    receipt = d.notify("policy_ping", to="u1", data={"n": 1}, send_at=later)
+    text = "\n".join(d.explain(receipt.id).lines())
+    assert "pending" in text
+    assert "send at 2030-01-01 00:00:00 UTC" in text
+    assert "no notifications yet" in text

@@ -13,6 +13,7 @@ from dispatcher import ValidationError
 from dispatcher.quiet_hours import (
     MAX_QUIET,
     QuietWindow,
+    covers_whole_week,
     describe_until,
     local_instant,
     parse_days,
@@ -86,11 +87,13 @@ def test_touching_windows_merge_into_one_quiet_period() -> None:
     assert quiet_until(windows, zone, utc("2026-11-27T22:00")) == utc("2026-11-28T07:00")
 
 
-def test_always_quiet_is_capped() -> None:
-    zone = ZoneInfo("UTC")
+def test_always_quiet_is_refused_and_never_holds_forever() -> None:
     windows = [w("00:00", "12:00"), w("12:00", "00:00")]
-    now = utc("2026-11-27T10:00")
-    assert quiet_until(windows, zone, now) == now + MAX_QUIET
+    assert covers_whole_week(windows)
+    assert not covers_whole_week([w("00:00", "12:00"), w("12:01", "00:00")])
+    assert not covers_whole_week([w("00:00", "12:00"), w("12:00", "00:00", "012345")])
+    # Stored anyway (older rows): treated as not quiet rather than deferred forever.
+    assert quiet_until(windows, ZoneInfo("UTC"), utc("2026-11-27T10:00")) is None
 
 
 def test_window_made_empty_by_a_gap_is_skipped() -> None:
@@ -167,11 +170,10 @@ def test_never_released_inside_a_window_nor_after_its_end(
     ]
     until = quiet_until(ws, zone, now)
     if until is None:
-        assert not _inside(spans, now)
+        assert not _inside(spans, now) or covers_whole_week(ws)
         return
-    assert now < until <= now + MAX_QUIET
-    if until < now + MAX_QUIET:
-        assert not _inside(spans, until)  # released outside every window...
+    assert now < until < now + MAX_QUIET
+    assert not _inside(spans, until)  # released outside every window...
     # ...and not a second later than the quiet period: every instant before is quiet.
     step = (until - now) / 64
     for k in range(64):
@@ -204,10 +206,10 @@ def test_agrees_with_the_wall_clock_away_from_transitions(
     zone_name: str, ws: list[QuietWindow], now: datetime
 ) -> None:
     zone = ZoneInfo(zone_name)
-    assume(not _offset_changes_near(zone, now))
+    assume(not _offset_changes_near(zone, now) and not covers_whole_week(ws))
     until = quiet_until(ws, zone, now)
     assert (until is not None) == _wall_clock_quiet(ws, zone, now)
-    if until is not None and until < now + MAX_QUIET and not _offset_changes_near(zone, until):
+    if until is not None and not _offset_changes_near(zone, until):
         assert not _wall_clock_quiet(ws, zone, until)
         assert _wall_clock_quiet(ws, zone, until - timedelta(minutes=1))
 
