@@ -142,7 +142,8 @@ class Preferences:
 
         Raises:
             NotFoundError: no such subscriber.
-            UnknownEventTypeError, ValidationError: unknown type, category or channel.
+            UnknownEventTypeError, ValidationError: unknown type, category or channel, or
+                turning off a channel a critical type forces; nothing is written.
         """
         scope, value = self._scope(type, category)
         channel = self._channel(channel)
