@@ -72,7 +72,7 @@ def test_quiet_hours_deferral_is_released_by_the_sweep_at_the_window_end(
     assert held.reason == Reason.QUIET_HOURS
     assert held.scheduled_for == end.astimezone(UTC)
     assert held.detail == f"until {end:%H:%M} Asia/Kathmandu ({end.astimezone(UTC):%H:%M} UTC)"
-    assert deliveries(d, event)[("w2", "in_app")].status is DeliveryStatus.SENT
+    wait_for(lambda: deliveries(d, event)[("w2", "in_app")].status is DeliveryStatus.SENT)
     assert d.run_sweep().deliveries == 0  # not due yet: the sweep leaves it alone
     _sleep_until(held.scheduled_for + timedelta(milliseconds=50))
     assert d.run_sweep().deliveries == 1
