@@ -25,9 +25,11 @@ from dispatcher.errors import (
     UnknownSubscriberError,
     ValidationError,
 )
+from dispatcher.explain import Explanation
 from dispatcher.inbox import InboxItem
 from dispatcher.outbox import EventReceipt
 from dispatcher.push_subscriptions import PushSubscriptionInfo
+from dispatcher.quiet_hours import QuietWindow
 from dispatcher.settings import Settings
 from dispatcher.templating.checks import TemplateProblem
 from dispatcher.templating.versions import EffectiveTemplate, TemplateVersionInfo
@@ -41,9 +43,11 @@ __all__ = [
     # Types and results
     "Catalog",
     "EventReceipt",
+    "Explanation",
     "InboxItem",
     "NotificationType",
     "PushSubscriptionInfo",
+    "QuietWindow",
     "RateLimit",
     "EffectiveTemplate",
     "TemplateProblem",

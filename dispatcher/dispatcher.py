@@ -18,13 +18,17 @@ from dispatcher.delivery import Deliverer, DeliverReport
 from dispatcher.doorbell import Doorbell
 from dispatcher.enums import Priority
 from dispatcher.errors import ConfigurationError
+from dispatcher.explain import Explanation, explain
 from dispatcher.fanout import FanoutResult, fanout
 from dispatcher.inbox import Inbox, InboxItem
 from dispatcher.outbox import EventReceipt, Outbox
+from dispatcher.policies import default_policies
 from dispatcher.policy import Policy, PolicyChain
 from dispatcher.preferences import Preferences
 from dispatcher.purge import PurgeResult, purge
 from dispatcher.push_subscriptions import PushSubscriptions
+from dispatcher.quiet_hours import QuietHours
+from dispatcher.rate_limiter import RateLimiter
 from dispatcher.render import Renderer
 from dispatcher.settings import Settings
 from dispatcher.subscribers import Subscribers
@@ -63,6 +67,7 @@ class Dispatcher:
             self.store, self.catalog, lambda: self.renderer, lambda: self.channels
         )
         self.push_subscriptions = PushSubscriptions(self.store, self.settings.push)
+        self.quiet_hours = QuietHours(self.store)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Dispatcher:
@@ -156,11 +161,32 @@ class Dispatcher:
             archived=archived,
         )
 
+    def explain(self, ref: str | int) -> Explanation:
+        """What happened to an event, per recipient and channel, and why.
+
+        ``ref`` is an event id (``123`` or ``"e123"``), a notification id (``"n456"``)
+        or ``"key:<idempotency key>"``.
+
+        Raises:
+            ValidationError: malformed reference.
+            NotFoundError: no such event or notification.
+        """
+        return explain(self.store, ref)
+
     # -- worker side --------------------------------------------------------------
 
     def policies(self) -> list[Policy]:
         """The send-time policies, in the order they are checked."""
-        return []
+        return default_policies(self.rate_limiter)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        import redis
+
+        client = redis.Redis.from_url(
+            self.settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+        )
+        return RateLimiter(client, self.settings.redis_prefix)
 
     @cached_property
     def renderer(self) -> Renderer:
@@ -227,6 +253,8 @@ class Dispatcher:
         """Close channel connections and the database engine."""
         if "channels" in self.__dict__:
             self.channels.close()
+        if "rate_limiter" in self.__dict__:
+            self.rate_limiter.client.close()
         self.store.dispose()
 
     def __enter__(self) -> Dispatcher:

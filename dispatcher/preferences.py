@@ -7,7 +7,15 @@ rule wins, in this order::
     type=T channel=X  >  type=T channel=*  >  category=C channel=X  >
     category=C channel=*  >  all channel=X  >  all channel=*  >  the type's defaults
 
-Channels a critical type forces (``NotificationType.forced_channels``) are always on.
+Channels a critical type forces (``NotificationType.forced_channels``) are always on:
+a rule that names a critical type and one of its forced channels with ``enabled=False``
+is refused with :class:`ValidationError`; broader rules (a category, ``all``, or
+``channel="*"``) are stored and apply to every other channel, but are ignored on forced
+channels when the delivery is sent.
+
+A global unsubscribe (:meth:`Preferences.unsubscribe`) is the rule ``all`` x channel
+off, plus an "off" for that channel at every narrower scope the subscriber has rules
+for, so no older, more specific "on" rule keeps the channel alive.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ ALL = "all"
 CATEGORY = "category"
 TYPE = "type"
 ANY_CHANNEL = "*"
+CRITICAL = "critical"
+UNAVAILABLE = "not a channel of this type"
 
 
 @dataclass(frozen=True)
@@ -51,14 +61,19 @@ class Effective:
     """Whether a subscriber gets a type on a channel, and which rule decided it."""
 
     enabled: bool
-    #: The deciding rule, or ``default`` / ``critical``.
+    #: The deciding rule, or ``default`` / ``critical`` / ``not a channel of this type``.
     because: str
+
+    @property
+    def forced(self) -> bool:
+        """True when a critical type forces this channel (no rule can turn it off)."""
+        return self.because == CRITICAL
 
 
 def resolve(rules: Iterable[PreferenceRule], type: NotificationType, channel: str) -> Effective:
     """Apply the most specific rule for ``type`` on ``channel`` (pure function)."""
     if type.is_forced(channel):
-        return Effective(True, "critical")
+        return Effective(True, CRITICAL)
     order = [
         (TYPE, type.name, channel),
         (TYPE, type.name, ANY_CHANNEL),
@@ -100,8 +115,9 @@ class Preferences:
     @staticmethod
     def _channel(channel: str) -> str:
         if channel != ANY_CHANNEL and channel not in REGISTRY and channel not in _KNOWN_CHANNELS:
+            known = dict.fromkeys([*_KNOWN_CHANNELS, *REGISTRY])
             raise ValidationError(
-                f"unknown channel {channel!r}; use '*' or one of: {', '.join(_KNOWN_CHANNELS)}"
+                f"unknown channel {channel!r}; use '*' or one of: {', '.join(known)}"
             )
         return channel
 
@@ -126,10 +142,18 @@ class Preferences:
 
         Raises:
             NotFoundError: no such subscriber.
-            UnknownEventTypeError, ValidationError: unknown type, category or channel.
+            UnknownEventTypeError, ValidationError: unknown type, category or channel, or
+                turning off a channel a critical type forces; nothing is written.
         """
         scope, value = self._scope(type, category)
         channel = self._channel(channel)
+        if scope == TYPE and not enabled:
+            forced = self.catalog.get(value)
+            if forced.is_forced(channel):
+                raise ValidationError(
+                    f"{value!r} is critical and cannot be turned off on {channel!r} "
+                    f"(forced channels: {', '.join(forced.forced_channels)})"
+                )
         if session is not None:
             return self._set(session, subscriber_id, scope, value, channel, enabled)
         with self.store.session(write=True) as own:
@@ -183,16 +207,56 @@ class Preferences:
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    def unsubscribe(self, subscriber_id: str, channel: str = "email") -> list[PreferenceRule]:
+        """Turn ``channel`` off for everything (the "unsubscribe from all email" link).
+
+        Sets ``all`` x ``channel`` off and, for every type or category the subscriber
+        has rules for, that scope x ``channel`` off too, so no narrower rule keeps the
+        channel on. Critical types still arrive on their forced channels.
+
+        Raises:
+            NotFoundError: no such subscriber.
+            ValidationError: unknown channel.
+        """
+        channel = self._channel(channel)
+        if channel == ANY_CHANNEL:
+            raise ValidationError("unsubscribe needs one channel, not '*'")
+        written: list[PreferenceRule] = []
+        with self.store.session() as session:
+            pk = self._subscriber_pk(session, subscriber_id)
+            scopes = {(r.scope, r.scope_value) for r in rules_for(session, [pk]).get(pk, [])}
+            scopes.add((ALL, ""))
+            for scope, value in sorted(scopes):
+                if (
+                    scope == TYPE
+                    and value in self.catalog
+                    and self.catalog.get(value).is_forced(channel)
+                ):
+                    continue
+                written.append(self._set(session, subscriber_id, scope, value, channel, False))
+        return written
+
     def rules(self, subscriber_id: str) -> list[PreferenceRule]:
         with self.store.session() as session:
             pk = self._subscriber_pk(session, subscriber_id)
             return rules_for(session, [pk]).get(pk, [])
 
     def matrix(self, subscriber_id: str) -> dict[str, dict[str, Effective]]:
-        """What the subscriber will get: type → channel → :class:`Effective`."""
+        """What the subscriber will get: type → channel → :class:`Effective`.
+
+        Every known channel appears for every type; a channel the type is never sent
+        on is off with ``because == "not a channel of this type"``, a forced channel of
+        a critical type is on with ``because == "critical"`` whatever the rules say.
+        """
         rules = self.rules(subscriber_id)
+        channels = list(dict.fromkeys([*_KNOWN_CHANNELS, *REGISTRY]))
         return {
-            t.name: {channel: resolve(rules, t, channel) for channel in _KNOWN_CHANNELS}
+            t.name: {
+                channel: resolve(rules, t, channel)
+                if channel in t.channels
+                else Effective(False, UNAVAILABLE)
+                for channel in channels
+            }
             for t in self.catalog
         }
 

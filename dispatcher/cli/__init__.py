@@ -9,6 +9,7 @@ import click
 
 from dispatcher.cli.core import migrate
 from dispatcher.cli.demo import demo
+from dispatcher.cli.explain import explain
 from dispatcher.cli.operations import deliveries, send, stats
 from dispatcher.cli.templates import templates
 from dispatcher.cli.vapid import vapid
@@ -27,3 +28,4 @@ main.add_command(deliveries)
 main.add_command(stats)
 main.add_command(templates)
 main.add_command(vapid)
+main.add_command(explain)
