@@ -58,7 +58,14 @@ def test_preview_with_data_and_errors(env: dict[str, str]) -> None:
     assert code == 1 and "invalid payload for 'payout_sent'" in err
 
 
-def test_validate_passes_on_the_shipped_templates(env: dict[str, str]) -> None:
+def test_validate_passes_on_the_shipped_templates(env: dict[str, str], tmp_path: Path) -> None:
+    # tests/templates also holds other tests' types (and a deliberately broken one):
+    # validate the shipped folder plus only the app type this env registers.
+    import shutil
+
+    own = tmp_path / "app-templates"
+    shutil.copytree(ROOT / "tests" / "templates" / "payout_sent", own / "payout_sent")
+    env = {**env, "DISPATCHER_EXTRA_TEMPLATES_DIRS": f'["{own}"]'}
     code, out, err = run(env, "templates", "validate")
     assert (code, err) == (0, "")
     assert re.fullmatch(r"\d+ template file\(s\) and 0 database version\(s\) OK\n", out)
