@@ -176,7 +176,7 @@ class Inbox:
     def _mark(
         self, subscriber_id: str, ids: builtins.list[int] | None, **values: datetime | None
     ) -> int:
-        with self.store.session() as session:
+        with self.store.session(write=True) as session:
             pk = self._subscriber_pk(session, subscriber_id)
             stmt = update(Notification).where(
                 Notification.subscriber_id == pk, Notification.inbox_at.is_not(None)
@@ -205,7 +205,7 @@ class Inbox:
 
     def mark_all_read(self, subscriber_id: str) -> int:
         """Mark every unread item read; returns how many changed."""
-        with self.store.session() as session:
+        with self.store.session(write=True) as session:
             pk = self._subscriber_pk(session, subscriber_id)
             stmt = (
                 update(Notification)

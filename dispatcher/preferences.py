@@ -195,7 +195,7 @@ class Preferences:
     ) -> bool:
         """Remove one rule so the next less specific one applies; False if there was none."""
         scope, value = self._scope(type, category)
-        with self.store.session() as session:
+        with self.store.session(write=True) as session:
             pk = self._subscriber_pk(session, subscriber_id)
             result = session.execute(
                 delete(Preference).where(

@@ -191,7 +191,7 @@ class PushSubscriptions:
     def _add(
         self, subscriber_id: str, parsed: BrowserSubscription, user_agent: str | None
     ) -> PushSubscriptionInfo:
-        with self.store.session() as session:
+        with self.store.session(write=True) as session:
             owner = _subscriber_pk(session, subscriber_id)
             row = session.scalar(
                 select(PushSubscription).where(PushSubscription.endpoint == parsed.endpoint)
@@ -230,7 +230,7 @@ class PushSubscriptions:
         Raises:
             UnknownSubscriberError: no such subscriber.
         """
-        with self.store.session() as session:
+        with self.store.session(write=True) as session:
             owner = _subscriber_pk(session, subscriber_id)
             result = session.execute(
                 delete(PushSubscription)

@@ -239,7 +239,7 @@ class QuietHours:
                 "quiet hours cover the whole week: nothing could ever be delivered "
                 "outside them; leave at least one minute free"
             )
-        with self.store.session() as session:
+        with self.store.session(write=True) as session:
             pk = self._pk(session, subscriber_id)
             session.execute(delete(QuietHoursWindow).where(QuietHoursWindow.subscriber_id == pk))
             session.add_all(
@@ -256,7 +256,7 @@ class QuietHours:
 
     def clear(self, subscriber_id: str) -> int:
         """Remove every window; returns how many there were."""
-        with self.store.session() as session:
+        with self.store.session(write=True) as session:
             pk = self._pk(session, subscriber_id)
             result = session.execute(
                 delete(QuietHoursWindow).where(QuietHoursWindow.subscriber_id == pk)

@@ -296,7 +296,7 @@ class WebPushChannel(Channel):
             return
         now = utcnow()
         table = PushSubscription.__table__
-        with self.context.store.session() as session:
+        with self.context.store.session(write=True) as session:
             for chunk in _chunks(sorted(gone)):
                 session.execute(delete(table).where(table.c.id.in_(chunk)))  # type: ignore[arg-type]
             for chunk in _chunks(sorted(worked)):

@@ -142,7 +142,7 @@ class Templates:
         self.checker.check_source(type, channel, locale, part, source, filename=f"{name} (new)")
         for attempt in range(3):
             try:
-                with self.store.session() as session:
+                with self.store.session(write=True) as session:
                     latest = session.scalar(
                         select(func.max(TemplateVersion.version)).where(
                             *_key(type, channel, locale, part)
@@ -246,7 +246,7 @@ class Templates:
         conditions = [*_key(type, channel, locale, part), TemplateVersion.active.is_(True)]
         if version is not None:
             conditions.append(TemplateVersion.version == version)
-        with self.store.session() as session:
+        with self.store.session(write=True) as session:
             result = session.execute(
                 update(TemplateVersion).where(*conditions).values(active=False),
                 execution_options={"synchronize_session": False},

@@ -8,7 +8,7 @@ import pytest
 
 from dispatcher import Dispatcher
 from tests.conftest import StartWorker, Worker
-from tests.policy.support import POLICY_WORKER_ENV, reset_redis
+from tests.policy.support import POLICY_WORKER_ENV, add_policy_templates, reset_redis
 from tests.policy_types import register_types, uninstall
 
 
@@ -24,6 +24,7 @@ def inproc(
     if running is not None:
         running[1].stop()
     register_types(dispatcher.catalog)
+    add_policy_templates(dispatcher)
     reset_redis(dispatcher)
     dispatcher.doorbell.app.control.purge()
     yield dispatcher
@@ -35,6 +36,7 @@ def inproc(
 def policy_worker(dispatcher: Dispatcher, start_worker: StartWorker) -> Iterator[Worker]:
     """A real worker that loads ``tests.policy_types``."""
     register_types(dispatcher.catalog)
+    add_policy_templates(dispatcher)
     reset_redis(dispatcher)
     yield start_worker(POLICY_WORKER_ENV)
     uninstall()

@@ -3,6 +3,7 @@ that knows the test types and the ``recorder`` channel."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -13,9 +14,25 @@ from sqlalchemy import select
 
 from dispatcher import Dispatcher, clock
 from dispatcher.db.models import Delivery, Notification, Subscriber
+from tests.conftest import ROOT
 from tests.policy_types import recorded, recorder_key
 
-POLICY_WORKER_ENV = {"DISPATCHER_TYPES_MODULES": '["tests.app_types","tests.policy_types"]'}
+#: The policy tests' own templates, kept apart so template validation of the shipped
+#: folder plus ``tests/templates`` does not see these test-only types.
+POLICY_TEMPLATES = ROOT / "tests" / "policy" / "templates"
+POLICY_WORKER_ENV = {
+    "DISPATCHER_TYPES_MODULES": '["tests.app_types","tests.policy_types"]',
+    "DISPATCHER_EXTRA_TEMPLATES_DIRS": json.dumps(
+        [str(ROOT / "tests" / "templates"), str(POLICY_TEMPLATES)]
+    ),
+}
+
+
+def add_policy_templates(d: Dispatcher) -> None:
+    """Let ``d`` render the policy test types (before its renderer is first used)."""
+    if POLICY_TEMPLATES not in d.settings.extra_templates_dirs:
+        d.settings.extra_templates_dirs.append(POLICY_TEMPLATES)
+    d.__dict__.pop("renderer", None)
 
 
 @contextmanager
