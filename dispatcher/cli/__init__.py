@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from dispatcher.cli.core import migrate
+from dispatcher.cli.gateway import gateway
 
 
 @click.group()
@@ -17,3 +18,4 @@ def main() -> None:
 
 
 main.add_command(migrate)
+main.add_command(gateway)
