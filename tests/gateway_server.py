@@ -1,6 +1,7 @@
 """A real gateway (``dispatcher gateway`` under uvicorn) in a subprocess, and clients for it.
 
-Import the fixtures into a test module: ``from tests.gateway_server import *``.
+Import the fixtures into a test module with ``from tests.gateway_server import *``
+(``__all__`` lists only the fixtures), and the helpers by name.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from dispatcher import Dispatcher, Settings
 from tests.conftest import ROOT, settings_env, wait_for
+
+__all__ = ["_gateways", "gateway", "start_gateway"]
 
 SECRET = "gateway-test-secret-" + uuid.uuid4().hex
 #: Generous defaults so that ordinary tests never meet a limit by accident.

@@ -8,22 +8,19 @@ from websockets.sync.client import connect
 
 from dispatcher import Dispatcher
 from tests.conftest import Worker, wait_for
+from tests.gateway_server import *  # noqa: F403  (fixtures)
 from tests.gateway_server import (
     GatewayServer,
     Socket,
     StartGateway,
-    _gateways,  # noqa: F401  (fixture)
     deliver,
-    gateway,  # noqa: F401  (fixture)
-    start_gateway,  # noqa: F401  (fixture)
     token,
 )
 
 
 def _closed_with(url: str, **kwargs: object) -> int | None:
-    with connect(url, **kwargs) as ws:  # type: ignore[arg-type]
-        with pytest.raises(ConnectionClosed) as info:
-            ws.recv(timeout=10)
+    with connect(url, **kwargs) as ws, pytest.raises(ConnectionClosed) as info:  # type: ignore[arg-type]
+        ws.recv(timeout=10)
     return info.value.rcvd.code if info.value.rcvd else None
 
 
@@ -126,7 +123,10 @@ def test_bad_and_expired_tokens_are_closed_with_4401(
 ) -> None:
     base = f"{gateway.ws_url}/ws/notifications"
     assert _closed_with(f"{base}/{token('ana', ttl=-10)}/") == 4401
-    assert _closed_with(f"{base}/{token('ana', secret='wrong-secret-of-the-right-length-32b')}/") == 4401
+    assert (
+        _closed_with(f"{base}/{token('ana', secret='wrong-secret-of-the-right-length-32b')}/")
+        == 4401
+    )
     assert _closed_with(f"{base}/not-a-jwt/") == 4401
     assert _closed_with(base) == 4401
     # A token without exp is refused even when correctly signed.

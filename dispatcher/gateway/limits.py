@@ -22,12 +22,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dispatcher import log
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
-    """Answer 413 to HTTP requests whose body exceeds ``max_bytes``."""
+    """Answer 413 to HTTP requests whose body exceeds ``max_bytes``.
+
+    The body is read (at most ``max_bytes`` of it) before the app runs and replayed to
+    it: an error raised from inside the app's body parsing would be turned into a 400
+    by FastAPI, and the limit is small enough to buffer.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -46,29 +47,30 @@ class BodySizeLimit:
                 if declared > self.max_bytes:
                     await _reject(send)
                     return
+        chunks: list[bytes] = []
         seen = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
                 await _reject(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 async def _reject(send: Send) -> None:
