@@ -230,3 +230,49 @@ def test_tokens_never_reach_the_logs(
     assert secret_token not in log
     assert secret_token.split(".")[2] not in log  # not even the signature
     assert "token=***" in log
+
+
+def test_a_slow_client_is_told_to_resync_and_others_are_not_held_up(
+    dispatcher: Dispatcher, start_gateway: StartGateway, redis_client: object
+) -> None:
+    import json
+    import time
+
+    import redis
+
+    g = start_gateway({"DISPATCHER_GATEWAY_SOCKET_QUEUE_SIZE": "4"})
+    r = redis.Redis.from_url(dispatcher.settings.redis_url)
+    channel = f"{dispatcher.settings.redis_prefix}:inbox:slow"
+    body = "x" * 60_000
+    # The client library stops reading after a few frames, so the kernel buffers fill,
+    # the gateway's send blocks, and the socket's queue overflows.
+    slow = Socket(connect(f"{g.ws_url}/ws/notifications/{token('slow')}/", max_queue=2))
+    with slow, g.socket("fast") as fast:
+        slow.recv()
+        fast.recv()
+        for n in range(1, 401):
+            message = {
+                "type": "notification",
+                "subscriber": "slow",
+                "notification": {"id": n, "title": "t", "body": body},
+            }
+            r.publish(channel, json.dumps(message))
+        # Another subscriber on the same gateway still gets its messages at once.
+        r.publish(
+            f"{dispatcher.settings.redis_prefix}:inbox:fast",
+            json.dumps({"type": "notification", "subscriber": "fast", "notification": {"id": 1}}),
+        )
+        assert fast.recv_type("notification", timeout=5)["notification"] == {"id": 1}
+        time.sleep(0.5)
+        kinds = []
+        ids = []
+        while True:
+            try:
+                msg = slow.recv(timeout=2)
+            except TimeoutError:
+                break
+            kinds.append(msg["type"])
+            if msg["type"] == "notification":
+                ids.append(msg["notification"]["id"])
+        assert "resync" in kinds
+        assert len(ids) < 400 and ids == sorted(ids)
