@@ -216,7 +216,7 @@ def summary(name: str, sent: dict[int, float], got: dict[int, float]) -> dict[st
         return {"n": 0, "lost": lost}
 
     def pct(p: float) -> float:
-        return lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))]
+        return lat[min(len(lat) - 1, round(p / 100 * (len(lat) - 1)))]
 
     return {
         "n": len(lat),
@@ -366,13 +366,12 @@ def main() -> None:
         total = paced(args.rate, args.duration, args.producers, notify, sent["notify"])
         print(f"  {total} notify calls in {time.monotonic() - t0:.1f}s")
 
+        from sqlalchemy import func, select
+
+        from dispatcher.db.models import Notification
+
         def all_in() -> bool:
-            done = d.store.session
-            with done() as s:
-                from sqlalchemy import func, select
-
-                from dispatcher.db.models import Notification
-
+            with d.store.session() as s:
                 n = s.scalar(
                     select(func.count())
                     .select_from(Notification)
@@ -382,6 +381,8 @@ def main() -> None:
 
         try:
             wait_until(all_in, args.drain, "the worker to store every notification")
+            took = time.monotonic() - t0
+            print(f"  the worker stored all {total} in {took:.1f}s ({total / took:.0f}/s)")
         except SystemExit as exc:
             print(f"  ({exc})")
         time.sleep(1.0)  # the last publishes cross the gateway
