@@ -19,8 +19,10 @@ ratio of the baseline's.
     python bench/realtime.py                      # 1,000 clients, 200/s, 30 s (issue 6)
     python bench/realtime.py --clients 200 --duration 5 --database-url postgresql://...
 
-Redis: ``--redis-url`` (default DB 14) carries the broker queues and pub/sub under a
-fresh key prefix; nothing is flushed.
+Redis: ``--redis-url`` carries the broker queues and pub/sub (under a fresh key prefix).
+Give it a database that no other dispatcher worker consumes (the queue names are
+fixed, so another worker there would take the bench's tasks and vice versa); default
+``$DISPATCHER_BENCH_REDIS_URL`` or DB 15. Nothing is flushed or purged.
 """
 
 from __future__ import annotations
@@ -55,10 +57,19 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=200.0, help="events per second")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of the notify phase")
     p.add_argument(
+        "--notify-rate",
+        type=float,
+        default=None,
+        help="events per second of the notify phase (default: --rate)",
+    )
+    p.add_argument(
         "--baseline-duration", type=float, default=10.0, help="seconds of each baseline phase"
     )
     p.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("DISPATCHER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    )
     p.add_argument("--concurrency", type=int, default=2, help="worker processes")
     p.add_argument("--producers", type=int, default=4, help="threads calling notify")
     p.add_argument("--drain", type=float, default=15.0, help="seconds to wait for stragglers")
@@ -231,6 +242,8 @@ def summary(name: str, sent: dict[int, float], got: dict[int, float]) -> dict[st
 
 def main() -> None:
     args = parse_args()
+    if args.notify_rate is None:
+        args.notify_rate = args.rate
     if args.role == "clients":
         run_clients(args)
         return
@@ -326,7 +339,8 @@ def main() -> None:
 
         r = redis.Redis.from_url(args.redis_url)
         rng = random.Random(7)
-        targets = [rng.randrange(args.clients) for _ in range(int(args.rate * args.duration) + 1)]
+        count = int(max(args.rate, args.notify_rate) * max(args.duration, args.baseline_duration))
+        targets = [rng.randrange(args.clients) for _ in range(count + 1)]
         sent: dict[str, dict[int, float]] = {"redis": {}, "gateway": {}, "notify": {}}
 
         baseline_channel = prefix + BASELINE_CHANNEL_SUFFIX
@@ -361,9 +375,9 @@ def main() -> None:
                 disp = local.d = Dispatcher(settings)
             disp.notify("bench_ping", to=f"s{targets[seq]}", data={"seq": seq})
 
-        print(f"phase notify:  {args.rate:g}/s for {args.duration:g}s through the worker")
+        print(f"phase notify:  {args.notify_rate:g}/s for {args.duration:g}s through the worker")
         t0 = time.monotonic()
-        total = paced(args.rate, args.duration, args.producers, notify, sent["notify"])
+        total = paced(args.notify_rate, args.duration, args.producers, notify, sent["notify"])
         print(f"  {total} notify calls in {time.monotonic() - t0:.1f}s")
 
         from sqlalchemy import func, select
@@ -396,16 +410,16 @@ def main() -> None:
         rows = {name: summary(name, sent[name], got[name]) for name in sent}
         base = rows["redis"].get("p99") or float("nan")
         print()
-        print(f"{'phase':<10}{'sent':>7}{'lost':>6}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
-              f"{'max ms':>9}{'p99/base':>10}")  # fmt: skip
+        print(f"{'phase':<10}{'sent':>7}{'lost':>6}{'p50 ms':>11}{'p95 ms':>11}{'p99 ms':>11}"
+              f"{'max ms':>11}{'p99/base':>11}")  # fmt: skip
         for name, row in rows.items():
             if not row.get("n"):
                 print(f"{name:<10}{len(sent[name]):>7}{row['lost']:>6}   (nothing received)")
                 continue
             print(
-                f"{name:<10}{len(sent[name]):>7}{row['lost']:>6}{row['p50']:>9.2f}"
-                f"{row['p95']:>9.2f}{row['p99']:>9.2f}{row['max']:>9.2f}"
-                f"{row['p99'] / base:>9.1f}x"
+                f"{name:<10}{len(sent[name]):>7}{row['lost']:>6}{row['p50']:>11.2f}"
+                f"{row['p95']:>11.2f}{row['p99']:>11.2f}{row['max']:>11.2f}"
+                f"{row['p99'] / base:>10.1f}x"
             )
         print(f"duplicates: {result['duplicates']}")
         print(f"gateway peak memory (VmHWM): {peak / 1024:.1f} MiB")

@@ -81,6 +81,8 @@ class GatewaySettings(BaseSettings):
     resume_limit: int = 1000
     #: Page size cap of ``GET /api/notifications``.
     max_page_size: int = 200
+    #: Redis connections one gateway process may hold (callers wait for a free one).
+    redis_pool_size: int = 50
 
 
 class Settings(BaseSettings):

@@ -50,7 +50,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = aioredis.Redis.from_url(d.settings.redis_url)
+        # A blocking pool: a burst of sockets waits for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            d.settings.redis_url, max_connections=gs.redis_pool_size, timeout=10
+        )
+        client = aioredis.Redis(connection_pool=pool)
         prefix = d.settings.redis_prefix
         hub = Hub(client, prefix)
         app.state.gateway = Gateway(
@@ -70,6 +74,7 @@ def create_app(
         finally:
             await hub.stop()
             await client.aclose()
+            await pool.aclose()
             if owned:
                 d.close()
 
