@@ -22,7 +22,9 @@ ratio of the baseline's.
 Redis: ``--redis-url`` carries the broker queues and pub/sub (under a fresh key prefix).
 Give it a database that no other dispatcher worker consumes (the queue names are
 fixed, so another worker there would take the bench's tasks and vice versa); default
-``$DISPATCHER_BENCH_REDIS_URL`` or DB 15. Nothing is flushed or purged.
+``$DISPATCHER_BENCH_REDIS_URL`` or DB 15. At the end the dispatcher's Celery queues on
+that database are purged, so that work a saturated run leaves behind does not land on
+the next run; nothing else is deleted.
 """
 
 from __future__ import annotations
@@ -427,6 +429,11 @@ def main() -> None:
         verdict = "met" if target is not None and target < 25 else "NOT met"
         print(f"target p99 < 25 ms end to end: {verdict}")
     finally:
+        from dispatcher.tasks import create_app
+
+        left = create_app(settings).control.purge()
+        if left:
+            print(f"purged {left} task messages this run left unprocessed")
         for p in reversed(procs):
             if p.poll() is None:
                 p.terminate()

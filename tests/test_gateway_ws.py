@@ -276,3 +276,28 @@ def test_a_slow_client_is_told_to_resync_and_others_are_not_held_up(
                 ids.append(msg["notification"]["id"])
         assert "resync" in kinds
         assert len(ids) < 400 and ids == sorted(ids)
+
+
+def test_losing_the_pubsub_connection_tells_sockets_to_resync(
+    dispatcher: Dispatcher, worker: Worker, start_gateway: StartGateway
+) -> None:
+    import redis
+
+    g = start_gateway(instance=7)  # its own process: the test cuts its Redis connection
+    r = redis.Redis.from_url(dispatcher.settings.redis_url)
+    name = f"{dispatcher.settings.redis_prefix}:gateway"
+    dispatcher.subscribers.upsert("ana")
+    with g.socket("ana") as ws:
+        ws.count_until(0)
+        ours = [c for c in r.client_list() if c.get("name") == name and int(c.get("psub", 0)) > 0]
+        # The name carries this test run's prefix: only this run's gateways are cut (the
+        # others have no open sockets now).
+        assert ours
+        for c in ours:
+            r.client_kill_filter(_id=c["id"])
+        assert ws.recv_type("resync", timeout=10) == {"type": "resync"}
+        # The re-made subscription delivers live again.
+        dispatcher.notify("payout_sent", to="ana", data={"payout_id": 1, "amount": "1"})
+        assert ws.recv_type("notification")["notification"]["data"]["payout_id"] == 1
+    ready = g.client().get("/readyz").json()
+    assert ready["checks"]["pubsub"] == "ok"

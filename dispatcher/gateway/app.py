@@ -44,15 +44,24 @@ def create_app(
     """
     redaction.install()
     owned = dispatcher is None
-    d = dispatcher or Dispatcher(settings)
+    if dispatcher is None:
+        settings = settings or Settings.from_env()
+        verifier = TokenVerifier(settings.gateway)  # fail on a missing key before connecting
+        d = Dispatcher(settings)
+    else:
+        d = dispatcher
+        verifier = TokenVerifier(d.settings.gateway)
     gs = d.settings.gateway
-    verifier = TokenVerifier(gs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # A blocking pool: a burst of sockets waits for a connection instead of failing.
         pool = aioredis.BlockingConnectionPool.from_url(
-            d.settings.redis_url, max_connections=gs.redis_pool_size, timeout=10
+            d.settings.redis_url,
+            max_connections=gs.redis_pool_size,
+            timeout=10,
+            # Operators find the gateway's connections in CLIENT LIST by this name.
+            client_name=f"{d.settings.redis_prefix}:gateway",
         )
         client = aioredis.Redis(connection_pool=pool)
         prefix = d.settings.redis_prefix
