@@ -176,6 +176,14 @@ def test_rate_and_body_limits(dispatcher: Dispatcher, start_gateway: StartGatewa
     # The limit is per token: another token of the same subscriber is not affected.
     with g.client("ana", ttl=301) as fresh:
         assert fresh.get("/api/notifications/unread-count").status_code == 200
+    # Socket messages count against the same per-token budget.
+    with g.socket("ana", ttl=302) as ws:
+        ws.recv()
+        for _ in range(12):
+            ws.send({"type": "ping"})
+        answers = [ws.recv()["type"] for _ in range(12)]
+    assert answers[0] == "pong" and "error" in answers
+    assert set(answers) == {"pong", "error"}
 
 
 def test_preferences_matrix_and_rules(dispatcher: Dispatcher, gateway: GatewayServer) -> None:

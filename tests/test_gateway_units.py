@@ -122,6 +122,7 @@ def test_token_sources() -> None:
         ("GET /ws/notifications?access_token=abc", "GET /ws/notifications?access_token=***"),
         ("Authorization: Bearer eyJ.a.b", "Authorization: Bearer ***"),
         ("GET /api/notifications HTTP/1.1", "GET /api/notifications HTTP/1.1"),
+        ("POST /unsubscribe/abc.def HTTP/1.1", "POST /unsubscribe/*** HTTP/1.1"),
     ],
 )  # fmt: skip
 def test_redaction(line: str, expected: str) -> None:

@@ -3,7 +3,8 @@
 uvicorn logs request paths (``uvicorn.access``) and WebSocket paths (``uvicorn.error``:
 ``"WebSocket /ws/notifications/<token>/" [accepted]``). This filter rewrites those
 records before any handler sees them: the path segment after ``/ws/notifications/``
-and ``token=`` / ``access_token=`` query values become ``***``.
+(and after ``/unsubscribe/``), and ``token=`` / ``access_token=`` query values, become
+``***``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import re
 
 _PATTERNS = (
     (re.compile(r"(/ws/notifications/)[^/\s?\"']+"), r"\1***"),
+    # One-click unsubscribe links carry a signed token in the path.
+    (re.compile(r"(/unsubscribe/)[^/\s?\"']+"), r"\1***"),
     (re.compile(r"((?:access_)?token=)[^&\s\"']+"), r"\1***"),
     (re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\1***"),
 )

@@ -6,7 +6,7 @@ Server → client::
     {"type": "notification", "notification": {...}}
     {"type": "pong"} · {"type": "heartbeat"} · {"type": "resync"}
     {"type": "resumed", "count": K}                after the missed ones of a resume
-    {"type": "error", "error": "not_found" | "bad_request", ...}
+    {"type": "error", "error": "not_found" | "bad_request" | "rate_limited", ...}
 
 Client → server::
 
@@ -57,6 +57,7 @@ class SocketSession:
         self.gw = gw
         self.ws = ws
         self.subscriber_id = caller.subscriber_id
+        self.token_key = caller.token_key
         self.queue: asyncio.Queue[Live] = asyncio.Queue(gw.settings.socket_queue_size)
         self.overflowed = False
         self.unread = 0
@@ -139,6 +140,11 @@ class SocketSession:
                 body = None
             if not isinstance(body, dict):
                 await self._locked({"type": "error", "error": "bad_request"})
+                continue
+            # Client messages count against the token's request rate, like REST calls.
+            allowed, _ = await self.gw.rate.allow(self.token_key)
+            if not allowed:
+                await self._locked({"type": "error", "error": "rate_limited"})
                 continue
             await self.handle(body)
 
