@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import jwt
+import pytest
 
 from dispatcher import Dispatcher
 from tests.conftest import Worker
@@ -105,6 +106,7 @@ def test_unknown_subscriber_has_an_empty_inbox(
         assert http.get("/api/preferences").status_code == 404
 
 
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 def test_bad_tokens_get_a_bare_401(dispatcher: Dispatcher, gateway: GatewayServer) -> None:
     dispatcher.subscribers.upsert("ana")
     url = gateway.url + "/api/notifications"
