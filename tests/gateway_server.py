@@ -177,24 +177,32 @@ def _gateways() -> Iterator[dict[tuple[str, frozenset[tuple[str, str]], int], Ga
 
 @pytest.fixture
 def start_gateway(
+    request: pytest.FixtureRequest,
     backend: str,
     dispatcher: Dispatcher,
     _gateways: dict[tuple[str, frozenset[tuple[str, str]], int], GatewayServer],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> StartGateway:
-    """Start (or reuse) a gateway for this backend with extra environment variables.
+    """Start a gateway for this backend with extra environment variables.
 
-    ``instance`` tells apart several gateways with the same settings (side by side).
+    The default one (no extra variables, ``instance`` 0) is kept for the session; the
+    others (special limits, a second process side by side) stop when the test ends, so
+    that a test run does not hold a dozen idle servers. ``instance`` tells apart
+    several gateways with the same settings.
     """
 
     def start(extra_env: dict[str, str] | None = None, instance: int = 0) -> GatewayServer:
         key = (backend, frozenset((extra_env or {}).items()), instance)
+        shared = not extra_env and instance == 0
         current = _gateways.get(key)
-        if current is not None and current.process.poll() is None:
+        if shared and current is not None and current.process.poll() is None:
             return current
         log_path = tmp_path_factory.mktemp("gateway") / f"{backend}-{instance}.log"
         g = GatewayServer(dispatcher.settings, log_path, dict(extra_env or {}))
-        _gateways[key] = g
+        if shared:
+            _gateways[key] = g
+        else:
+            request.addfinalizer(g.stop)
         return g
 
     return start
