@@ -12,6 +12,6 @@ class Ping(BaseModel):
     n: int
 
 
-bench_ping = NotificationType(
-    name="bench_ping", payload=Ping, example={"name": "bench", "n": 1}, channels=("in_app",)
+bench_fanout = NotificationType(
+    name="bench_fanout", payload=Ping, example={"name": "bench", "n": 1}, channels=("in_app",)
 )

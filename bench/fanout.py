@@ -128,7 +128,7 @@ def main() -> None:
     proc = worker("worker", env, tmp / "worker.log", args.concurrency)
     try:
         start = time.perf_counter()
-        d.notify("bench_ping", to=recipients, data={"name": "bench", "n": 1})
+        d.notify("bench_fanout", to=recipients, data={"name": "bench", "n": 1})
         notify_done = time.perf_counter()
         end = wait_until(d, n, timeout=600)
     finally:
@@ -148,7 +148,7 @@ def main() -> None:
             [{"external_id": f"user-{i}", "timezone": "UTC", "attributes": {}} for i in range(n)],
         )
         event = Event(
-            type="bench_ping",
+            type="bench_fanout",
             payload={"name": "bench", "n": 1},
             recipients=[],
             priority="medium",

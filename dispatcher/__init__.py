@@ -5,6 +5,7 @@ from dispatcher.channels.base import Channel, Message, Outcome, Recipient
 from dispatcher.dispatcher import Dispatcher
 from dispatcher.enums import DeliveryStatus, EventStatus, Priority, Reason
 from dispatcher.errors import (
+    AuthenticationError,
     BrokerUnavailableError,
     ConfigurationError,
     DeliveryError,
@@ -63,6 +64,7 @@ __all__ = [
     "Outcome",
     "Recipient",
     # Errors
+    "AuthenticationError",
     "BrokerUnavailableError",
     "ConfigurationError",
     "DeliveryError",

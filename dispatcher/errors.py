@@ -18,6 +18,7 @@
      ├── TemplateError               a template does not parse or render
      │    └── TemplateNotFoundError
      ├── BrokerUnavailableError      the broker did not answer
+     ├── AuthenticationError         a gateway token is missing, invalid or expired
      └── DeliveryError               a channel could not deliver
           ├── TransientDeliveryError  try again later (drives retries)
           └── PermanentDeliveryError  never try again
@@ -124,6 +125,13 @@ class TemplateNotFoundError(TemplateError):
 
 class BrokerUnavailableError(DispatcherError):
     """Raised when the Celery broker does not answer."""
+
+
+class AuthenticationError(DispatcherError):
+    """Raised when a gateway token is missing, malformed, badly signed or expired.
+
+    The message is deliberately vague: it is shown to whoever presented the token.
+    """
 
 
 class DeliveryError(DispatcherError):

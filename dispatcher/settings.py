@@ -116,6 +116,12 @@ class GatewaySettings(BaseSettings):
     max_connections_per_subscriber: int = 10
     heartbeat_seconds: float = 20.0
     socket_queue_size: int = 256
+    #: Most notifications one ``resume`` replays; beyond that the client is told to resync.
+    resume_limit: int = 1000
+    #: Page size cap of ``GET /api/notifications``.
+    max_page_size: int = 200
+    #: Redis connections one gateway process may hold (callers wait for a free one).
+    redis_pool_size: int = 50
 
 
 class Settings(BaseSettings):

@@ -13,6 +13,7 @@ from dispatcher.cli.explain import explain
 from dispatcher.cli.operations import deliveries, send, stats
 from dispatcher.cli.templates import templates
 from dispatcher.cli.vapid import vapid
+from dispatcher.cli.gateway import gateway
 
 
 @click.group()
@@ -29,3 +30,4 @@ main.add_command(stats)
 main.add_command(templates)
 main.add_command(vapid)
 main.add_command(explain)
+main.add_command(gateway)

@@ -1,0 +1,452 @@
+"""Real-time latency: ``notify`` returning → a WebSocket client receiving the notification.
+
+Starts a real Celery worker, a real gateway (``dispatcher gateway``) and a client process
+holding ``--clients`` WebSocket connections (one subscriber each), then runs three
+phases at ``--rate`` events per second, each event for one random subscriber:
+
+1. **redis** (naive baseline): ``PUBLISH`` on a plain channel → a Redis subscriber in the
+   client process. The floor any pub/sub design pays on this machine.
+2. **gateway**: ``PUBLISH`` of an in-app message on the subscriber's inbox channel → the
+   gateway → the WebSocket client (the gateway hop alone).
+3. **notify**: ``Dispatcher.notify`` → outbox row → Celery fan-out → Celery deliver
+   (render, store, publish) → the gateway → the WebSocket client (the whole path).
+
+Latency is measured from the producer call returning to the client process reading the
+message, both on the system-wide monotonic clock. Prints p50/p95/p99/max, messages lost
+(expected minus received), the gateway's peak memory (VmHWM) and each phase's p99 as a
+ratio of the baseline's.
+
+    python bench/realtime.py                      # 1,000 clients, 200/s, 30 s (issue 6)
+    python bench/realtime.py --clients 200 --duration 5 --database-url postgresql://...
+
+Redis: ``--redis-url`` carries the broker queues and pub/sub (under a fresh key prefix).
+Give it a database that no other dispatcher worker consumes (the queue names are
+fixed, so another worker there would take the bench's tasks and vice versa); default
+``$DISPATCHER_BENCH_REDIS_URL`` or DB 15. At the end the dispatcher's Celery queues on
+that database are purged, so that work a saturated run leaves behind does not land on
+the next run; nothing else is deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BASELINE_CHANNEL_SUFFIX = ":bench:baseline"
+#: Gateway-phase notification ids start here so they never meet real ones.
+FAKE_ID_BASE = 10**12
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--clients", type=int, default=1000)
+    p.add_argument("--rate", type=float, default=200.0, help="events per second")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of the notify phase")
+    p.add_argument(
+        "--notify-rate",
+        type=float,
+        default=None,
+        help="events per second of the notify phase (default: --rate)",
+    )
+    p.add_argument(
+        "--baseline-duration", type=float, default=10.0, help="seconds of each baseline phase"
+    )
+    p.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("DISPATCHER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    )
+    p.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    p.add_argument("--producers", type=int, default=4, help="threads calling notify")
+    p.add_argument("--drain", type=float, default=15.0, help="seconds to wait for stragglers")
+    # Internal: the client process.
+    p.add_argument("--role", default="main", choices=["main", "clients"], help=argparse.SUPPRESS)
+    p.add_argument("--ws-url", help=argparse.SUPPRESS)
+    p.add_argument("--secret", help=argparse.SUPPRESS)
+    p.add_argument("--prefix", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    return p.parse_args()
+
+
+# -- the client process --------------------------------------------------------------
+
+
+def run_clients(args: argparse.Namespace) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_clients(args))
+
+
+async def _clients(args: argparse.Namespace) -> None:
+    import jwt
+    import redis.asyncio as aioredis
+    from websockets.asyncio.client import connect
+
+    received: dict[str, dict[int, float]] = {"redis": {}, "gateway": {}, "notify": {}}
+    duplicates = {"gateway": 0, "notify": 0}
+
+    async def hold(index: int, ready: asyncio.Event, counter: list[int]) -> None:
+        tok = jwt.encode(
+            {"sub": f"s{index}", "exp": int(time.time()) + 3600}, args.secret, algorithm="HS256"
+        )
+        async with connect(
+            f"{args.ws_url}/ws/notifications/{tok}/", ping_interval=None, max_queue=None
+        ) as ws:
+            await ws.recv()  # the unread count
+            counter[0] += 1
+            if counter[0] == args.clients:
+                ready.set()
+            async for raw in ws:
+                now = time.monotonic()
+                if '"notification"' not in raw[:40]:
+                    continue
+                n = json.loads(raw)["notification"]
+                phase = "notify" if n["type"] == "bench_ping" else "gateway"
+                seq = n["data"]["seq"]
+                if seq in received[phase]:
+                    duplicates[phase] += 1
+                else:
+                    received[phase][seq] = now
+
+    async def baseline(subscribed: asyncio.Event) -> None:
+        client = aioredis.Redis.from_url(args.redis_url)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(args.prefix + BASELINE_CHANNEL_SUFFIX)
+        subscribed.set()
+        while True:
+            message = await pubsub.get_message(timeout=None)
+            if message is not None:
+                now = time.monotonic()
+                received["redis"][int(message["data"])] = now
+
+    ready = asyncio.Event()
+    subscribed = asyncio.Event()
+    counter = [0]
+    tasks = [asyncio.create_task(baseline(subscribed))]
+    for start in range(0, args.clients, 100):  # in waves: the accept backlog is finite
+        tasks += [
+            asyncio.create_task(hold(i, ready, counter))
+            for i in range(start, min(start + 100, args.clients))
+        ]
+        await asyncio.sleep(0.05)
+    await asyncio.wait_for(ready.wait(), 120)
+    await subscribed.wait()
+    print("ready", flush=True)
+    line = await asyncio.to_thread(sys.stdin.readline)
+    assert line.strip() == "dump", line
+    Path(args.out).write_text(json.dumps({"received": received, "duplicates": duplicates}))
+    print("dumped", flush=True)
+    for t in tasks:
+        t.cancel()
+
+
+# -- the orchestrator ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def paced(rate: float, duration: float, threads: int, send: Any, stamps: dict[int, float]) -> int:
+    """Call ``send(seq)`` ``rate`` times a second for ``duration`` s from ``threads`` threads."""
+    total = int(rate * duration)
+    start = time.monotonic() + 0.2
+    errors: list[BaseException] = []
+
+    def producer(offset: int) -> None:
+        try:
+            for seq in range(offset, total, threads):
+                due = start + seq / rate
+                pause = due - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                send(seq)
+                stamps[seq] = time.monotonic()
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=producer, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    if errors:
+        raise errors[0]
+    late = time.monotonic() - (start + total / rate)
+    if late > 1.0:
+        print(f"  (producer fell {late:.1f}s behind the schedule)")
+    return total
+
+
+def summary(name: str, sent: dict[int, float], got: dict[int, float]) -> dict[str, float]:
+    lat = sorted((got[s] - t) * 1000 for s, t in sent.items() if s in got)
+    lost = sum(1 for s in sent if s not in got)
+    if not lat:
+        return {"n": 0, "lost": lost}
+
+    def pct(p: float) -> float:
+        return lat[min(len(lat) - 1, round(p / 100 * (len(lat) - 1)))]
+
+    return {
+        "n": len(lat),
+        "lost": lost,
+        "p50": pct(50),
+        "p95": pct(95),
+        "p99": pct(99),
+        "max": lat[-1],
+        "mean": statistics.fmean(lat),
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    if args.notify_rate is None:
+        args.notify_rate = args.rate
+    if args.role == "clients":
+        run_clients(args)
+        return
+
+    import redis
+
+    from dispatcher import Dispatcher, Settings
+    from dispatcher.channels.in_app import inbox_channel
+    from dispatcher.db.models import Subscriber
+
+    workdir = Path(tempfile.mkdtemp(prefix="dispatcher-bench-"))
+    database_url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    secret = uuid.uuid4().hex * 2
+    settings = Settings.from_env(
+        database_url=database_url,
+        broker_url=args.redis_url,
+        redis_url=args.redis_url,
+        redis_prefix=prefix,
+        types_modules=["bench.realtime_types"],
+        extra_templates_dirs=[ROOT / "bench" / "templates"],
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DISPATCHER_DATABASE_URL": database_url,
+        "DISPATCHER_BROKER_URL": args.redis_url,
+        "DISPATCHER_REDIS_URL": args.redis_url,
+        "DISPATCHER_REDIS_PREFIX": prefix,
+        "DISPATCHER_TYPES_MODULES": '["bench.realtime_types"]',
+        "DISPATCHER_EXTRA_TEMPLATES_DIRS": json.dumps([str(ROOT / "bench" / "templates")]),
+        "DISPATCHER_GATEWAY_JWT_SECRET": secret,
+        "DISPATCHER_GATEWAY_MAX_CONNECTIONS_PER_SUBSCRIBER": "5",
+        "DISPATCHER_GATEWAY_SOCKET_QUEUE_SIZE": "1024",
+    }
+
+    d = Dispatcher(settings)
+    d.migrate()
+    print(f"database: {d.store.url.render_as_string(hide_password=True)}")
+    with d.store.session() as s:
+        existing = {x for (x,) in s.query(Subscriber.external_id)}
+        s.add_all(
+            Subscriber(external_id=f"s{i}", locale="en", timezone="UTC", attributes={})
+            for i in range(args.clients)
+            if f"s{i}" not in existing
+        )
+
+    procs: list[subprocess.Popen[bytes]] = []
+    worker_log = (workdir / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker", "worker", "--concurrency",
+         str(args.concurrency), "--loglevel", "INFO", "--without-mingle", "--without-gossip",
+         "-n", f"bench-{prefix}@%h"],
+        cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    procs.append(worker)
+    port = free_port()
+    gateway_log = (workdir / "gateway.log").open("wb")
+    gateway = subprocess.Popen(
+        [sys.executable, "-c", "from dispatcher.cli import main; main()", "gateway",
+         "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=gateway_log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    procs.append(gateway)
+    out = workdir / "received.json"
+    try:
+        import httpx
+
+        def gateway_ready() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(lambda: b" ready." in (workdir / "worker.log").read_bytes(), 60, "the worker")
+        wait_until(gateway_ready, 30, "the gateway")
+        idle_rss = rss_kib(gateway.pid)
+        clients = subprocess.Popen(
+            [sys.executable, __file__, "--role", "clients", "--ws-url", f"ws://127.0.0.1:{port}",
+             "--clients", str(args.clients), "--secret", secret, "--prefix", prefix,
+             "--redis-url", args.redis_url, "--out", str(out)],
+            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        procs.append(clients)
+        assert clients.stdout is not None and clients.stdin is not None
+        if clients.stdout.readline().strip() != b"ready":
+            raise SystemExit("client process failed")
+        connected_rss = rss_kib(gateway.pid)
+        print(
+            f"{args.clients} clients connected; gateway RSS {idle_rss / 1024:.1f} MiB idle, "
+            f"{connected_rss / 1024:.1f} MiB with all sockets open"
+        )
+
+        r = redis.Redis.from_url(args.redis_url)
+        rng = random.Random(7)
+        count = int(max(args.rate, args.notify_rate) * max(args.duration, args.baseline_duration))
+        targets = [rng.randrange(args.clients) for _ in range(count + 1)]
+        sent: dict[str, dict[int, float]] = {"redis": {}, "gateway": {}, "notify": {}}
+
+        baseline_channel = prefix + BASELINE_CHANNEL_SUFFIX
+        print(f"phase redis:   {args.rate:g}/s for {args.baseline_duration:g}s")
+        paced(
+            args.rate, args.baseline_duration, 1,
+            lambda seq: r.publish(baseline_channel, str(seq)), sent["redis"],
+        )  # fmt: skip
+
+        def gateway_hop(seq: int) -> None:
+            sub = f"s{targets[seq % len(targets)]}"
+            body = {
+                "type": "notification",
+                "subscriber": sub,
+                "notification": {
+                    "id": FAKE_ID_BASE + seq, "type": "bench_gateway", "category": "bench",
+                    "priority": "high", "title": f"Ping {seq}", "body": "x", "url": None,
+                    "data": {"seq": seq}, "created_at": "2026-01-01T00:00:00+00:00",
+                    "seen_at": None, "read_at": None, "archived_at": None,
+                },
+            }  # fmt: skip
+            r.publish(inbox_channel(prefix, sub), json.dumps(body))
+
+        print(f"phase gateway: {args.rate:g}/s for {args.baseline_duration:g}s")
+        paced(args.rate, args.baseline_duration, 1, gateway_hop, sent["gateway"])
+
+        local = threading.local()
+
+        def notify(seq: int) -> None:
+            disp = getattr(local, "d", None)
+            if disp is None:
+                disp = local.d = Dispatcher(settings)
+            disp.notify("bench_ping", to=f"s{targets[seq]}", data={"seq": seq})
+
+        print(f"phase notify:  {args.notify_rate:g}/s for {args.duration:g}s through the worker")
+        t0 = time.monotonic()
+        total = paced(args.notify_rate, args.duration, args.producers, notify, sent["notify"])
+        print(f"  {total} notify calls in {time.monotonic() - t0:.1f}s")
+
+        from sqlalchemy import func, select
+
+        from dispatcher.db.models import Notification
+
+        def all_in() -> bool:
+            with d.store.session() as s:
+                n = s.scalar(
+                    select(func.count())
+                    .select_from(Notification)
+                    .where(Notification.inbox_at.is_not(None))
+                )
+            return int(n or 0) >= total
+
+        try:
+            wait_until(all_in, args.drain, "the worker to store every notification")
+            took = time.monotonic() - t0
+            print(f"  the worker stored all {total} in {took:.1f}s ({total / took:.0f}/s)")
+        except SystemExit as exc:
+            print(f"  ({exc})")
+        time.sleep(1.0)  # the last publishes cross the gateway
+        peak = peak_kib(gateway.pid)
+        clients.stdin.write(b"dump\n")
+        clients.stdin.flush()
+        clients.stdout.readline()
+        result = json.loads(out.read_text())
+        got = {k: {int(s): t for s, t in v.items()} for k, v in result["received"].items()}
+
+        rows = {name: summary(name, sent[name], got[name]) for name in sent}
+        base = rows["redis"].get("p99") or float("nan")
+        print()
+        print(f"{'phase':<10}{'sent':>7}{'lost':>6}{'p50 ms':>11}{'p95 ms':>11}{'p99 ms':>11}"
+              f"{'max ms':>11}{'p99/base':>11}")  # fmt: skip
+        for name, row in rows.items():
+            if not row.get("n"):
+                print(f"{name:<10}{len(sent[name]):>7}{row['lost']:>6}   (nothing received)")
+                continue
+            print(
+                f"{name:<10}{len(sent[name]):>7}{row['lost']:>6}{row['p50']:>11.2f}"
+                f"{row['p95']:>11.2f}{row['p99']:>11.2f}{row['max']:>11.2f}"
+                f"{row['p99'] / base:>10.1f}x"
+            )
+        print(f"duplicates: {result['duplicates']}")
+        print(f"gateway peak memory (VmHWM): {peak / 1024:.1f} MiB")
+        target = rows["notify"].get("p99")
+        verdict = "met" if target is not None and target < 25 else "NOT met"
+        print(f"target p99 < 25 ms end to end: {verdict}")
+    finally:
+        from dispatcher.tasks import create_app
+
+        left = create_app(settings).control.purge()
+        if left:
+            print(f"purged {left} task messages this run left unprocessed")
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        worker_log.close()
+        gateway_log.close()
+        d.close()
+        print(f"logs in {workdir}")
+
+
+if __name__ == "__main__":
+    main()
