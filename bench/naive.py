@@ -30,7 +30,11 @@ def notify_one(event_id: int, subscriber_pk: int, external_id: str, data: dict) 
         _r = redis.Redis.from_url(_d.settings.redis_url)
     now = utcnow()
     content = _d.renderer.render(
-        "bench_fanout", "in_app", ("title", "body"), "en", {**data, "recipient": {"id": external_id}}
+        "bench_fanout",
+        "in_app",
+        ("title", "body"),
+        "en",
+        {**data, "recipient": {"id": external_id}},
     )
     with _d.store.session() as s:
         n = Notification(

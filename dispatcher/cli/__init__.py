@@ -10,10 +10,10 @@ import click
 from dispatcher.cli.core import migrate
 from dispatcher.cli.demo import demo
 from dispatcher.cli.explain import explain
+from dispatcher.cli.gateway import gateway
 from dispatcher.cli.operations import deliveries, send, stats
 from dispatcher.cli.templates import templates
 from dispatcher.cli.vapid import vapid
-from dispatcher.cli.gateway import gateway
 
 
 @click.group()

@@ -21,9 +21,11 @@ from dispatcher.gateway import redaction
 from dispatcher.gateway.auth import TokenVerifier
 from dispatcher.gateway.hub import Hub
 from dispatcher.gateway.limits import BodySizeLimit, ConnectionSlots, RequestRate
+from dispatcher.gateway.push import router as push_router
 from dispatcher.gateway.rest import router
 from dispatcher.gateway.schemas import Health
 from dispatcher.gateway.state import Gateway
+from dispatcher.gateway.unsubscribe import router as unsubscribe_router
 from dispatcher.gateway.websocket import ROUTES
 from dispatcher.settings import Settings
 
@@ -96,6 +98,8 @@ def create_app(
     )
     app.add_middleware(BodySizeLimit, max_bytes=gs.max_body_bytes)
     app.include_router(router)
+    app.include_router(push_router)
+    app.include_router(unsubscribe_router)
     app.router.routes.extend(ROUTES)
 
     @app.exception_handler(ValidationError)

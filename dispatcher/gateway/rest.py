@@ -77,7 +77,7 @@ NotificationId = Annotated[int, Path(ge=1, le=ID_MAX, description="A notificatio
 router = APIRouter(prefix="/api", responses=COMMON_RESPONSES)
 
 
-async def _call(fn: Callable[[], T]) -> T:
+async def run_blocking(fn: Callable[[], T]) -> T:
     return await run_in_threadpool(fn)
 
 
@@ -122,7 +122,7 @@ async def list_notifications(
             next_cursor=str(page[-1].id) if more and page else None,
         )
 
-    return await _call(fetch)
+    return await run_blocking(fetch)
 
 
 @router.get("/notifications/unread-count", tags=["inbox"], summary="My unread count")
@@ -138,7 +138,7 @@ async def mark_all_read(caller: Caller, gw: Gw) -> Changed:
         except NotFoundError:
             return 0
 
-    changed = await _call(mark)
+    changed = await run_blocking(mark)
     if changed:
         await gw.inbox_changed(caller.subscriber_id)
     return Changed(changed=changed)
@@ -154,7 +154,7 @@ async def get_notification(
     caller: Caller, gw: Gw, notification_id: NotificationId
 ) -> NotificationOut:
     try:
-        item = await _call(
+        item = await run_blocking(
             lambda: gw.dispatcher.inbox_store.get(caller.subscriber_id, notification_id)
         )
     except NotFoundError:
@@ -174,7 +174,7 @@ def _marker(action: str, *, moves_count: bool, summary: str) -> None:
             return inbox.get(caller.subscriber_id, notification_id)
 
         try:
-            item = await _call(run)
+            item = await run_blocking(run)
         except NotFoundError:
             raise _not_found() from None
         if moves_count:
@@ -223,7 +223,7 @@ async def get_preferences(caller: Caller, gw: Gw) -> PreferencesOut:
             },
         )
 
-    return await _call(read)
+    return await run_blocking(read)
 
 
 @router.put(
@@ -246,7 +246,7 @@ async def put_rule(caller: Caller, gw: Gw, rule: RuleIn) -> RuleOut:
             raise _not_found() from None
         return RuleOut.of(stored)
 
-    return await _call(write)
+    return await run_blocking(write)
 
 
 @router.delete(
@@ -271,4 +271,4 @@ async def delete_rule(
             raise _not_found() from None
         return Changed(changed=int(removed))
 
-    return await _call(remove)
+    return await run_blocking(remove)
