@@ -224,6 +224,8 @@ class Dispatcher:
             self.doorbell,
             event_id,
             batch_size=self.settings.delivery_batch_size,
+            deliver_inline=self.run_deliver,
+            inline_limit=self.settings.inline_delivery_limit,
         )
 
     def run_deliver(self, delivery_ids: Iterable[int]) -> DeliverReport:

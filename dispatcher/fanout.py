@@ -7,6 +7,7 @@ twice yields the same rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,8 +43,16 @@ def fanout(
     *,
     batch_size: int = 500,
     now: datetime | None = None,
+    deliver_inline: Callable[[Sequence[int]], object] | None = None,
+    inline_limit: int = 0,
 ) -> FanoutResult:
-    """Create the notifications and deliveries of ``event_id`` and ring for delivery."""
+    """Create the notifications and deliveries of ``event_id`` and ring for delivery.
+
+    An event with at most ``inline_limit`` due deliveries is delivered right here with
+    ``deliver_inline`` instead: a second trip through the broker would cost more than the
+    sending. If that fails half-way, the rows are still pending and the sweep re-rings
+    them.
+    """
     now = now or utcnow()
     with store.session(write=True) as session:
         event = session.get(Event, event_id)
@@ -108,11 +117,14 @@ def fanout(
             .where(Notification.event_id == event_id, Delivery.status == DeliveryStatus.PENDING)
             .order_by(Delivery.id)
         ).all()
-    by_channel: dict[str, list[int]] = {}
-    for delivery_id, channel in due:
-        by_channel.setdefault(channel, []).append(delivery_id)
-    for ids in by_channel.values():
-        doorbell.deliver(ids, priority, bulk=bulk, batch_size=batch_size)
+    if deliver_inline is not None and 0 < len(due) <= inline_limit:
+        deliver_inline([delivery_id for delivery_id, _ in due])
+    else:
+        by_channel: dict[str, list[int]] = {}
+        for delivery_id, channel in due:
+            by_channel.setdefault(channel, []).append(delivery_id)
+        for ids in by_channel.values():
+            doorbell.deliver(ids, priority, bulk=bulk, batch_size=batch_size)
     missing = len(recipients) - len(subscriber_ids)
     log.info(
         "event.fanned_out",

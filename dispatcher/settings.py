@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     lease_seconds: int = 300
     #: Deliveries per ``dispatcher.deliver`` task.
     delivery_batch_size: int = 500
+    #: Events with at most this many deliveries are delivered by the fan-out task itself,
+    #: saving a trip through the broker (0 turns this off).
+    inline_delivery_limit: int = Field(default=20, ge=0)
     #: Rows older than this with no worker on them are re-rung by the sweep.
     sweep_grace_seconds: int = 30
     #: Secret used to sign unsubscribe links and other tokens.

@@ -60,7 +60,9 @@ def create_app(settings: Settings | None = None) -> Celery:
         },
         broker_connection_retry_on_startup=True,
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Flower learns of tasks from the workers' events; a "sent" event per publish
+        # would double the broker traffic of every notify.
+        task_send_sent_event=False,
         timezone="UTC",
         enable_utc=True,
         worker_hijack_root_logger=False,

@@ -105,6 +105,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "types_modules": ["tests.app_types"],
         "extra_templates_dirs": [ROOT / "tests" / "templates"],
         "sweep_grace_seconds": 1,
+        # In-process tests run fan-out and delivery as separate steps. Workers are not
+        # told this (settings_env leaves it out), so they use the default inline path.
+        "inline_delivery_limit": 0,
     }
     values.update(overrides)
     return Settings.from_env(**values)

@@ -231,3 +231,27 @@ def test_scheduled_send_waits_for_send_at_and_the_sweep(dispatcher: Dispatcher) 
     with freeze_time(later + timedelta(seconds=1)):
         assert dispatcher.run_sweep().events == 1
         assert dispatcher.run_fanout(receipt.id).done is True
+
+
+def test_small_events_are_delivered_by_the_fanout_task_itself(dispatcher: Dispatcher) -> None:
+    from tests.conftest import make_settings
+
+    d = Dispatcher(
+        make_settings(
+            dispatcher.settings.database_url,
+            broker_url=dispatcher.settings.broker_url,
+            inline_delivery_limit=2,
+        )
+    )
+    try:
+        for name in ("a", "b", "c"):
+            d.subscribers.upsert(name)
+        small = d.notify("payout_sent", to=["a", "b"], data={"payout_id": 1, "amount": "1"})
+        d.run_fanout(small.id)
+        assert {r.status.value for r in _deliveries(d)} == {"sent"}
+        big = d.notify("payout_sent", to=["a", "b", "c"], data={"payout_id": 2, "amount": "1"})
+        d.run_fanout(big.id)  # over the limit: rung for the workers instead
+        statuses = [r.status.value for r in _deliveries(d)]
+        assert statuses == ["sent", "sent", "pending", "pending", "pending"]
+    finally:
+        d.close()
