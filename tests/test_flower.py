@@ -57,13 +57,18 @@ def test_flower_shows_dispatcher_tasks(dispatcher: Dispatcher, worker: Worker, t
                 return False
 
         wait_for(healthy, timeout=30)
-        dispatcher.subscribers.upsert("u1")
+        # More recipients than the inline limit, so fan-out rings deliver tasks.
+        people = [f"u{i}" for i in range(30)]
+        for who in people:
+            dispatcher.subscribers.upsert(who)
         sent = iter(range(1, 1000))
 
         def seen() -> set[str]:
             # Flower's event receiver may connect after the first tasks ran: keep sending
             # events until it has seen one of each.
-            dispatcher.notify("payout_sent", to="u1", data={"payout_id": next(sent), "amount": "1"})
+            dispatcher.notify(
+                "payout_sent", to=people, data={"payout_id": next(sent), "amount": "1"}
+            )
             time.sleep(0.5)
             tasks = httpx.get(f"{base}/api/tasks", timeout=5).json()
             names = {t.get("name") for t in tasks.values()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from tests.conftest import ROOT, Worker, wait_for
 from tests.gateway_server import *  # noqa: F403  (fixtures)
 from tests.gateway_server import GatewayServer, token
 
-CHROMIUM = Path("/usr/bin/chromium")
+#: Debian's chromium here; GitHub's runners point this at their Google Chrome.
+CHROMIUM = Path(os.environ.get("DISPATCHER_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -34,7 +36,7 @@ def backend() -> str:
 @pytest.fixture
 def browser_page(tmp_path: Path) -> Iterator[object]:
     if not CHROMIUM.exists():
-        pytest.fail("/usr/bin/chromium is missing: apt-get install -y chromium (.ci/run does)")
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/services does)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -23,7 +23,8 @@ from dispatcher.settings import GatewaySettings
 
 
 def _claims(**extra: object) -> dict[str, object]:
-    return {"sub": "ana", "exp": int(time.time()) + 60, **extra}
+    # Parameters are built at collection time: leave room for a long test run.
+    return {"sub": "ana", "exp": int(time.time()) + 3 * 3600, **extra}
 
 
 def _pem_public(private: object) -> str:

@@ -62,7 +62,11 @@ class PublicKey(BaseModel):
     public_key: str
 
 
-@router.get("/vapid-public-key", summary="The VAPID public key for subscribing")
+@router.get(
+    "/vapid-public-key",
+    summary="The VAPID public key for subscribing",
+    responses={404: {"description": "Web push is not configured"}},
+)
 async def vapid_public_key(caller: Caller, gw: Gw) -> PublicKey:
     push = gw.dispatcher.settings.push
     if not push.private_key_text():
