@@ -22,7 +22,10 @@ from dispatcher.unsubscribe import (
     verify_unsubscribe_token,
 )
 
-router = APIRouter(tags=["unsubscribe"])
+router = APIRouter(
+    tags=["unsubscribe"],
+    responses={400: {"description": "The token is invalid or expired (an HTML page)"}},
+)
 
 Token = Annotated[str, Query(min_length=1, max_length=2048, description="The signed token")]
 
