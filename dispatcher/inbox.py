@@ -8,12 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
-from sqlalchemy.orm import Session
 
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
-from dispatcher.db.models import Event, Notification, Subscriber
+from dispatcher.db.models import Event, Notification
 from dispatcher.errors import NotFoundError
+from dispatcher.subscribers import subscriber_pk
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,6 @@ class Inbox:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def _subscriber_pk(self, session: Session, subscriber_id: str) -> int:
-        pk = session.scalar(select(Subscriber.id).where(Subscriber.external_id == subscriber_id))
-        if pk is None:
-            raise NotFoundError(f"no subscriber {subscriber_id!r}")
-        return pk
-
     def query(
         self,
         subscriber_pk: int,
@@ -126,7 +120,7 @@ class Inbox:
     ) -> builtins.list[InboxItem]:
         """Newest first; page with ``before_id`` = the last id of the previous page."""
         with self.store.session() as session:
-            pk = self._subscriber_pk(session, subscriber_id)
+            pk = subscriber_pk(session, subscriber_id)
             stmt = self.query(
                 pk,
                 unread_only=unread_only,
@@ -143,7 +137,7 @@ class Inbox:
     ) -> builtins.list[InboxItem]:
         """What arrived after ``after_id``, oldest first (for a reconnecting client)."""
         with self.store.session() as session:
-            pk = self._subscriber_pk(session, subscriber_id)
+            pk = subscriber_pk(session, subscriber_id)
             stmt = self.query(pk, archived=None, after_id=after_id)
             rows = session.execute(stmt.order_by(Notification.id.asc()).limit(limit)).all()
             return [InboxItem.from_row(n, payload) for n, payload in rows]
@@ -151,7 +145,7 @@ class Inbox:
     def get(self, subscriber_id: str, notification_id: int) -> InboxItem:
         """One item of the subscriber's own inbox; someone else's is :class:`NotFoundError`."""
         with self.store.session() as session:
-            pk = self._subscriber_pk(session, subscriber_id)
+            pk = subscriber_pk(session, subscriber_id)
             stmt = self.query(pk, archived=None).where(Notification.id == notification_id)
             row = session.execute(stmt).first()
             if row is None:
@@ -160,7 +154,7 @@ class Inbox:
 
     def unread_count(self, subscriber_id: str) -> int:
         with self.store.session() as session:
-            pk = self._subscriber_pk(session, subscriber_id)
+            pk = subscriber_pk(session, subscriber_id)
             stmt = (
                 select(func.count())
                 .select_from(Notification)
@@ -177,7 +171,7 @@ class Inbox:
         self, subscriber_id: str, ids: builtins.list[int] | None, **values: datetime | None
     ) -> int:
         with self.store.session(write=True) as session:
-            pk = self._subscriber_pk(session, subscriber_id)
+            pk = subscriber_pk(session, subscriber_id)
             stmt = update(Notification).where(
                 Notification.subscriber_id == pk, Notification.inbox_at.is_not(None)
             )
@@ -206,7 +200,7 @@ class Inbox:
     def mark_all_read(self, subscriber_id: str) -> int:
         """Mark every unread item read; returns how many changed."""
         with self.store.session(write=True) as session:
-            pk = self._subscriber_pk(session, subscriber_id)
+            pk = subscriber_pk(session, subscriber_id)
             stmt = (
                 update(Notification)
                 .where(

@@ -30,8 +30,9 @@ from dispatcher.catalog import Catalog, NotificationType
 from dispatcher.channels import REGISTRY
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
-from dispatcher.db.models import Preference, Subscriber
-from dispatcher.errors import NotFoundError, ValidationError
+from dispatcher.db.models import Preference
+from dispatcher.errors import ValidationError
+from dispatcher.subscribers import subscriber_pk
 
 ALL = "all"
 CATEGORY = "category"
@@ -121,13 +122,6 @@ class Preferences:
             )
         return channel
 
-    @staticmethod
-    def _subscriber_pk(session: Session, subscriber_id: str) -> int:
-        pk = session.scalar(select(Subscriber.id).where(Subscriber.external_id == subscriber_id))
-        if pk is None:
-            raise NotFoundError(f"no subscriber {subscriber_id!r}")
-        return pk
-
     def set(
         self,
         subscriber_id: str,
@@ -168,7 +162,7 @@ class Preferences:
         channel: str,
         enabled: bool,
     ) -> PreferenceRule:
-        pk = self._subscriber_pk(session, subscriber_id)
+        pk = subscriber_pk(session, subscriber_id)
         row = session.scalar(
             select(Preference).where(
                 Preference.subscriber_id == pk,
@@ -196,7 +190,7 @@ class Preferences:
         """Remove one rule so the next less specific one applies; False if there was none."""
         scope, value = self._scope(type, category)
         with self.store.session(write=True) as session:
-            pk = self._subscriber_pk(session, subscriber_id)
+            pk = subscriber_pk(session, subscriber_id)
             result = session.execute(
                 delete(Preference).where(
                     Preference.subscriber_id == pk,
@@ -223,7 +217,7 @@ class Preferences:
             raise ValidationError("unsubscribe needs one channel, not '*'")
         written: list[PreferenceRule] = []
         with self.store.session() as session:
-            pk = self._subscriber_pk(session, subscriber_id)
+            pk = subscriber_pk(session, subscriber_id)
             scopes = {(r.scope, r.scope_value) for r in rules_for(session, [pk]).get(pk, [])}
             scopes.add((ALL, ""))
             for scope, value in sorted(scopes):
@@ -238,7 +232,7 @@ class Preferences:
 
     def rules(self, subscriber_id: str) -> list[PreferenceRule]:
         with self.store.session() as session:
-            pk = self._subscriber_pk(session, subscriber_id)
+            pk = subscriber_pk(session, subscriber_id)
             return rules_for(session, [pk]).get(pk, [])
 
     def matrix(self, subscriber_id: str) -> dict[str, dict[str, Effective]]:

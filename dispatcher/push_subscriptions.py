@@ -25,9 +25,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatcher.db.engine import Store
-from dispatcher.db.models import PushSubscription, Subscriber
-from dispatcher.errors import InvalidSubscriptionError, UnknownSubscriberError
+from dispatcher.db.models import PushSubscription
+from dispatcher.errors import InvalidSubscriptionError, NotFoundError, UnknownSubscriberError
 from dispatcher.settings import PushSettings
+from dispatcher.subscribers import subscriber_pk
 from dispatcher.vapid import b64url_decode, b64url_encode
 
 #: The column's size; push services' endpoints are far shorter.
@@ -241,10 +242,10 @@ class PushSubscriptions:
 
 
 def _subscriber_pk(session: Session, subscriber_id: str) -> int:
-    pk = session.scalar(select(Subscriber.id).where(Subscriber.external_id == subscriber_id))
-    if pk is None:
-        raise UnknownSubscriberError([subscriber_id])
-    return pk
+    try:
+        return subscriber_pk(session, subscriber_id)
+    except NotFoundError:  # a bad request for this API (400), not a missing resource
+        raise UnknownSubscriberError([subscriber_id]) from None
 
 
 def _info(row: PushSubscription, subscriber_id: str) -> PushSubscriptionInfo:

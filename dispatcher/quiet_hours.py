@@ -33,8 +33,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from dispatcher.db.engine import Store
-from dispatcher.db.models import QuietHoursWindow, Subscriber
-from dispatcher.errors import NotFoundError, ValidationError
+from dispatcher.db.models import QuietHoursWindow
+from dispatcher.errors import ValidationError
+from dispatcher.subscribers import subscriber_pk
 
 #: The longest a merged quiet period may hold a delivery.
 MAX_QUIET = timedelta(days=7)
@@ -216,13 +217,6 @@ class QuietHours:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    @staticmethod
-    def _pk(session: Session, subscriber_id: str) -> int:
-        pk = session.scalar(select(Subscriber.id).where(Subscriber.external_id == subscriber_id))
-        if pk is None:
-            raise NotFoundError(f"no subscriber {subscriber_id!r}")
-        return pk
-
     def set(
         self, subscriber_id: str, windows: Iterable[QuietWindow | Sequence[object]]
     ) -> list[QuietWindow]:
@@ -240,7 +234,7 @@ class QuietHours:
                 "outside them; leave at least one minute free"
             )
         with self.store.session(write=True) as session:
-            pk = self._pk(session, subscriber_id)
+            pk = subscriber_pk(session, subscriber_id)
             session.execute(delete(QuietHoursWindow).where(QuietHoursWindow.subscriber_id == pk))
             session.add_all(
                 QuietHoursWindow(subscriber_id=pk, start=w.start, end=w.end, days=w.days)
@@ -251,13 +245,13 @@ class QuietHours:
     def list(self, subscriber_id: str) -> list[QuietWindow]:
         """The subscriber's windows in the order they were set."""
         with self.store.session() as session:
-            pk = self._pk(session, subscriber_id)
+            pk = subscriber_pk(session, subscriber_id)
             return windows_for(session, [pk]).get(pk, [])
 
     def clear(self, subscriber_id: str) -> int:
         """Remove every window; returns how many there were."""
         with self.store.session(write=True) as session:
-            pk = self._pk(session, subscriber_id)
+            pk = subscriber_pk(session, subscriber_id)
             result = session.execute(
                 delete(QuietHoursWindow).where(QuietHoursWindow.subscriber_id == pk)
             )

@@ -17,6 +17,18 @@ from dispatcher.errors import NotFoundError, ValidationError
 _UNSET: Any = object()
 
 
+def subscriber_pk(session: Session, subscriber_id: str) -> int:
+    """The primary key of the subscriber the app calls ``subscriber_id``.
+
+    Raises:
+        NotFoundError: no such subscriber.
+    """
+    pk = session.scalar(select(Subscriber.id).where(Subscriber.external_id == subscriber_id))
+    if pk is None:
+        raise NotFoundError(f"no subscriber {subscriber_id!r}")
+    return pk
+
+
 @dataclass(frozen=True)
 class SubscriberInfo:
     id: str
