@@ -89,19 +89,21 @@ class Deliverer:
         """Claim and send those of ``delivery_ids`` that are due; safe to call twice."""
         now = now or utcnow()
         report = DeliverReport()
+        records: list[Record] = []
+        batches: list[tuple[Channel, list[_Row], dict[int, Decision]]] = []
+        # Claim, load and decide in one transaction: the claim is its first statement
+        # (so SQLite takes the write lock at once), and if a policy fails the claim is
+        # rolled back instead of waiting out its lease.
         with self.store.session() as session:
             claimed = claim(session, delivery_ids, now=now, lease=self.lease)
-        report.claimed = len(claimed)
-        if not claimed:
-            return report
-        records: list[Record] = []
-        with self.store.session() as session:
+            report.claimed = len(claimed)
+            if not claimed:
+                return report
             rows, early = self._load(session, claimed)
             records.extend(early)
             by_channel: dict[str, list[_Row]] = {}
             for row in rows:
                 by_channel.setdefault(row.candidate.channel, []).append(row)
-            batches: list[tuple[Channel, list[_Row], dict[int, Decision]]] = []
             for name, channel_rows in by_channel.items():
                 channel = self.channels.get(name)
                 if channel is None or not channel.is_configured():

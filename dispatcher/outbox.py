@@ -110,17 +110,21 @@ class Outbox:
             created_at=now,
             campaign_id=campaign_id,
         )
-        try:
-            with session.begin_nested():
-                session.add(event)
-        except IntegrityError:
-            # Another caller stored the same key between our check and our insert.
-            if key is None:
-                raise
-            existing = session.scalar(select(Event).where(Event.idempotency_key == key))
-            if existing is None:
-                raise
-            return _replay(existing, type, payload)
+        if key is None:
+            session.add(event)
+            session.flush()
+        else:
+            try:
+                # A savepoint, so a concurrent insert of the same key leaves the caller's
+                # transaction usable.
+                with session.begin_nested():
+                    session.add(event)
+            except IntegrityError:
+                # Another caller stored the same key between our check and our insert.
+                existing = session.scalar(select(Event).where(Event.idempotency_key == key))
+                if existing is None:
+                    raise
+                return _replay(existing, type, payload)
         event_id, bulk = event.id, campaign_id is not None
         log.info("event.stored", event_id=event_id, type=type, recipients=len(recipients))
         if send_at <= now:

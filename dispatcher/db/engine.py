@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -29,8 +31,11 @@ class Store:
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo}
         if self.dialect == "sqlite":
-            # One connection per checkout keeps forked workers from sharing handles.
-            kwargs["poolclass"] = NullPool
+            # Pooled: opening a SQLite connection runs our PRAGMAs, and closing the last
+            # one checkpoints the WAL; per-session connections cost more than the work.
+            # An in-memory database cannot be shared by a pool of connections.
+            if parsed.database in (None, "", ":memory:"):
+                kwargs["poolclass"] = NullPool
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:
             kwargs["pool_pre_ping"] = True
@@ -39,6 +44,9 @@ class Store:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
+        # A forked child (a Celery pool process) must not use the parent's connections.
+        engine_ref = weakref.ref(self.engine)
+        os.register_at_fork(after_in_child=lambda: _forget_connections(engine_ref))
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         self._writer_sessionmaker = sessionmaker(
             self.engine.execution_options(**{_IMMEDIATE: True}), expire_on_commit=False
@@ -70,6 +78,12 @@ class Store:
 
 
 _IMMEDIATE = "dispatcher_sqlite_immediate"
+
+
+def _forget_connections(engine_ref: weakref.ref[Engine]) -> None:
+    engine = engine_ref()
+    if engine is not None:
+        engine.dispose(close=False)
 
 
 def _sqlite_begin(conn: Any) -> None:
