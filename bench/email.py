@@ -9,7 +9,7 @@ Sends to a local aiosmtpd sink (its own process, so it does not share our CPU's 
    unsubscribe tokens, MIME building, and sending over its pool of N connections,
    in batches of ``delivery_batch_size`` like the worker does.
 
-Run: ``.venv/bin/python bench/email.py [--messages 10000] [--pool 4]``
+Run: ``.venv/bin/python -m bench.email [--messages 10000] [--pool 4]``
 """
 
 from __future__ import annotations

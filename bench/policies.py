@@ -11,7 +11,7 @@ delivery, as a non-batching implementation would. Prints both and the ratio.
 Subscribers share four zones and one set of quiet-hours windows (the common case of a
 default schedule), which the quiet-hours policy computes once per (zone, windows).
 
-    python bench/policies.py [--n 500] [--repeat 5] [--postgres postgresql://postgres@127.0.0.1/postgres]
+    python -m bench.policies [--n 500] [--repeat 5] [--postgres postgresql://postgres@127.0.0.1/postgres]
 """
 
 from __future__ import annotations

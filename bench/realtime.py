@@ -16,8 +16,8 @@ message, both on the system-wide monotonic clock. Prints p50/p95/p99/max, messag
 (expected minus received), the gateway's peak memory (VmHWM) and each phase's p99 as a
 ratio of the baseline's.
 
-    python bench/realtime.py                      # 1,000 clients, 200/s, 30 s (issue 6)
-    python bench/realtime.py --clients 200 --duration 5 --database-url postgresql://...
+    python -m bench.realtime                      # 1,000 clients, 200/s, 30 s (issue 6)
+    python -m bench.realtime --clients 200 --duration 5 --database-url postgresql://...
 
 Redis: ``--redis-url`` carries the broker queues and pub/sub (under a fresh key prefix).
 Give it a database that no other dispatcher worker consumes (the queue names are

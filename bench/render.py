@@ -10,7 +10,7 @@ Three figures from the same run:
 * ``plain jinja``: a cached, unsandboxed ``jinja2.Environment`` with the same filters,
   to show what the sandbox and the render budget cost.
 
-Run: ``python bench/render.py [seconds-per-figure]``.
+Run: ``python -m bench.render [seconds-per-figure]``.
 """
 
 from __future__ import annotations

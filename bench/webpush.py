@@ -6,8 +6,8 @@ token, ``aud``/``exp``/``sub`` on every request) and decrypts one push in
 ``--decrypt-every`` to prove the bodies are right without making the service the
 bottleneck on a small machine.
 
-    .venv/bin/python bench/webpush.py            # 10,000 pushes; naive loop 2,000
-    .venv/bin/python bench/webpush.py --pushes 2000 --naive 500
+    .venv/bin/python -m bench.webpush            # 10,000 pushes; naive loop 2,000
+    .venv/bin/python -m bench.webpush --pushes 2000 --naive 500
 
 The channel run includes everything ``send()`` does: one query for 10,000
 subscriptions, encryption, VAPID (cached per origin), concurrent HTTP on one
