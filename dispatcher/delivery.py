@@ -7,41 +7,27 @@ Every path ends in a recorded status. Sent rows get ``sent``; decisions not to s
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatcher import log
 from dispatcher.catalog import Catalog
-from dispatcher.channels.base import Channel, Message, Outcome, Recipient, RetryPolicy
+from dispatcher.channels.base import Channel, Message, Outcome, Recipient
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.claim import claim
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
-from dispatcher.db.models import Delivery, DeliveryStep, Event, Notification, Subscriber
+from dispatcher.db.models import Delivery, Event, Notification, Subscriber
 from dispatcher.enums import DeliveryStatus, Reason
 from dispatcher.errors import TemplateError, TransientDeliveryError, UnknownEventTypeError
 from dispatcher.policy import Action, Candidate, Decision, PolicyChain
+from dispatcher.records import Record, record_for_outcome, write_records
 from dispatcher.render import Renderer
-
-
-@dataclass
-class Record:
-    """The new state of one delivery, written in bulk at the end of a batch."""
-
-    delivery_id: int
-    status: DeliveryStatus
-    reason: str | None = None
-    detail: str | None = None
-    scheduled_for: datetime | None = None
-    provider_id: str | None = None
-    #: A deferral is not an attempt: give back the one the claim counted.
-    refund_attempt: bool = False
 
 
 @dataclass
@@ -137,7 +123,7 @@ class Deliverer:
                 batches.append((channel, reachable, decisions))
         for channel, channel_rows, decisions in batches:
             records.extend(self._send(channel, channel_rows, decisions, now))
-        self._record(records, now)
+        write_records(self.store, records, now)
         for rec in records:
             report.add(rec.status)
         return report
@@ -320,7 +306,7 @@ class Deliverer:
         for outcome in outcomes:
             seen.add(outcome.delivery_id)
             records.append(
-                self._outcome_record(
+                record_for_outcome(
                     outcome, attempts[outcome.delivery_id], channel.retry_policy, now
                 )
             )
@@ -328,116 +314,8 @@ class Deliverer:
             if m.delivery_id not in seen:  # a channel that forgot a message must not lose it
                 error = TransientDeliveryError("channel returned no outcome", reason="no_outcome")
                 records.append(
-                    self._outcome_record(
+                    record_for_outcome(
                         Outcome.failed(m.delivery_id, error), m.attempt, channel.retry_policy, now
                     )
                 )
         return records
-
-    @staticmethod
-    def _outcome_record(
-        outcome: Outcome, attempt: int, policy: RetryPolicy, now: datetime
-    ) -> Record:
-        if outcome.error is None:
-            return Record(
-                outcome.delivery_id,
-                DeliveryStatus.SENT,
-                None,
-                outcome.detail,
-                provider_id=outcome.provider_id,
-            )
-        error = outcome.error
-        if not outcome.transient:
-            return Record(
-                outcome.delivery_id,
-                DeliveryStatus.FAILED,
-                error.reason,
-                str(error),
-                provider_id=outcome.provider_id,
-            )
-        if attempt >= policy.max_attempts:
-            return Record(
-                outcome.delivery_id,
-                DeliveryStatus.FAILED,
-                Reason.RETRIES_EXHAUSTED,
-                f"after {attempt} attempts: {error}",
-            )
-        assert isinstance(error, TransientDeliveryError)
-        delay = error.retry_after or backoff(attempt, policy)
-        return Record(
-            outcome.delivery_id,
-            DeliveryStatus.SCHEDULED,
-            Reason.RETRYING,
-            f"{error.reason}: {error}",
-            scheduled_for=now + delay,
-        )
-
-    def _record(self, records: Sequence[Record], now: datetime) -> None:
-        if not records:
-            return
-        sent = [r for r in records if r.status is DeliveryStatus.SENT]
-        others = [r for r in records if r.status is not DeliveryStatus.SENT]
-        table = Delivery.__table__
-        with self.store.session() as session:
-            conn = session.connection()
-            # Sent rows mostly share detail and provider id (None for in-app): one
-            # ``UPDATE … WHERE id IN (…)`` per distinct pair, not one statement per row.
-            groups: dict[tuple[str | None, str | None], list[int]] = {}
-            for r in sent:
-                groups.setdefault((r.detail, r.provider_id), []).append(r.delivery_id)
-            for (detail, provider_id), ids in groups.items():
-                conn.execute(
-                    update(table)  # type: ignore[arg-type]
-                    .where(table.c.id.in_(ids))
-                    .values(
-                        status=DeliveryStatus.SENT,
-                        sent_at=now,
-                        lease_until=None,
-                        updated_at=now,
-                        reason=None,
-                        detail=detail,
-                        provider_id=provider_id,
-                    )
-                )
-            for r in others:
-                values: dict[str, Any] = {
-                    "status": r.status,
-                    "reason": r.reason,
-                    "detail": r.detail,
-                    "lease_until": None,
-                    "updated_at": now,
-                }
-                if r.scheduled_for is not None:
-                    values["scheduled_for"] = r.scheduled_for
-                if r.refund_attempt:
-                    values["attempts"] = table.c.attempts - 1
-                if r.provider_id is not None:
-                    values["provider_id"] = r.provider_id
-                conn.execute(update(table).where(table.c.id == r.delivery_id).values(**values))  # type: ignore[arg-type]
-            if others:
-                session.execute(
-                    DeliveryStep.__table__.insert(),  # type: ignore[attr-defined]
-                    [
-                        {
-                            "delivery_id": r.delivery_id,
-                            "at": now,
-                            "status": r.status,
-                            "reason": r.reason,
-                            "detail": r.detail,
-                        }
-                        for r in others
-                    ],
-                )
-        for r in others:
-            log.info(
-                "delivery." + r.status.value,
-                delivery_id=r.delivery_id,
-                reason=r.reason,
-                until=r.scheduled_for.isoformat() if r.scheduled_for else None,
-            )
-
-
-def backoff(attempt: int, policy: RetryPolicy) -> timedelta:
-    """Exponential back-off with "equal jitter": half fixed, half random."""
-    ceiling = min(policy.cap_seconds, policy.base_seconds * (2 ** max(0, attempt - 1)))
-    return timedelta(seconds=ceiling / 2 + random.uniform(0, ceiling / 2))

@@ -22,10 +22,10 @@ from dispatcher.addresses import validate_email, validate_locale, validate_timez
 from dispatcher.catalog import Catalog, default_catalog
 from dispatcher.channels import channel_class
 from dispatcher.channels.base import RetryPolicy
-from dispatcher.delivery import backoff
 from dispatcher.enums import DeliveryStatus
 from dispatcher.preferences import PreferenceRule, resolve
 from dispatcher.queues import BULK, for_priority
+from dispatcher.records import backoff
 from dispatcher.render import locale_chain
 
 
