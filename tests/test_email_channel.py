@@ -55,7 +55,7 @@ def make_mailer(dispatcher: Dispatcher, smtp_server: SmtpServer) -> Iterator[Any
         d = Dispatcher(
             make_settings(
                 dispatcher.settings.database_url,
-                broker_url="memory://",
+                broker_url=dispatcher.settings.broker_url,
                 public_url="https://app.example.com",
                 smtp=SmtpSettings(**smtp_server.settings(**values)),
             )
@@ -367,7 +367,9 @@ def test_channel_settings_drive_retry_policy_and_configuration(dispatcher: Dispa
 
 
 def test_unconfigured_email_is_skipped(dispatcher: Dispatcher) -> None:
-    d = Dispatcher(make_settings(dispatcher.settings.database_url, broker_url="memory://"))
+    d = Dispatcher(
+        make_settings(dispatcher.settings.database_url, broker_url=dispatcher.settings.broker_url)
+    )
     try:
         d.subscribers.upsert("u1", email="ana@example.com")
         [row] = deliver_event(d, "ticket_created", ["u1"], TICKET)

@@ -37,7 +37,7 @@ def mailer(dispatcher: Dispatcher, smtp_server: SmtpServer) -> Iterator[Dispatch
     d = Dispatcher(
         make_settings(
             dispatcher.settings.database_url,
-            broker_url="memory://",
+            broker_url=dispatcher.settings.broker_url,
             smtp=SmtpSettings(**smtp_server.settings(from_address="Avisos <avisos@example.com>")),
         )
     )

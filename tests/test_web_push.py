@@ -80,7 +80,7 @@ def d(dispatcher: Dispatcher, vapid_key: VapidKey) -> Iterator[Dispatcher]:
     local = Dispatcher(
         make_settings(
             dispatcher.settings.database_url,
-            broker_url="memory://",
+            broker_url=dispatcher.settings.broker_url,
             push=push_settings(vapid_key),
         )
     )
@@ -305,7 +305,7 @@ def test_a_silent_push_service_times_out_into_a_retry(
     d = Dispatcher(
         make_settings(
             dispatcher.settings.database_url,
-            broker_url="memory://",
+            broker_url=dispatcher.settings.broker_url,
             push=push_settings(vapid_key, timeout=0.5),
         )
     )
@@ -328,7 +328,7 @@ def test_a_silent_push_service_does_not_hold_the_whole_batch(
     d = Dispatcher(
         make_settings(
             dispatcher.settings.database_url,
-            broker_url="memory://",
+            broker_url=dispatcher.settings.broker_url,
             push=push_settings(vapid_key, timeout=0.3, concurrency=1),
         )
     )
@@ -355,7 +355,7 @@ def test_wrong_vapid_key_is_refused_by_the_push_service(
     d = Dispatcher(
         make_settings(
             dispatcher.settings.database_url,
-            broker_url="memory://",
+            broker_url=dispatcher.settings.broker_url,
             push=push_settings(stranger),
         )
     )
@@ -372,7 +372,9 @@ def test_wrong_vapid_key_is_refused_by_the_push_service(
 
 
 def test_without_a_key_push_is_not_configured(dispatcher: Dispatcher) -> None:
-    d = Dispatcher(make_settings(dispatcher.settings.database_url, broker_url="memory://"))
+    d = Dispatcher(
+        make_settings(dispatcher.settings.database_url, broker_url=dispatcher.settings.broker_url)
+    )
     try:
         d.subscribers.upsert("ana")
         rows = _run(d, "ticket_created", ["ana"])
