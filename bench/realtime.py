@@ -34,6 +34,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import socket
 import statistics
 import subprocess
@@ -189,6 +190,36 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_seconds(pid: int, *, with_children: bool = False) -> float:
+    """User + system CPU of ``pid`` (and of its live child processes) so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def one(p: int) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    total = one(pid)
+    if with_children:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(stat[1]) == pid:
+                total += one(int(entry.name))
+    return total
+
+
+def redis_pid() -> int | None:
+    out = subprocess.run(["pidof", "redis-server"], capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else None
 
 
 def paced(rate: float, duration: float, threads: int, send: Any, stamps: dict[int, float]) -> int:
@@ -378,6 +409,21 @@ def main() -> None:
             disp.notify("bench_ping", to=f"s{targets[seq]}", data={"seq": seq})
 
         print(f"phase notify:  {args.notify_rate:g}/s for {args.duration:g}s through the worker")
+        rpid = redis_pid()
+
+        def cpu_now() -> dict[str, float]:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            return {
+                "producer": usage.ru_utime + usage.ru_stime,
+                "celery master": cpu_seconds(worker.pid),
+                "worker processes": cpu_seconds(worker.pid, with_children=True)
+                - cpu_seconds(worker.pid),
+                "gateway": cpu_seconds(gateway.pid),
+                "clients": cpu_seconds(clients.pid),
+                "redis": cpu_seconds(rpid) if rpid else 0.0,
+            }
+
+        cpu_before = cpu_now()
         t0 = time.monotonic()
         total = paced(args.notify_rate, args.duration, args.producers, notify, sent["notify"])
         print(f"  {total} notify calls in {time.monotonic() - t0:.1f}s")
@@ -402,6 +448,13 @@ def main() -> None:
         except SystemExit as exc:
             print(f"  ({exc})")
         time.sleep(1.0)  # the last publishes cross the gateway
+        cpu_after = cpu_now()
+        spent = {k: (cpu_after[k] - cpu_before[k]) * 1000 / total for k in cpu_before}
+        print(
+            "  CPU per event: "
+            + ", ".join(f"{k} {v:.2f} ms" for k, v in spent.items())
+            + f"; total {sum(spent.values()):.2f} ms"
+        )
         peak = peak_kib(gateway.pid)
         clients.stdin.write(b"dump\n")
         clients.stdin.flush()

@@ -11,23 +11,56 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
-from dispatcher.db.models import Delivery
+from dispatcher.db.models import Delivery, table
+from dispatcher.db.types import UTCDateTime
 from dispatcher.enums import DeliveryStatus
 
 
-def claimable(now: datetime) -> object:
-    """The condition under which a delivery may be claimed at ``now``."""
+def claimable(now: Any) -> Any:
+    """The condition under which a delivery may be claimed at ``now`` (a value or a
+    bind parameter)."""
     return or_(
         and_(
-            Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SCHEDULED]),
-            Delivery.scheduled_for <= now,
+            _DELIVERIES.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SCHEDULED]),
+            _DELIVERIES.c.scheduled_for <= now,
         ),
-        and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_until < now),
+        and_(_DELIVERIES.c.status == DeliveryStatus.SENDING, _DELIVERIES.c.lease_until < now),
     )
+
+
+_DELIVERIES = table(Delivery)
+_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
+_NOW = bindparam("now", type_=UTCDateTime())
+_DUE = and_(_DELIVERIES.c.id.in_(_IDS), claimable(_NOW))
+
+
+def _claim_statement(condition: Any) -> Any:
+    return (
+        update(_DELIVERIES)
+        .where(condition)
+        .values(
+            status=DeliveryStatus.SENDING,
+            lease_until=bindparam("lease_until", type_=UTCDateTime()),
+            attempts=_DELIVERIES.c.attempts + 1,
+            updated_at=_NOW,
+        )
+        .returning(_DELIVERIES.c.id)
+    )
+
+
+#: Built once: constructing a statement costs more than running it on SQLite.
+_CLAIM_SQLITE = _claim_statement(_DUE)
+_CLAIM_POSTGRES = _claim_statement(
+    _DELIVERIES.c.id.in_(
+        select(_DELIVERIES.c.id).where(_DUE).with_for_update(skip_locked=True).scalar_subquery()
+    )
+)
 
 
 def claim(session: Session, ids: Sequence[int], *, now: datetime, lease: timedelta) -> list[int]:
@@ -37,19 +70,7 @@ def claim(session: Session, ids: Sequence[int], *, now: datetime, lease: timedel
     """
     if not ids:
         return []
-    condition = and_(Delivery.id.in_(list(ids)), claimable(now))  # type: ignore[arg-type]
-    if session.get_bind().dialect.name == "postgresql":
-        locked = select(Delivery.id).where(condition).with_for_update(skip_locked=True)
-        condition = Delivery.id.in_(locked.scalar_subquery())
-    stmt = (
-        update(Delivery)
-        .where(condition)
-        .values(
-            status=DeliveryStatus.SENDING,
-            lease_until=now + lease,
-            attempts=Delivery.attempts + 1,
-            updated_at=now,
-        )
-        .returning(Delivery.id)
-    )
-    return list(session.scalars(stmt, execution_options={"synchronize_session": False}))
+    conn = session.connection()
+    stmt = _CLAIM_POSTGRES if conn.dialect.name == "postgresql" else _CLAIM_SQLITE
+    params = {"ids": list(ids), "now": now, "lease_until": now + lease}
+    return list(conn.scalars(stmt, params))

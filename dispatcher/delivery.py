@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from dispatcher import log
@@ -22,7 +22,7 @@ from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.claim import claim
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
-from dispatcher.db.models import Delivery, Event, Notification, Subscriber
+from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
 from dispatcher.enums import DeliveryStatus, Reason
 from dispatcher.errors import TemplateError, TransientDeliveryError, UnknownEventTypeError
 from dispatcher.policy import Action, Candidate, Decision, PolicyChain
@@ -39,12 +39,51 @@ class DeliverReport:
         self.counts[status.value] = self.counts.get(status.value, 0) + 1
 
 
+@dataclass
+class Batch:
+    """Claimed deliveries with their decisions, between :meth:`Deliverer.prepare` (in a
+    transaction) and :meth:`Deliverer.send` (after it committed)."""
+
+    claimed: int = 0
+    #: Deliveries already settled (skipped, rescheduled) before any sending.
+    records: list[Record] = field(default_factory=list)
+    sends: list[tuple[Channel, list[_Row], dict[int, Decision]]] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class _Row:
     candidate: Candidate
     event_id: int
     data: Mapping[str, Any]
     created_at: datetime
+
+
+_D = table(Delivery)
+_N = table(Notification)
+_S = table(Subscriber)
+_E = table(Event)
+#: Built once: constructing a statement costs more than running it on SQLite.
+_LOAD_ROWS = (
+    select(
+        _D.c.id,
+        _D.c.channel,
+        _D.c.priority,
+        _D.c.attempts,
+        _N.c.id.label("notification_id"),
+        _N.c.type,
+        _N.c.event_id,
+        _N.c.created_at,
+        _S.c.id.label("subscriber_id"),
+        _S.c.external_id,
+        _S.c.email,
+        _S.c.locale,
+        _S.c.timezone,
+    )
+    .join(_N, _N.c.id == _D.c.notification_id)
+    .join(_S, _S.c.id == _N.c.subscriber_id)
+    .where(_D.c.id.in_(bindparam("ids", expanding=True)))
+)
+_LOAD_PAYLOADS = select(_E.c.id, _E.c.payload).where(_E.c.id.in_(bindparam("ids", expanding=True)))
 
 
 class Deliverer:
@@ -74,56 +113,70 @@ class Deliverer:
     def deliver(self, delivery_ids: Sequence[int], *, now: datetime | None = None) -> DeliverReport:
         """Claim and send those of ``delivery_ids`` that are due; safe to call twice."""
         now = now or utcnow()
-        report = DeliverReport()
-        records: list[Record] = []
-        batches: list[tuple[Channel, list[_Row], dict[int, Decision]]] = []
         # Claim, load and decide in one transaction: the claim is its first statement
         # (so SQLite takes the write lock at once), and if a policy fails the claim is
         # rolled back instead of waiting out its lease.
-        with self.store.session() as session:
-            claimed = claim(session, delivery_ids, now=now, lease=self.lease)
-            report.claimed = len(claimed)
-            if not claimed:
-                return report
-            rows, early = self._load(session, claimed)
-            records.extend(early)
-            by_channel: dict[str, list[_Row]] = {}
-            for row in rows:
-                by_channel.setdefault(row.candidate.channel, []).append(row)
-            for name, channel_rows in by_channel.items():
-                channel = self.channels.get(name)
-                if channel is None or not channel.is_configured():
-                    records.extend(
+        with self.store.session(write=True) as session:
+            batch = self.prepare(session, delivery_ids, now)
+        return self.send(batch, now)
+
+    def prepare(self, session: Session, delivery_ids: Sequence[int], now: datetime) -> Batch:
+        """Claim ``delivery_ids`` in ``session`` and decide what to do with each.
+
+        The claims take effect when the caller commits ``session``; call :meth:`send`
+        only after that. Fan-out calls this in its own transaction, so a small event is
+        stored, claimed and decided in one commit.
+        """
+        batch = Batch()
+        claimed = claim(session, delivery_ids, now=now, lease=self.lease)
+        batch.claimed = len(claimed)
+        if not claimed:
+            return batch
+        rows, early = self._load(session, claimed)
+        batch.records.extend(early)
+        by_channel: dict[str, list[_Row]] = {}
+        for row in rows:
+            by_channel.setdefault(row.candidate.channel, []).append(row)
+        for name, channel_rows in by_channel.items():
+            channel = self.channels.get(name)
+            if channel is None or not channel.is_configured():
+                batch.records.extend(
+                    Record(
+                        r.candidate.delivery_id,
+                        DeliveryStatus.SKIPPED,
+                        Reason.CHANNEL_NOT_CONFIGURED,
+                        f"channel {name!r} has no provider configured",
+                    )
+                    for r in channel_rows
+                )
+                continue
+            missing = channel.missing_addresses(
+                [r.candidate.recipient for r in channel_rows], session
+            )
+            reachable = []
+            for r in channel_rows:
+                if r.candidate.recipient.id in missing:
+                    batch.records.append(
                         Record(
                             r.candidate.delivery_id,
                             DeliveryStatus.SKIPPED,
-                            Reason.CHANNEL_NOT_CONFIGURED,
-                            f"channel {name!r} has no provider configured",
+                            Reason.NO_ADDRESS,
+                            f"subscriber has no {name} address",
                         )
-                        for r in channel_rows
                     )
-                    continue
-                missing = channel.missing_addresses(
-                    [r.candidate.recipient for r in channel_rows], session
-                )
-                reachable = []
-                for r in channel_rows:
-                    if r.candidate.recipient.id in missing:
-                        records.append(
-                            Record(
-                                r.candidate.delivery_id,
-                                DeliveryStatus.SKIPPED,
-                                Reason.NO_ADDRESS,
-                                f"subscriber has no {name} address",
-                            )
-                        )
-                    else:
-                        reachable.append(r)
-                decisions = self.policies.decide(session, [r.candidate for r in reachable], now)
-                batches.append((channel, reachable, decisions))
-        for channel, channel_rows, decisions in batches:
+                else:
+                    reachable.append(r)
+            decisions = self.policies.decide(session, [r.candidate for r in reachable], now)
+            batch.sends.append((channel, reachable, decisions))
+        return batch
+
+    def send(self, batch: Batch, now: datetime) -> DeliverReport:
+        """Send a committed :class:`Batch` through its channels and record the outcomes."""
+        report = DeliverReport(claimed=batch.claimed)
+        records = list(batch.records)
+        for channel, channel_rows, decisions in batch.sends:
             records.extend(self._send(channel, channel_rows, decisions, now))
-        write_records(self.store, records, now)
+        write_records(self.store, [r for r in records if not r.written], now)
         for rec in records:
             report.add(rec.status)
         return report
@@ -131,33 +184,12 @@ class Deliverer:
     def _load(self, session: Session, ids: Sequence[int]) -> tuple[list[_Row], list[Record]]:
         # Plain columns, not ORM entities: a batch is hundreds of rows and identity-map
         # bookkeeping would cost more than the query. Payloads are loaded once per event.
-        stmt = (
-            select(
-                Delivery.id,
-                Delivery.channel,
-                Delivery.priority,
-                Delivery.attempts,
-                Notification.id.label("notification_id"),
-                Notification.type,
-                Notification.event_id,
-                Notification.created_at,
-                Subscriber.id.label("subscriber_id"),
-                Subscriber.external_id,
-                Subscriber.email,
-                Subscriber.locale,
-                Subscriber.timezone,
-            )
-            .join(Notification, Notification.id == Delivery.notification_id)
-            .join(Subscriber, Subscriber.id == Notification.subscriber_id)
-            .where(Delivery.id.in_(list(ids)))
-        )
-        found = session.execute(stmt).all()
-        event_ids = {r.event_id for r in found}
+        conn = session.connection()
+        found = conn.execute(_LOAD_ROWS, {"ids": list(ids)}).all()
+        event_ids = list({r.event_id for r in found})
         payloads: dict[int, dict[str, Any]] = {
             event_id: payload
-            for event_id, payload in session.execute(
-                select(Event.id, Event.payload).where(Event.id.in_(event_ids))
-            )
+            for event_id, payload in conn.execute(_LOAD_PAYLOADS, {"ids": event_ids})
         }
         rows: list[_Row] = []
         early: list[Record] = []

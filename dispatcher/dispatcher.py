@@ -224,7 +224,7 @@ class Dispatcher:
             self.doorbell,
             event_id,
             batch_size=self.settings.delivery_batch_size,
-            deliver_inline=self.run_deliver,
+            deliverer=self.deliverer,
             inline_limit=self.settings.inline_delivery_limit,
         )
 

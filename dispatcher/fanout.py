@@ -7,19 +7,22 @@ twice yields the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
 
 from dispatcher import log
 from dispatcher.catalog import Catalog
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store, insert_ignore
-from dispatcher.db.models import Delivery, Event, Notification, Subscriber
+from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
+from dispatcher.db.types import UTCDateTime
 from dispatcher.doorbell import Doorbell
-from dispatcher.enums import DeliveryStatus, EventStatus
+from dispatcher.enums import DeliveryStatus, EventStatus, Priority
 
 LOOKUP_CHUNK = 5000
 
@@ -27,12 +30,48 @@ LOOKUP_CHUNK = 5000
 @dataclass(frozen=True)
 class FanoutResult:
     event_id: int
+    #: Rows this run created (0 when a racing duplicate found them made).
     notifications: int
     deliveries: int
     #: Recipients deleted between ``notify`` and fan-out.
     missing: int
     #: False when the event was already fanned out, cancelled, or not due yet.
     done: bool
+
+
+_EVENTS = table(Event)
+_NOTIFICATIONS = table(Notification)
+_DELIVERIES = table(Delivery)
+_SUBSCRIBERS = table(Subscriber)
+
+#: Built once: constructing a statement costs more than running it on SQLite.
+_LOAD_EVENT = select(
+    _EVENTS.c.type,
+    _EVENTS.c.recipients,
+    _EVENTS.c.priority,
+    _EVENTS.c.status,
+    _EVENTS.c.send_at,
+    _EVENTS.c.campaign_id,
+).where(_EVENTS.c.id == bindparam("event_id"))
+#: On PostgreSQL a second fan-out of the same event waits here and then finds it done.
+_LOCK_EVENT = _LOAD_EVENT.with_for_update()
+_SUBSCRIBER_IDS = select(_SUBSCRIBERS.c.id).where(
+    _SUBSCRIBERS.c.external_id.in_(bindparam("external_ids", expanding=True))
+)
+_MARK_FANNED_OUT = (
+    update(_EVENTS)
+    .where(_EVENTS.c.id == bindparam("event_id"))
+    .values(status=EventStatus.FANNED_OUT, fanned_out_at=bindparam("now", type_=UTCDateTime()))
+)
+
+
+class InlineDeliverer(Protocol):
+    """What fan-out needs to deliver a small event in its own transaction
+    (:class:`dispatcher.delivery.Deliverer`)."""
+
+    def prepare(self, session: Session, delivery_ids: Sequence[int], now: datetime) -> Any: ...
+
+    def send(self, batch: Any, now: datetime) -> object: ...
 
 
 def fanout(
@@ -43,35 +82,38 @@ def fanout(
     *,
     batch_size: int = 500,
     now: datetime | None = None,
-    deliver_inline: Callable[[Sequence[int]], object] | None = None,
+    deliverer: InlineDeliverer | None = None,
     inline_limit: int = 0,
 ) -> FanoutResult:
     """Create the notifications and deliveries of ``event_id`` and ring for delivery.
 
-    An event with at most ``inline_limit`` due deliveries is delivered right here with
-    ``deliver_inline`` instead: a second trip through the broker would cost more than the
-    sending. If that fails half-way, the rows are still pending and the sweep re-rings
-    them.
+    An event with at most ``inline_limit`` deliveries is delivered right here with
+    ``deliverer`` instead: a second trip through the broker would cost more than the
+    sending. Its deliveries are claimed and decided in the fan-out's own transaction,
+    then sent after it commits. If sending fails half-way, the claimed rows' leases
+    expire and the sweep delivers them again.
     """
     now = now or utcnow()
     with store.session(write=True) as session:
-        event = session.get(Event, event_id)
+        conn = session.connection()
+        lock = _LOCK_EVENT if store.is_postgres else _LOAD_EVENT
+        event = conn.execute(lock, {"event_id": event_id}).one_or_none()
         if event is None:
             log.warning("fanout.no_event", event_id=event_id)
             return FanoutResult(event_id, 0, 0, 0, False)
-        if event.status is not EventStatus.PENDING or event.send_at > now:
+        if event.status != EventStatus.PENDING or event.send_at > now:
             return FanoutResult(event_id, 0, 0, 0, False)
         notification_type = catalog.get(event.type)
-        priority, bulk = event.priority, event.campaign_id is not None
+        priority, bulk = Priority(event.priority), event.campaign_id is not None
 
         subscriber_ids: list[int] = []
         recipients: list[str] = list(event.recipients)
         for start in range(0, len(recipients), LOOKUP_CHUNK):
             chunk = recipients[start : start + LOOKUP_CHUNK]
-            subscriber_ids.extend(
-                session.scalars(select(Subscriber.id).where(Subscriber.external_id.in_(chunk)))
-            )
-        insert_ignore(
+            subscriber_ids.extend(conn.scalars(_SUBSCRIBER_IDS, {"external_ids": chunk}))
+        # A pending event has no notifications yet (fan-out is one transaction, and
+        # PostgreSQL holds the event's row lock), so what the inserts return is all.
+        notification_ids = insert_ignore(
             session,
             Notification,
             [
@@ -85,11 +127,9 @@ def fanout(
                 }
                 for sid in subscriber_ids
             ],
+            returning=_NOTIFICATIONS.c.id,
         )
-        notification_ids = list(
-            session.scalars(select(Notification.id).where(Notification.event_id == event_id))
-        )
-        insert_ignore(
+        due = insert_ignore(
             session,
             Delivery,
             [
@@ -105,23 +145,19 @@ def fanout(
                 for nid in notification_ids
                 for channel in notification_type.channels
             ],
+            returning=(_DELIVERIES.c.id, _DELIVERIES.c.channel),
         )
-        session.execute(
-            update(Event)
-            .where(Event.id == event_id)
-            .values(status=EventStatus.FANNED_OUT, fanned_out_at=now)
-        )
-        due = session.execute(
-            select(Delivery.id, Delivery.channel)
-            .join(Notification, Notification.id == Delivery.notification_id)
-            .where(Notification.event_id == event_id, Delivery.status == DeliveryStatus.PENDING)
-            .order_by(Delivery.id)
-        ).all()
-    if deliver_inline is not None and 0 < len(due) <= inline_limit:
-        deliver_inline([delivery_id for delivery_id, _ in due])
+        conn.execute(_MARK_FANNED_OUT, {"event_id": event_id, "now": now})
+        inline = deliverer is not None and 0 < len(due) <= inline_limit
+        if inline:
+            assert deliverer is not None
+            batch = deliverer.prepare(session, sorted(d[0] for d in due), now)
+    if inline:
+        assert deliverer is not None
+        deliverer.send(batch, now)
     else:
         by_channel: dict[str, list[int]] = {}
-        for delivery_id, channel in due:
+        for delivery_id, channel in sorted(due):
             by_channel.setdefault(channel, []).append(delivery_id)
         for ids in by_channel.values():
             doorbell.deliver(ids, priority, bulk=bulk, batch_size=batch_size)

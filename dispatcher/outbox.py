@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,13 +19,23 @@ from dispatcher import log
 from dispatcher.catalog import Catalog
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
-from dispatcher.db.models import Event, Subscriber
+from dispatcher.db.models import Event, Subscriber, table
 from dispatcher.doorbell import Doorbell
 from dispatcher.enums import Priority
 from dispatcher.errors import IdempotencyConflictError, UnknownSubscriberError, ValidationError
 
 #: Rows per ``IN (...)`` when checking recipients.
 LOOKUP_CHUNK = 5000
+
+
+_EVENTS = table(Event)
+_SUBSCRIBERS = table(Subscriber)
+#: Built once: constructing a statement costs more than running it on SQLite.
+_INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
+_BY_KEY = select(_EVENTS).where(_EVENTS.c.idempotency_key == bindparam("key"))
+_KNOWN_RECIPIENTS = select(_SUBSCRIBERS.c.external_id).where(
+    _SUBSCRIBERS.c.external_id.in_(bindparam("external_ids", expanding=True))
+)
 
 
 @dataclass(frozen=True)
@@ -95,37 +105,37 @@ class Outbox:
         now: datetime,
         campaign_id: int | None,
     ) -> EventReceipt:
+        conn = session.connection()
         if key is not None:
-            existing = session.scalar(select(Event).where(Event.idempotency_key == key))
+            existing = conn.execute(_BY_KEY, {"key": key}).one_or_none()
             if existing is not None:
                 return _replay(existing, type, payload)
         _check_recipients(session, recipients)
-        event = Event(
-            type=type,
-            payload=payload,
-            recipients=recipients,
-            priority=priority,
-            idempotency_key=key,
-            send_at=send_at,
-            created_at=now,
-            campaign_id=campaign_id,
-        )
+        row = {
+            "type": type,
+            "payload": payload,
+            "recipients": recipients,
+            "priority": priority,
+            "idempotency_key": key,
+            "send_at": send_at,
+            "created_at": now,
+            "campaign_id": campaign_id,
+        }
         if key is None:
-            session.add(event)
-            session.flush()
+            event_id = conn.execute(_INSERT_EVENT, row).scalar_one()
         else:
             try:
                 # A savepoint, so a concurrent insert of the same key leaves the caller's
                 # transaction usable.
                 with session.begin_nested():
-                    session.add(event)
+                    event_id = conn.execute(_INSERT_EVENT, row).scalar_one()
             except IntegrityError:
                 # Another caller stored the same key between our check and our insert.
-                existing = session.scalar(select(Event).where(Event.idempotency_key == key))
+                existing = conn.execute(_BY_KEY, {"key": key}).one_or_none()
                 if existing is None:
                     raise
                 return _replay(existing, type, payload)
-        event_id, bulk = event.id, campaign_id is not None
+        bulk = campaign_id is not None
         log.info("event.stored", event_id=event_id, type=type, recipients=len(recipients))
         if send_at <= now:
             self.doorbell.after_commit(
@@ -134,7 +144,7 @@ class Outbox:
         return EventReceipt(event_id, type, priority, len(recipients), send_at, key, True)
 
 
-def _replay(existing: Event, type: str, payload: dict[str, Any]) -> EventReceipt:
+def _replay(existing: Any, type: str, payload: dict[str, Any]) -> EventReceipt:
     if existing.type != type or existing.payload != payload:
         raise IdempotencyConflictError(
             f"idempotency key {existing.idempotency_key!r} was already used for event "
@@ -174,11 +184,10 @@ def _recipients(to: str | Iterable[str]) -> list[str]:
 
 def _check_recipients(session: Session, recipients: list[str]) -> None:
     found: set[str] = set()
+    conn = session.connection()
     for start in range(0, len(recipients), LOOKUP_CHUNK):
         chunk = recipients[start : start + LOOKUP_CHUNK]
-        found.update(
-            session.scalars(select(Subscriber.external_id).where(Subscriber.external_id.in_(chunk)))
-        )
+        found.update(conn.scalars(_KNOWN_RECIPIENTS, {"external_ids": chunk}))
     missing = [r for r in recipients if r not in found]
     if missing:
         raise UnknownSubscriberError(missing)

@@ -23,14 +23,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from dispatcher.catalog import Catalog, NotificationType
 from dispatcher.channels import REGISTRY
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
-from dispatcher.db.models import Preference
+from dispatcher.db.models import Preference, table
 from dispatcher.errors import ValidationError
 from dispatcher.subscribers import subscriber_pk
 
@@ -259,15 +259,26 @@ class Preferences:
 _KNOWN_CHANNELS: tuple[str, ...] = ("in_app", "web_push", "email")
 
 
+_PREFERENCES = table(Preference)
+#: Built once: constructing a statement costs more than running it on SQLite.
+_RULES = select(
+    _PREFERENCES.c.subscriber_id,
+    _PREFERENCES.c.scope,
+    _PREFERENCES.c.scope_value,
+    _PREFERENCES.c.channel,
+    _PREFERENCES.c.enabled,
+).where(_PREFERENCES.c.subscriber_id.in_(bindparam("pks", expanding=True)))
+
+
 def rules_for(
     session: Session, subscriber_pks: Iterable[int]
 ) -> Mapping[int, list[PreferenceRule]]:
     """All rules of these subscribers (by primary key), in one query."""
     out: dict[int, list[PreferenceRule]] = {}
     pks = list(set(subscriber_pks))
+    conn = session.connection()
     for start in range(0, len(pks), 5000):
-        stmt = select(Preference).where(Preference.subscriber_id.in_(pks[start : start + 5000]))
-        for row in session.scalars(stmt):
+        for row in conn.execute(_RULES, {"pks": pks[start : start + 5000]}):
             out.setdefault(row.subscriber_id, []).append(
                 PreferenceRule(row.scope, row.scope_value, row.channel, row.enabled)
             )

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from dispatcher.db.engine import Store
-from dispatcher.db.models import QuietHoursWindow
+from dispatcher.db.models import QuietHoursWindow, table
 from dispatcher.errors import ValidationError
 from dispatcher.subscribers import subscriber_pk
 
@@ -258,17 +258,27 @@ class QuietHours:
             return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+_QUIET_HOURS = table(QuietHoursWindow)
+#: Built once: constructing a statement costs more than running it on SQLite.
+_WINDOWS = (
+    select(
+        _QUIET_HOURS.c.subscriber_id,
+        _QUIET_HOURS.c.start,
+        _QUIET_HOURS.c.end,
+        _QUIET_HOURS.c.days,
+    )
+    .where(_QUIET_HOURS.c.subscriber_id.in_(bindparam("pks", expanding=True)))
+    .order_by(_QUIET_HOURS.c.id)
+)
+
+
 def windows_for(session: Session, subscriber_pks: Iterable[int]) -> dict[int, list[QuietWindow]]:
     """Windows of these subscribers (by primary key), in one query per 5,000."""
     out: dict[int, list[QuietWindow]] = {}
     pks = sorted(set(subscriber_pks))
+    conn = session.connection()
     for start in range(0, len(pks), 5000):
-        stmt = (
-            select(QuietHoursWindow)
-            .where(QuietHoursWindow.subscriber_id.in_(pks[start : start + 5000]))
-            .order_by(QuietHoursWindow.id)
-        )
-        for row in session.scalars(stmt):
+        for row in conn.execute(_WINDOWS, {"pks": pks[start : start + 5000]}):
             out.setdefault(row.subscriber_id, []).append(
                 QuietWindow(row.start, row.end, row.days or ALL_DAYS)
             )

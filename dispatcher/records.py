@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
+from sqlalchemy.orm import Session
 
 from dispatcher import log
 from dispatcher.channels.base import Outcome, RetryPolicy
 from dispatcher.db.engine import Store
-from dispatcher.db.models import Delivery, DeliveryStep
+from dispatcher.db.models import Delivery, DeliveryStep, table
+from dispatcher.db.types import UTCDateTime
 from dispatcher.enums import DeliveryStatus, Reason
 from dispatcher.errors import TransientDeliveryError
 
@@ -30,6 +32,8 @@ class Record:
     provider_id: str | None = None
     #: A deferral is not an attempt: give back the one the claim counted.
     refund_attempt: bool = False
+    #: Already in the database (the channel wrote it with its side effect).
+    written: bool = False
 
 
 def record_for_outcome(
@@ -43,6 +47,7 @@ def record_for_outcome(
             None,
             outcome.detail,
             provider_id=outcome.provider_id,
+            written=outcome.recorded,
         )
     error = outcome.error
     if not outcome.transient:
@@ -71,63 +76,77 @@ def record_for_outcome(
     )
 
 
+_DELIVERIES = table(Delivery)
+#: Built once: constructing a statement costs more than running it on SQLite.
+_MARK_SENT = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=DeliveryStatus.SENT,
+        sent_at=bindparam("now", type_=UTCDateTime()),
+        lease_until=None,
+        updated_at=bindparam("now", type_=UTCDateTime()),
+        reason=None,
+        detail=bindparam("detail"),
+        provider_id=bindparam("provider_id"),
+    )
+)
+
+
 def write_records(store: Store, records: Sequence[Record], now: datetime) -> None:
     """Write a batch's new states, and a step for every one that was not simply sent."""
+    if not records:
+        return
+    with store.session(write=True) as session:
+        write_records_in(session, records, now)
+
+
+def write_records_in(session: Session, records: Sequence[Record], now: datetime) -> None:
+    """:func:`write_records` inside the caller's transaction."""
     if not records:
         return
     sent = [r for r in records if r.status is DeliveryStatus.SENT]
     others = [r for r in records if r.status is not DeliveryStatus.SENT]
     table = Delivery.__table__
-    with store.session() as session:
-        conn = session.connection()
-        # Sent rows mostly share detail and provider id (None for in-app): one
-        # ``UPDATE … WHERE id IN (…)`` per distinct pair, not one statement per row.
-        groups: dict[tuple[str | None, str | None], list[int]] = {}
-        for r in sent:
-            groups.setdefault((r.detail, r.provider_id), []).append(r.delivery_id)
-        for (detail, provider_id), ids in groups.items():
-            conn.execute(
-                update(table)  # type: ignore[arg-type]
-                .where(table.c.id.in_(ids))
-                .values(
-                    status=DeliveryStatus.SENT,
-                    sent_at=now,
-                    lease_until=None,
-                    updated_at=now,
-                    reason=None,
-                    detail=detail,
-                    provider_id=provider_id,
-                )
-            )
-        for r in others:
-            values: dict[str, Any] = {
-                "status": r.status,
-                "reason": r.reason,
-                "detail": r.detail,
-                "lease_until": None,
-                "updated_at": now,
-            }
-            if r.scheduled_for is not None:
-                values["scheduled_for"] = r.scheduled_for
-            if r.refund_attempt:
-                values["attempts"] = table.c.attempts - 1
-            if r.provider_id is not None:
-                values["provider_id"] = r.provider_id
-            conn.execute(update(table).where(table.c.id == r.delivery_id).values(**values))  # type: ignore[arg-type]
-        if others:
-            session.execute(
-                DeliveryStep.__table__.insert(),  # type: ignore[attr-defined]
-                [
-                    {
-                        "delivery_id": r.delivery_id,
-                        "at": now,
-                        "status": r.status,
-                        "reason": r.reason,
-                        "detail": r.detail,
-                    }
-                    for r in others
-                ],
-            )
+    conn = session.connection()
+    # Sent rows mostly share detail and provider id (None for in-app): one
+    # ``UPDATE … WHERE id IN (…)`` per distinct pair, not one statement per row.
+    groups: dict[tuple[str | None, str | None], list[int]] = {}
+    for r in sent:
+        groups.setdefault((r.detail, r.provider_id), []).append(r.delivery_id)
+    for (detail, provider_id), ids in groups.items():
+        conn.execute(
+            _MARK_SENT, {"ids": ids, "now": now, "detail": detail, "provider_id": provider_id}
+        )
+    for r in others:
+        values: dict[str, Any] = {
+            "status": r.status,
+            "reason": r.reason,
+            "detail": r.detail,
+            "lease_until": None,
+            "updated_at": now,
+        }
+        if r.scheduled_for is not None:
+            values["scheduled_for"] = r.scheduled_for
+        if r.refund_attempt:
+            values["attempts"] = table.c.attempts - 1
+        if r.provider_id is not None:
+            values["provider_id"] = r.provider_id
+        conn.execute(update(table).where(table.c.id == r.delivery_id).values(**values))  # type: ignore[arg-type]
+    if others:
+        session.execute(
+            DeliveryStep.__table__.insert(),  # type: ignore[attr-defined]
+            [
+                {
+                    "delivery_id": r.delivery_id,
+                    "at": now,
+                    "status": r.status,
+                    "reason": r.reason,
+                    "detail": r.detail,
+                }
+                for r in others
+            ],
+        )
     for r in others:
         log.info(
             "delivery." + r.status.value,

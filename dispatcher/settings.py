@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     inline_delivery_limit: int = Field(default=20, ge=0)
     #: Rows older than this with no worker on them are re-rung by the sweep.
     sweep_grace_seconds: int = 30
+    #: Workers send Celery task events from the start. Flower switches them on by
+    #: itself (``enable_events`` every few seconds) while it runs, so leave this off
+    #: unless another monitor needs them: they cost three broker messages per task.
+    task_events: bool = False
     #: Secret used to sign unsubscribe links and other tokens.
     signing_secret: SecretStr = SecretStr("change-me-in-production")
     #: Public base URL of the gateway (links in emails).

@@ -59,9 +59,10 @@ def create_app(settings: Settings | None = None) -> Celery:
             "unacked_restore_interval": 30,
         },
         broker_connection_retry_on_startup=True,
-        worker_send_task_events=True,
-        # Flower learns of tasks from the workers' events; a "sent" event per publish
-        # would double the broker traffic of every notify.
+        # Flower learns of tasks from the workers' events, and turns them on itself
+        # while it runs; a "sent" event per publish would double the broker traffic
+        # of every notify.
+        worker_send_task_events=settings.task_events,
         task_send_sent_event=False,
         timezone="UTC",
         enable_utc=True,

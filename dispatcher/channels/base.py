@@ -64,12 +64,20 @@ class Outcome:
     error: DeliveryError | None = None
     provider_id: str | None = None
     detail: str | None = None
+    #: The channel already recorded the sent status itself, in the transaction that
+    #: made the delivery happen (in-app: the inbox row and the status commit together).
+    recorded: bool = False
 
     @classmethod
     def sent(
-        cls, delivery_id: int, *, provider_id: str | None = None, detail: str | None = None
+        cls,
+        delivery_id: int,
+        *,
+        provider_id: str | None = None,
+        detail: str | None = None,
+        recorded: bool = False,
     ) -> Outcome:
-        return cls(delivery_id, None, provider_id, detail)
+        return cls(delivery_id, None, provider_id, detail, recorded)
 
     @classmethod
     def failed(cls, delivery_id: int, error: DeliveryError) -> Outcome:

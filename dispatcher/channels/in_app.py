@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from sqlalchemy import BigInteger, Text, case, column, func, update, values
-from sqlalchemy.orm import Session
-from sqlalchemy.sql import Executable
+from sqlalchemy import bindparam, func, update
 
 from dispatcher import log
 from dispatcher.channels.base import Channel, Message, Outcome
 from dispatcher.clock import utcnow
-from dispatcher.db.models import Notification
+from dispatcher.db.models import Notification, table
+from dispatcher.db.types import UTCDateTime
+from dispatcher.enums import DeliveryStatus
 from dispatcher.inbox import InboxItem
+from dispatcher.records import Record, write_records_in
 
 
 def inbox_channel(prefix: str, subscriber_external_id: str) -> str:
@@ -58,12 +57,19 @@ class InAppChannel(Channel):
                 "title": m.content.get("title", ""),
                 "body": m.content.get("body", ""),
                 "url": m.content.get("url") or None,
+                "now": now,
             }
             for m in messages
         ]
         store = self.context.store
-        with store.session() as session:
-            session.execute(_store_content(session, rows, now))
+        # The inbox row and the sent status commit together, before any ping: a client
+        # that hears of a notification can always read it, and a crash cannot leave a
+        # stored notification that the sweep would deliver again.
+        with store.session(write=True) as session:
+            session.connection().execute(_STORE_CONTENT, rows)
+            write_records_in(
+                session, [Record(m.delivery_id, DeliveryStatus.SENT) for m in messages], now
+            )
         await self.open()
         assert self._redis is not None
         live = [m for m in messages if m.realtime]
@@ -79,7 +85,7 @@ class InAppChannel(Channel):
             except redis.RedisError as exc:
                 # Stored is delivered: clients catch up with ``resume`` on reconnect.
                 log.warning("in_app.publish_failed", count=len(live), error=type(exc).__name__)
-        return [Outcome.sent(m.delivery_id) for m in messages]
+        return [Outcome.sent(m.delivery_id, recorded=True) for m in messages]
 
     @staticmethod
     def realtime_message(message: Message) -> dict[str, object]:
@@ -105,41 +111,16 @@ class InAppChannel(Channel):
         }
 
 
-def _store_content(session: Session, rows: list[dict[str, Any]], now: datetime) -> Executable:
-    """One statement that writes a batch's inbox content; ``inbox_at`` keeps its first
-    value so a resend does not move the item in the inbox."""
-    table = Notification.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        content = values(
-            column("nid", BigInteger),
-            column("title", Text),
-            column("body", Text),
-            column("url", Text),
-            name="content",
-        ).data([(r["nid"], r["title"], r["body"], r["url"]) for r in rows])
-        return (
-            update(table)  # type: ignore[arg-type]
-            .where(table.c.id == content.c.nid)
-            .values(
-                title=content.c.title,
-                body=content.c.body,
-                url=content.c.url,
-                inbox_at=func.coalesce(table.c.inbox_at, now),
-            )
-        )
-    # SQLite cannot name the columns of a VALUES list; a CASE per column does the same.
-    ids = [r["nid"] for r in rows]
-
-    def pick(key: str) -> Any:
-        return case({r["nid"]: r[key] for r in rows}, value=table.c.id)
-
-    return (
-        update(table)  # type: ignore[arg-type]
-        .where(table.c.id.in_(ids))
-        .values(
-            title=pick("title"),
-            body=pick("body"),
-            url=pick("url"),
-            inbox_at=func.coalesce(table.c.inbox_at, now),
-        )
+_NOTIFICATIONS = table(Notification)
+#: One prebuilt statement, run once per row (``executemany``); ``inbox_at`` keeps its
+#: first value so a resend does not move the item in the inbox.
+_STORE_CONTENT = (
+    update(_NOTIFICATIONS)
+    .where(_NOTIFICATIONS.c.id == bindparam("nid"))
+    .values(
+        title=bindparam("title"),
+        body=bindparam("body"),
+        url=bindparam("url"),
+        inbox_at=func.coalesce(_NOTIFICATIONS.c.inbox_at, bindparam("now", type_=UTCDateTime())),
     )
+)

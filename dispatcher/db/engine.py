@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy import Engine, Table, create_engine, event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -47,6 +49,9 @@ class Store:
         # A forked child (a Celery pool process) must not use the parent's connections.
         engine_ref = weakref.ref(self.engine)
         os.register_at_fork(after_in_child=lambda: _forget_connections(engine_ref))
+        self._writer_lock: WriterLock | None = None
+        if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            self._writer_lock = WriterLock(f"{parsed.database}-writer")
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         self._writer_sessionmaker = sessionmaker(
             self.engine.execution_options(**{_IMMEDIATE: True}), expire_on_commit=False
@@ -60,13 +65,22 @@ class Store:
     def session(self, *, write: bool = False) -> Iterator[Session]:
         """A session in a transaction: committed on success, rolled back on error.
 
-        Pass ``write=True`` when the transaction reads and then writes. On SQLite it then
-        takes the write lock up front: a deferred transaction that read a snapshot and
-        then tries to write after another connection committed fails at once with
-        "database is locked", without waiting for the busy timeout.
+        Pass ``write=True`` when the transaction writes. On SQLite it then takes the
+        write lock up front: a deferred transaction that read a snapshot and then tries
+        to write after another connection committed fails at once with "database is
+        locked", without waiting for the busy timeout. Writers also queue on a
+        :class:`WriterLock` first, so they wake the moment the previous one commits
+        instead of polling in SQLite's busy handler.
         """
-        maker = self._writer_sessionmaker if write else self.sessionmaker
-        with maker() as session, session.begin():
+        if not write:
+            with self.sessionmaker() as session, session.begin():
+                yield session
+            return
+        if self._writer_lock is None:
+            with self._writer_sessionmaker() as session, session.begin():
+                yield session
+            return
+        with self._writer_lock, self._writer_sessionmaker() as session, session.begin():
             yield session
 
     def create_all(self) -> None:
@@ -78,6 +92,48 @@ class Store:
 
 
 _IMMEDIATE = "dispatcher_sqlite_immediate"
+
+
+class WriterLock:
+    """One SQLite writer at a time across threads and processes, woken without polling.
+
+    SQLite serialises writers itself, but a writer that finds the database locked
+    sleeps in its busy handler (1, 2, 5, 10 … 100 ms) and retries: under steady
+    contention most of a transaction's latency is that sleeping. An ``flock`` on a
+    file beside the database queues writers in the kernel instead, which wakes the
+    next one as soon as the lock is released. Reentrant within a thread; re-opened
+    after fork (a forked child must not share its parent's lock).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._fd: int | None = None
+        self._mutex = threading.RLock()
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        self._mutex.acquire()
+        try:
+            if self._depth == 0:
+                if self._fd is None:
+                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._mutex.release()
+            raise
+        self._depth += 1
+
+    def __exit__(self, *_: object) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._mutex.release()
 
 
 def _forget_connections(engine_ref: weakref.ref[Engine]) -> None:
@@ -102,22 +158,41 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def insert_ignore(
-    session: Session, model: type[Base], rows: Sequence[dict[str, Any]], *, chunk: int = 2000
-) -> None:
-    """Insert rows, silently skipping those that collide with a unique constraint."""
+    session: Session,
+    model: type[Base],
+    rows: Sequence[dict[str, Any]],
+    *,
+    chunk: int = 2000,
+    returning: Any = None,
+) -> list[Any]:
+    """Insert rows, silently skipping those that collide with a unique constraint.
+
+    With ``returning`` (a column or a tuple of columns), return those columns of the
+    rows actually inserted: scalars for one column, row tuples for several.
+    """
     if not rows:
-        return
+        return []
+    table = cast(Table, model.__table__)
     dialect = session.get_bind().dialect.name
     stmt: Any
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt = pg_insert(model).on_conflict_do_nothing()
+        stmt = pg_insert(table).on_conflict_do_nothing()
     elif dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(model).on_conflict_do_nothing()
+        stmt = sqlite_insert(table).on_conflict_do_nothing()
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        stmt = insert(model).prefix_with("IGNORE")
+        stmt = insert(table).prefix_with("IGNORE")
+    single = returning is not None and not isinstance(returning, tuple)
+    if returning is not None:
+        stmt = stmt.returning(*((returning,) if single else returning))
+    # Core, not ORM: the ORM's bulk-insert bookkeeping costs more than the insert.
+    conn = session.connection()
+    inserted: list[Any] = []
     for start in range(0, len(rows), chunk):
-        session.execute(stmt, list(rows[start : start + chunk]))
+        result = conn.execute(stmt, list(rows[start : start + chunk]))
+        if returning is not None:
+            inserted.extend(result.scalars() if single else (tuple(r) for r in result))
+    return inserted
