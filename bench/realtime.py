@@ -52,6 +52,10 @@ sys.path.insert(0, str(ROOT))
 BASELINE_CHANNEL_SUFFIX = ":bench:baseline"
 #: Gateway-phase notification ids start here so they never meet real ones.
 FAKE_ID_BASE = 10**12
+#: Events sent to warm the worker up before the notify phase, with sequence numbers
+#: from here (never counted).
+WARMUP_EVENTS = 40
+WARMUP_SEQ = 10**9
 
 
 def parse_args() -> argparse.Namespace:
@@ -74,6 +78,10 @@ def parse_args() -> argparse.Namespace:
         default=os.environ.get("DISPATCHER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
     )
     p.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    p.add_argument("--pool", default="prefork", help="Celery worker pool (prefork, solo)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="Celery worker instances (e.g. 2 with --pool solo)"
+    )
     p.add_argument("--producers", type=int, default=4, help="threads calling notify")
     p.add_argument("--drain", type=float, default=15.0, help="seconds to wait for stragglers")
     # Internal: the client process.
@@ -104,6 +112,9 @@ async def _clients(args: argparse.Namespace) -> None:
     from websockets.asyncio.client import connect
 
     received: dict[str, dict[int, float]] = {"redis": {}, "gateway": {}, "notify": {}}
+    #: Per notify-phase message: (created_at, the worker's wall clock when fan-out
+    #: began, and the client's wall clock on receipt) — to split the latency.
+    split: dict[int, tuple[str, float]] = {}
     duplicates = {"gateway": 0, "notify": 0}
 
     async def hold(index: int, ready: asyncio.Event, counter: list[int]) -> None:
@@ -128,6 +139,8 @@ async def _clients(args: argparse.Namespace) -> None:
                     duplicates[phase] += 1
                 else:
                     received[phase][seq] = now
+                    if phase == "notify":
+                        split[seq] = (n["created_at"], time.time())
 
     async def baseline(subscribed: asyncio.Event) -> None:
         client = aioredis.Redis.from_url(args.redis_url)
@@ -155,7 +168,8 @@ async def _clients(args: argparse.Namespace) -> None:
     print("ready", flush=True)
     line = await asyncio.to_thread(sys.stdin.readline)
     assert line.strip() == "dump", line
-    Path(args.out).write_text(json.dumps({"received": received, "duplicates": duplicates}))
+    dump = {"received": received, "duplicates": duplicates, "split": split}
+    Path(args.out).write_text(json.dumps(dump))
     print("dumped", flush=True)
     for t in tasks:
         t.cancel()
@@ -222,7 +236,14 @@ def redis_pid() -> int | None:
     return int(out[0]) if out else None
 
 
-def paced(rate: float, duration: float, threads: int, send: Any, stamps: dict[int, float]) -> int:
+def paced(
+    rate: float,
+    duration: float,
+    threads: int,
+    send: Any,
+    stamps: dict[int, float],
+    wall: dict[int, float] | None = None,
+) -> int:
     """Call ``send(seq)`` ``rate`` times a second for ``duration`` s from ``threads`` threads."""
     total = int(rate * duration)
     start = time.monotonic() + 0.2
@@ -237,6 +258,8 @@ def paced(rate: float, duration: float, threads: int, send: Any, stamps: dict[in
                     time.sleep(pause)
                 send(seq)
                 stamps[seq] = time.monotonic()
+                if wall is not None:
+                    wall[seq] = time.time()
         except BaseException as exc:
             errors.append(exc)
 
@@ -271,6 +294,25 @@ def summary(name: str, sent: dict[int, float], got: dict[int, float]) -> dict[st
         "max": lat[-1],
         "mean": statistics.fmean(lat),
     }
+
+
+def print_split(notify_wall: dict[int, float], split: dict[str, list[Any]]) -> None:
+    """Where the notify phase's time goes: before the worker began fan-out (publish,
+    broker, Celery) and after (fan-out, delivery, pub/sub, gateway, client)."""
+    from datetime import datetime
+
+    before: list[float] = []
+    after: list[float] = []
+    for seq, (created_at, got) in split.items():
+        began = datetime.fromisoformat(created_at).timestamp()
+        if int(seq) in notify_wall:
+            before.append((began - notify_wall[int(seq)]) * 1000)
+            after.append((got - began) * 1000)
+    for name, values in (("notify→fan-out", before), ("fan-out→client", after)):
+        if values:
+            values.sort()
+            p = [values[min(len(values) - 1, round(q * (len(values) - 1)))] for q in (0.5, 0.99)]
+            print(f"  {name:<16} p50 {p[0]:8.2f} ms   p99 {p[1]:8.2f} ms   max {values[-1]:.2f} ms")
 
 
 def main() -> None:
@@ -326,13 +368,19 @@ def main() -> None:
 
     procs: list[subprocess.Popen[bytes]] = []
     worker_log = (workdir / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker", "worker", "--concurrency",
-         str(args.concurrency), "--loglevel", "INFO", "--without-mingle", "--without-gossip",
-         "-n", f"bench-{prefix}@%h"],
-        cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    procs.append(worker)
+    workers = []
+    for n in range(args.workers):
+        command = [
+            *(sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", args.pool),
+            *("--concurrency", str(args.concurrency), "--loglevel", "INFO"),
+            *("--without-mingle", "--without-gossip", "-n", f"bench{n}-{prefix}@%h"),
+        ]
+        workers.append(
+            subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT
+            )
+        )
+    procs.extend(workers)
     port = free_port()
     gateway_log = (workdir / "gateway.log").open("wb")
     gateway = subprocess.Popen(
@@ -351,7 +399,11 @@ def main() -> None:
             except httpx.HTTPError:
                 return False
 
-        wait_until(lambda: b" ready." in (workdir / "worker.log").read_bytes(), 60, "the worker")
+        wait_until(
+            lambda: (workdir / "worker.log").read_bytes().count(b" ready.") >= args.workers,
+            60,
+            "the workers",
+        )
         wait_until(gateway_ready, 30, "the gateway")
         idle_rss = rss_kib(gateway.pid)
         clients = subprocess.Popen(
@@ -408,6 +460,15 @@ def main() -> None:
                 disp = local.d = Dispatcher(settings)
             disp.notify("bench_ping", to=f"s{targets[seq]}", data={"seq": seq})
 
+        # Warm the worker up first (imports, template compilation, connections), as a
+        # worker in production is: its first tasks are not what this measures.
+        warm = Dispatcher(settings)
+        for i in range(WARMUP_EVENTS):
+            warm.notify("bench_ping", to=f"s{i % args.clients}", data={"seq": WARMUP_SEQ + i})
+            time.sleep(0.02)
+        warm.close()
+        time.sleep(1.0)
+
         print(f"phase notify:  {args.notify_rate:g}/s for {args.duration:g}s through the worker")
         rpid = redis_pid()
 
@@ -415,9 +476,10 @@ def main() -> None:
             usage = resource.getrusage(resource.RUSAGE_SELF)
             return {
                 "producer": usage.ru_utime + usage.ru_stime,
-                "celery master": cpu_seconds(worker.pid),
-                "worker processes": cpu_seconds(worker.pid, with_children=True)
-                - cpu_seconds(worker.pid),
+                "celery master": sum(cpu_seconds(w.pid) for w in workers),
+                "worker processes": sum(
+                    cpu_seconds(w.pid, with_children=True) - cpu_seconds(w.pid) for w in workers
+                ),
                 "gateway": cpu_seconds(gateway.pid),
                 "clients": cpu_seconds(clients.pid),
                 "redis": cpu_seconds(rpid) if rpid else 0.0,
@@ -425,7 +487,10 @@ def main() -> None:
 
         cpu_before = cpu_now()
         t0 = time.monotonic()
-        total = paced(args.notify_rate, args.duration, args.producers, notify, sent["notify"])
+        notify_wall: dict[int, float] = {}
+        total = paced(
+            args.notify_rate, args.duration, args.producers, notify, sent["notify"], notify_wall
+        )
         print(f"  {total} notify calls in {time.monotonic() - t0:.1f}s")
 
         from sqlalchemy import func, select
@@ -439,7 +504,7 @@ def main() -> None:
                     .select_from(Notification)
                     .where(Notification.inbox_at.is_not(None))
                 )
-            return int(n or 0) >= total
+            return int(n or 0) >= total + WARMUP_EVENTS
 
         try:
             wait_until(all_in, args.drain, "the worker to store every notification")
@@ -477,6 +542,7 @@ def main() -> None:
                 f"{row['p99'] / base:>10.1f}x"
             )
         print(f"duplicates: {result['duplicates']}")
+        print_split(notify_wall, result["split"])
         print(f"gateway peak memory (VmHWM): {peak / 1024:.1f} MiB")
         target = rows["notify"].get("p99")
         verdict = "met" if target is not None and target < 25 else "NOT met"
