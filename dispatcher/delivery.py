@@ -25,8 +25,8 @@ from dispatcher.db.engine import Store
 from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
 from dispatcher.enums import DeliveryStatus, Reason
 from dispatcher.errors import TemplateError, TransientDeliveryError, UnknownEventTypeError
-from dispatcher.policy import Action, Candidate, Decision, PolicyChain
-from dispatcher.records import Record, record_for_outcome, write_records
+from dispatcher.policy import SEND, Action, Candidate, Decision, PolicyChain
+from dispatcher.records import Record, record_for_outcome, write_records, write_records_in
 from dispatcher.render import Renderer
 
 
@@ -45,9 +45,12 @@ class Batch:
     transaction) and :meth:`Deliverer.send` (after it committed)."""
 
     claimed: int = 0
-    #: Deliveries already settled (skipped, rescheduled) before any sending.
+    #: Deliveries settled in the transaction (skipped, rescheduled, stored in-app).
     records: list[Record] = field(default_factory=list)
+    #: Channels that send after the commit, with what to send.
     sends: list[tuple[Channel, list[_Row], dict[int, Decision]]] = field(default_factory=list)
+    #: Channels that stored in the transaction, with what to announce after it.
+    announcements: list[tuple[Channel, list[Message]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -167,13 +170,21 @@ class Deliverer:
                 else:
                     reachable.append(r)
             decisions = self.policies.decide(session, [r.candidate for r in reachable], now)
-            batch.sends.append((channel, reachable, decisions))
+            if channel.stores_in_transaction:
+                records, messages = self._store(session, channel, reachable, decisions, now)
+                batch.records.extend(records)
+                if messages:
+                    batch.announcements.append((channel, messages))
+            else:
+                batch.sends.append((channel, reachable, decisions))
         return batch
 
     def send(self, batch: Batch, now: datetime) -> DeliverReport:
         """Send a committed :class:`Batch` through its channels and record the outcomes."""
         report = DeliverReport(claimed=batch.claimed)
         records = list(batch.records)
+        for channel, messages in batch.announcements:
+            self._announce(channel, messages)
         for channel, channel_rows, decisions in batch.sends:
             records.extend(self._send(channel, channel_rows, decisions, now))
         write_records(self.store, [r for r in records if not r.written], now)
@@ -253,18 +264,19 @@ class Deliverer:
             **channel.template_context(c.recipient, c.type, c.notification_id),
         }
 
-    def _send(
+    def _messages(
         self,
         channel: Channel,
         rows: Sequence[_Row],
         decisions: Mapping[int, Decision],
-        now: datetime,
-    ) -> list[Record]:
+    ) -> tuple[list[Record], list[Message]]:
+        """Apply the decisions and render what is to be sent: records for the rows that
+        are settled here (skipped, deferred, template errors), messages for the rest."""
         records: list[Record] = []
         messages: list[Message] = []
         for row in rows:
             c = row.candidate
-            decision = decisions.get(c.delivery_id, Decision.send())
+            decision = decisions.get(c.delivery_id, SEND)
             if decision.action is Action.SKIP:
                 records.append(
                     Record(c.delivery_id, DeliveryStatus.SKIPPED, decision.reason, decision.detail)
@@ -318,6 +330,48 @@ class Deliverer:
                     realtime=decision.realtime,
                 )
             )
+        return records, messages
+
+    def _store(
+        self,
+        session: Session,
+        channel: Channel,
+        rows: Sequence[_Row],
+        decisions: Mapping[int, Decision],
+        now: datetime,
+    ) -> tuple[list[Record], list[Message]]:
+        """For a channel that stores in a transaction: render, store and record the
+        whole batch in ``session``; return its records (all written) and the messages
+        to announce after the commit."""
+        records, messages = self._messages(channel, rows, decisions)
+        if messages:
+            outcomes = channel.store(session, messages)
+            records.extend(self._records(channel, messages, outcomes, now))
+        write_records_in(session, [r for r in records if not r.written], now)
+        for r in records:
+            r.written = True
+        return records, messages
+
+    def _announce(self, channel: Channel, messages: Sequence[Message]) -> None:
+        try:
+            channel.announce(messages)
+        except Exception as exc:  # stored is delivered; clients catch up on reconnect
+            log.warning(
+                "delivery.announce_failed",
+                channel=channel.name,
+                count=len(messages),
+                first_delivery_id=messages[0].delivery_id,
+                error=type(exc).__name__,
+            )
+
+    def _send(
+        self,
+        channel: Channel,
+        rows: Sequence[_Row],
+        decisions: Mapping[int, Decision],
+        now: datetime,
+    ) -> list[Record]:
+        records, messages = self._messages(channel, rows, decisions)
         if not messages:
             return records
         try:
@@ -333,6 +387,16 @@ class Deliverer:
             )
             error = TransientDeliveryError(f"{type(exc).__name__}: {exc}", reason="channel_error")
             outcomes = [Outcome.failed(m.delivery_id, error) for m in messages]
+        return records + self._records(channel, messages, outcomes, now)
+
+    def _records(
+        self,
+        channel: Channel,
+        messages: Sequence[Message],
+        outcomes: Iterable[Outcome],
+        now: datetime,
+    ) -> list[Record]:
+        records: list[Record] = []
         attempts = {m.delivery_id: m.attempt for m in messages}
         seen: set[int] = set()
         for outcome in outcomes:

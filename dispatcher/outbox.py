@@ -85,13 +85,29 @@ class Outbox:
             raise ValidationError("idempotency_key must be 1 to 255 characters")
 
         if session is not None:
-            return self._store(
+            receipt = self._store(
                 session, type, payload, recipients, chosen, idempotency_key, when, now, campaign_id
             )
+            if self._due(receipt, now):
+                bulk = campaign_id is not None
+                self.doorbell.after_commit(
+                    session, lambda: self.doorbell.fanout(receipt.id, chosen, bulk=bulk)
+                )
+            return receipt
         with self.store.session(write=True) as own:
-            return self._store(
+            receipt = self._store(
                 own, type, payload, recipients, chosen, idempotency_key, when, now, campaign_id
             )
+        # Rung once the session is closed: on SQLite, after the writer lock is released,
+        # so workers do not wait on our trip to the broker.
+        if self._due(receipt, now):
+            self.doorbell.fanout(receipt.id, chosen, bulk=campaign_id is not None)
+        return receipt
+
+    @staticmethod
+    def _due(receipt: EventReceipt, now: datetime) -> bool:
+        """A new event that is due now rings; a replay or a scheduled one does not."""
+        return receipt.created and receipt.send_at <= now
 
     def _store(
         self,
@@ -135,12 +151,7 @@ class Outbox:
                 if existing is None:
                     raise
                 return _replay(existing, type, payload)
-        bulk = campaign_id is not None
         log.info("event.stored", event_id=event_id, type=type, recipients=len(recipients))
-        if send_at <= now:
-            self.doorbell.after_commit(
-                session, lambda: self.doorbell.fanout(event_id, priority, bulk=bulk)
-            )
         return EventReceipt(event_id, type, priority, len(recipients), send_at, key, True)
 
 

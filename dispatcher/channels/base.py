@@ -128,6 +128,10 @@ class Channel:
     parts: ClassVar[tuple[str, ...]] = ()
     #: Parts that may be missing from a template set.
     optional_parts: ClassVar[tuple[str, ...]] = ()
+    #: True for a channel whose delivery is a database write (in-app). The deliverer
+    #: then calls :meth:`store` inside its own transaction, so claiming, deciding,
+    #: storing and recording commit at once, and :meth:`announce` after the commit.
+    stores_in_transaction: ClassVar[bool] = False
 
     def __init__(self, context: ChannelContext) -> None:
         self.context = context
@@ -168,6 +172,18 @@ class Channel:
 
     async def close(self) -> None:
         """Release connections; called when the worker process shuts down."""
+
+    def store(self, session: Session, messages: Sequence[Message]) -> Sequence[Outcome]:
+        """Deliver a batch by writing it with ``session`` (see
+        :attr:`stores_in_transaction`); the caller commits."""
+        raise NotImplementedError(f"channel {self.name!r} does not store in a transaction")
+
+    def announce(self, messages: Sequence[Message]) -> None:
+        """After :meth:`store` committed: tell the world (e.g. ping open sockets).
+
+        Synchronous and quick: it runs on the hot path of every in-app notification,
+        where a trip through the event loop would cost more than the ping.
+        """
 
     async def send(self, messages: Sequence[Message]) -> Sequence[Outcome]:
         """Deliver a batch; return one :class:`Outcome` per message, in any order.

@@ -11,8 +11,8 @@ import json
 from collections.abc import Sequence
 
 import redis
-import redis.asyncio as aioredis
 from sqlalchemy import bindparam, func, update
+from sqlalchemy.orm import Session
 
 from dispatcher import log
 from dispatcher.channels.base import Channel, Message, Outcome
@@ -35,21 +35,25 @@ class InAppChannel(Channel):
     name = "in_app"
     parts = ("title", "body", "url")
     optional_parts = ("url",)
+    stores_in_transaction = True
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._redis: aioredis.Redis | None = None
-
-    async def open(self) -> None:
-        if self._redis is None:
-            self._redis = aioredis.Redis.from_url(self.settings.redis_url)
+        #: A plain (blocking) client: a publish is one short round trip on loopback.
+        self._publisher: redis.Redis | None = None
 
     async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
 
-    async def send(self, messages: Sequence[Message]) -> Sequence[Outcome]:
+    def store(self, session: Session, messages: Sequence[Message]) -> Sequence[Outcome]:
+        """Write the inbox rows and their sent status in the caller's transaction.
+
+        They commit together, before any ping: a client that hears of a notification
+        can always read it, and a crash cannot leave a stored notification that the
+        sweep would deliver again.
+        """
         now = utcnow()
         rows = [
             {
@@ -61,31 +65,37 @@ class InAppChannel(Channel):
             }
             for m in messages
         ]
-        store = self.context.store
-        # The inbox row and the sent status commit together, before any ping: a client
-        # that hears of a notification can always read it, and a crash cannot leave a
-        # stored notification that the sweep would deliver again.
-        with store.session(write=True) as session:
-            session.connection().execute(_STORE_CONTENT, rows)
-            write_records_in(
-                session, [Record(m.delivery_id, DeliveryStatus.SENT) for m in messages], now
-            )
-        await self.open()
-        assert self._redis is not None
-        live = [m for m in messages if m.realtime]
-        if live:
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for m in live:
-                        pipe.publish(
-                            inbox_channel(self.settings.redis_prefix, m.recipient.external_id),
-                            json.dumps(self.realtime_message(m)),
-                        )
-                    await pipe.execute()
-            except redis.RedisError as exc:
-                # Stored is delivered: clients catch up with ``resume`` on reconnect.
-                log.warning("in_app.publish_failed", count=len(live), error=type(exc).__name__)
+        session.connection().execute(_STORE_CONTENT, rows)
+        write_records_in(
+            session, [Record(m.delivery_id, DeliveryStatus.SENT) for m in messages], now
+        )
         return [Outcome.sent(m.delivery_id, recorded=True) for m in messages]
+
+    def announce(self, messages: Sequence[Message]) -> None:
+        """Publish the stored notifications to the gateways (best effort: clients catch
+        up with ``resume`` on reconnect)."""
+        live = [m for m in messages if m.realtime]
+        if not live:
+            return
+        if self._publisher is None:
+            self._publisher = redis.Redis.from_url(self.settings.redis_url)
+        try:
+            with self._publisher.pipeline(transaction=False) as pipe:
+                for m in live:
+                    pipe.publish(
+                        inbox_channel(self.settings.redis_prefix, m.recipient.external_id),
+                        json.dumps(self.realtime_message(m)),
+                    )
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("in_app.publish_failed", count=len(live), error=type(exc).__name__)
+
+    async def send(self, messages: Sequence[Message]) -> Sequence[Outcome]:
+        """:meth:`store` in a transaction of its own, then :meth:`announce`."""
+        with self.context.store.session(write=True) as session:
+            outcomes = self.store(session, messages)
+        self.announce(messages)
+        return outcomes
 
     @staticmethod
     def realtime_message(message: Message) -> dict[str, object]:
