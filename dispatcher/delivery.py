@@ -23,7 +23,7 @@ from dispatcher.claim import claim
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
-from dispatcher.enums import DeliveryStatus, Reason
+from dispatcher.enums import DeliveryStatus, Priority, Reason
 from dispatcher.errors import TemplateError, TransientDeliveryError, UnknownEventTypeError
 from dispatcher.policy import SEND, Action, Candidate, Decision, PolicyChain
 from dispatcher.records import Record, record_for_outcome, write_records, write_records_in
@@ -51,6 +51,29 @@ class Batch:
     sends: list[tuple[Channel, list[_Row], dict[int, Decision]]] = field(default_factory=list)
     #: Channels that stored in the transaction, with what to announce after it.
     announcements: list[tuple[Channel, list[Message]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    """What delivering needs of an event, when the caller has it in hand (fan-out)."""
+
+    id: int
+    type: str
+    payload: Mapping[str, Any]
+    priority: Priority
+    #: The notifications' ``created_at``.
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """A delivery that fan-out inserted already claimed (its first attempt)."""
+
+    delivery_id: int
+    notification_id: int
+    channel: str
+    #: A row with ``subscriber_id``, ``external_id``, ``email``, ``locale``, ``timezone``.
+    subscriber: Any
 
 
 @dataclass(frozen=True)
@@ -137,6 +160,51 @@ class Deliverer:
             return batch
         rows, early = self._load(session, claimed)
         batch.records.extend(early)
+        self._decide(session, batch, rows, now)
+        return batch
+
+    def prepare_claimed(
+        self,
+        session: Session,
+        event: EventFacts,
+        deliveries: Sequence[NewDelivery],
+        now: datetime,
+    ) -> Batch:
+        """:meth:`prepare` for first attempts that fan-out has just inserted already
+        claimed in ``session``: what :meth:`prepare` would load is in hand."""
+        notification_type = self.catalog.get(event.type)
+        rows = [
+            _Row(
+                Candidate(
+                    delivery_id=d.delivery_id,
+                    notification_id=d.notification_id,
+                    channel=d.channel,
+                    type=notification_type,
+                    priority=event.priority,
+                    recipient=self._recipient(d.subscriber),
+                    attempt=1,
+                ),
+                event.id,
+                event.payload,
+                event.created_at,
+            )
+            for d in deliveries
+        ]
+        batch = Batch(claimed=len(rows))
+        self._decide(session, batch, rows, now)
+        return batch
+
+    def _recipient(self, subscriber: Any) -> Recipient:
+        """A recipient from a row with the subscriber's columns."""
+        return Recipient(
+            id=subscriber.subscriber_id,
+            external_id=subscriber.external_id,
+            email=subscriber.email,
+            locale=subscriber.locale or self.default_locale,
+            timezone=subscriber.timezone,
+        )
+
+    def _decide(self, session: Session, batch: Batch, rows: Sequence[_Row], now: datetime) -> None:
         by_channel: dict[str, list[_Row]] = {}
         for row in rows:
             by_channel.setdefault(row.candidate.channel, []).append(row)
@@ -177,7 +245,6 @@ class Deliverer:
                     batch.announcements.append((channel, messages))
             else:
                 batch.sends.append((channel, reachable, decisions))
-        return batch
 
     def send(self, batch: Batch, now: datetime) -> DeliverReport:
         """Send a committed :class:`Batch` through its channels and record the outcomes."""
@@ -219,13 +286,7 @@ class Deliverer:
                     )
                 )
                 continue
-            recipient = Recipient(
-                id=delivery.subscriber_id,
-                external_id=delivery.external_id,
-                email=delivery.email,
-                locale=delivery.locale or self.default_locale,
-                timezone=delivery.timezone,
-            )
+            recipient = self._recipient(delivery)
             candidate = Candidate(
                 delivery_id=delivery.id,
                 notification_id=delivery.notification_id,

@@ -7,13 +7,11 @@ twice yields the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.orm import Session
 
 from dispatcher import log
 from dispatcher.catalog import Catalog
@@ -21,6 +19,7 @@ from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store, insert_ignore
 from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
 from dispatcher.db.types import UTCDateTime
+from dispatcher.delivery import Deliverer, EventFacts, NewDelivery
 from dispatcher.doorbell import Doorbell
 from dispatcher.enums import DeliveryStatus, EventStatus, Priority
 
@@ -47,6 +46,7 @@ _SUBSCRIBERS = table(Subscriber)
 #: Built once: constructing a statement costs more than running it on SQLite.
 _LOAD_EVENT = select(
     _EVENTS.c.type,
+    _EVENTS.c.payload,
     _EVENTS.c.recipients,
     _EVENTS.c.priority,
     _EVENTS.c.status,
@@ -55,23 +55,21 @@ _LOAD_EVENT = select(
 ).where(_EVENTS.c.id == bindparam("event_id"))
 #: On PostgreSQL a second fan-out of the same event waits here and then finds it done.
 _LOCK_EVENT = _LOAD_EVENT.with_for_update()
-_SUBSCRIBER_IDS = select(_SUBSCRIBERS.c.id).where(
-    _SUBSCRIBERS.c.external_id.in_(bindparam("external_ids", expanding=True))
-)
+_BY_EXTERNAL_ID = _SUBSCRIBERS.c.external_id.in_(bindparam("external_ids", expanding=True))
+_SUBSCRIBER_IDS = select(_SUBSCRIBERS.c.id.label("subscriber_id")).where(_BY_EXTERNAL_ID)
+#: For an inline event: what delivering needs to know of each recipient.
+_SUBSCRIBER_ROWS = select(
+    _SUBSCRIBERS.c.id.label("subscriber_id"),
+    _SUBSCRIBERS.c.external_id,
+    _SUBSCRIBERS.c.email,
+    _SUBSCRIBERS.c.locale,
+    _SUBSCRIBERS.c.timezone,
+).where(_BY_EXTERNAL_ID)
 _MARK_FANNED_OUT = (
     update(_EVENTS)
     .where(_EVENTS.c.id == bindparam("event_id"))
     .values(status=EventStatus.FANNED_OUT, fanned_out_at=bindparam("now", type_=UTCDateTime()))
 )
-
-
-class InlineDeliverer(Protocol):
-    """What fan-out needs to deliver a small event in its own transaction
-    (:class:`dispatcher.delivery.Deliverer`)."""
-
-    def prepare(self, session: Session, delivery_ids: Sequence[int], now: datetime) -> Any: ...
-
-    def send(self, batch: Any, now: datetime) -> object: ...
 
 
 def fanout(
@@ -82,16 +80,16 @@ def fanout(
     *,
     batch_size: int = 500,
     now: datetime | None = None,
-    deliverer: InlineDeliverer | None = None,
+    deliverer: Deliverer | None = None,
     inline_limit: int = 0,
 ) -> FanoutResult:
     """Create the notifications and deliveries of ``event_id`` and ring for delivery.
 
     An event with at most ``inline_limit`` deliveries is delivered right here with
     ``deliverer`` instead: a second trip through the broker would cost more than the
-    sending. Its deliveries are claimed and decided in the fan-out's own transaction,
-    then sent after it commits. If sending fails half-way, the claimed rows' leases
-    expire and the sweep delivers them again.
+    sending. Its deliveries are inserted already claimed and decided in the fan-out's
+    own transaction, then sent after it commits. If sending fails half-way, the
+    claimed rows' leases expire and the sweep delivers them again.
     """
     now = now or utcnow()
     with store.session(write=True) as session:
@@ -105,15 +103,22 @@ def fanout(
             return FanoutResult(event_id, 0, 0, 0, False)
         notification_type = catalog.get(event.type)
         priority, bulk = Priority(event.priority), event.campaign_id is not None
-
-        subscriber_ids: list[int] = []
         recipients: list[str] = list(event.recipients)
+        # Decided up front (recipients deleted since ``notify`` only make it smaller).
+        inline = (
+            deliverer is not None
+            and len(recipients) * len(notification_type.channels) <= inline_limit
+        )
+
+        subscribers: dict[int, Any] = {}
+        lookup = _SUBSCRIBER_ROWS if inline else _SUBSCRIBER_IDS
         for start in range(0, len(recipients), LOOKUP_CHUNK):
             chunk = recipients[start : start + LOOKUP_CHUNK]
-            subscriber_ids.extend(conn.scalars(_SUBSCRIBER_IDS, {"external_ids": chunk}))
+            for row in conn.execute(lookup, {"external_ids": chunk}):
+                subscribers[row.subscriber_id] = row
         # A pending event has no notifications yet (fan-out is one transaction, and
         # PostgreSQL holds the event's row lock), so what the inserts return is all.
-        notification_ids = insert_ignore(
+        notifications = insert_ignore(
             session,
             Notification,
             [
@@ -125,10 +130,19 @@ def fanout(
                     "priority": priority,
                     "created_at": now,
                 }
-                for sid in subscriber_ids
+                for sid in subscribers
             ],
-            returning=_NOTIFICATIONS.c.id,
+            returning=(_NOTIFICATIONS.c.id, _NOTIFICATIONS.c.subscriber_id),
         )
+        # Inline deliveries are claimed as they are inserted: this is their first attempt.
+        state: dict[str, Any] = {"status": DeliveryStatus.PENDING}
+        if inline:
+            assert deliverer is not None
+            state = {
+                "status": DeliveryStatus.SENDING,
+                "attempts": 1,
+                "lease_until": now + deliverer.lease,
+            }
         due = insert_ignore(
             session,
             Delivery,
@@ -137,36 +151,45 @@ def fanout(
                     "notification_id": nid,
                     "channel": channel,
                     "priority": priority,
-                    "status": DeliveryStatus.PENDING,
                     "scheduled_for": now,
                     "created_at": now,
                     "updated_at": now,
+                    **state,
                 }
-                for nid in notification_ids
+                for nid, _ in notifications
                 for channel in notification_type.channels
             ],
-            returning=(_DELIVERIES.c.id, _DELIVERIES.c.channel),
+            returning=(_DELIVERIES.c.id, _DELIVERIES.c.notification_id, _DELIVERIES.c.channel),
         )
         conn.execute(_MARK_FANNED_OUT, {"event_id": event_id, "now": now})
-        inline = deliverer is not None and 0 < len(due) <= inline_limit
-        if inline:
+        if inline and due:
             assert deliverer is not None
-            batch = deliverer.prepare(session, sorted(d[0] for d in due), now)
+            subscriber_of = dict(notifications)
+            batch = deliverer.prepare_claimed(
+                session,
+                EventFacts(event_id, event.type, event.payload, priority, now),
+                [
+                    NewDelivery(did, nid, channel, subscribers[subscriber_of[nid]])
+                    for did, nid, channel in sorted(due)
+                ],
+                now,
+            )
     if inline:
-        assert deliverer is not None
-        deliverer.send(batch, now)
+        if due:
+            assert deliverer is not None
+            deliverer.send(batch, now)
     else:
         by_channel: dict[str, list[int]] = {}
-        for delivery_id, channel in sorted(due):
+        for delivery_id, _, channel in sorted(due):
             by_channel.setdefault(channel, []).append(delivery_id)
         for ids in by_channel.values():
             doorbell.deliver(ids, priority, bulk=bulk, batch_size=batch_size)
-    missing = len(recipients) - len(subscriber_ids)
+    missing = len(recipients) - len(subscribers)
     log.info(
         "event.fanned_out",
         event_id=event_id,
-        notifications=len(notification_ids),
+        notifications=len(notifications),
         deliveries=len(due),
         missing=missing or None,
     )
-    return FanoutResult(event_id, len(notification_ids), len(due), missing, True)
+    return FanoutResult(event_id, len(notifications), len(due), missing, True)
