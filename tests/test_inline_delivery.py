@@ -14,13 +14,20 @@ from sqlalchemy import select
 from dispatcher import Dispatcher
 from dispatcher.channels.in_app import inbox_channel
 from dispatcher.db.models import Delivery, Notification
-from tests.conftest import make_settings
+from tests.conftest import QUIET_BROKER_URL, make_settings
 
 
 @pytest.fixture
 def inline(dispatcher: Dispatcher) -> Iterator[Dispatcher]:
     """The test database, with fan-out delivering small events inline (the default)."""
-    d = Dispatcher(make_settings(dispatcher.settings.database_url, inline_delivery_limit=20))
+    d = Dispatcher(
+        make_settings(
+            dispatcher.settings.database_url,
+            inline_delivery_limit=20,
+            # Ring a broker no worker listens to: this test runs the fan-out itself.
+            broker_url=QUIET_BROKER_URL,
+        )
+    )
     yield d
     d.close()
 
@@ -76,6 +83,7 @@ def test_a_ping_that_cannot_be_published_still_counts_as_delivered(
         make_settings(
             dispatcher.settings.database_url,
             inline_delivery_limit=20,
+            broker_url=QUIET_BROKER_URL,
             redis_url="redis://127.0.0.1:1/0",
         )
     )
