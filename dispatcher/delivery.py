@@ -21,11 +21,12 @@ from dispatcher.channels.base import Channel, Message, Outcome, Recipient
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.claim import claim
 from dispatcher.clock import utcnow
+from dispatcher.compose import Composer, Row
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
 from dispatcher.enums import DeliveryStatus, Priority, Reason
-from dispatcher.errors import TemplateError, TransientDeliveryError, UnknownEventTypeError
-from dispatcher.policy import SEND, Action, Candidate, Decision, PolicyChain
+from dispatcher.errors import TransientDeliveryError, UnknownEventTypeError
+from dispatcher.policy import Candidate, Decision, PolicyChain
 from dispatcher.records import Record, record_for_outcome, write_records, write_records_in
 from dispatcher.render import Renderer
 
@@ -48,7 +49,7 @@ class Batch:
     #: Deliveries settled in the transaction (skipped, rescheduled, stored in-app).
     records: list[Record] = field(default_factory=list)
     #: Channels that send after the commit, with what to send.
-    sends: list[tuple[Channel, list[_Row], dict[int, Decision]]] = field(default_factory=list)
+    sends: list[tuple[Channel, list[Row], dict[int, Decision]]] = field(default_factory=list)
     #: Channels that stored in the transaction, with what to announce after it.
     announcements: list[tuple[Channel, list[Message]]] = field(default_factory=list)
 
@@ -74,14 +75,6 @@ class NewDelivery:
     channel: str
     #: A row with ``subscriber_id``, ``external_id``, ``email``, ``locale``, ``timezone``.
     subscriber: Any
-
-
-@dataclass(frozen=True)
-class _Row:
-    candidate: Candidate
-    event_id: int
-    data: Mapping[str, Any]
-    created_at: datetime
 
 
 _D = table(Delivery)
@@ -130,11 +123,11 @@ class Deliverer:
         self.store = store
         self.catalog = catalog
         self.renderer = renderer
+        self.composer = Composer(renderer, context_extras)
         self.channels = channels
         self.policies = policies
         self.lease = lease
         self.default_locale = default_locale
-        self.context_extras = dict(context_extras or {})
 
     def deliver(self, delivery_ids: Sequence[int], *, now: datetime | None = None) -> DeliverReport:
         """Claim and send those of ``delivery_ids`` that are due; safe to call twice."""
@@ -174,7 +167,7 @@ class Deliverer:
         claimed in ``session``: what :meth:`prepare` would load is in hand."""
         notification_type = self.catalog.get(event.type)
         rows = [
-            _Row(
+            Row(
                 Candidate(
                     delivery_id=d.delivery_id,
                     notification_id=d.notification_id,
@@ -204,8 +197,8 @@ class Deliverer:
             timezone=subscriber.timezone,
         )
 
-    def _decide(self, session: Session, batch: Batch, rows: Sequence[_Row], now: datetime) -> None:
-        by_channel: dict[str, list[_Row]] = {}
+    def _decide(self, session: Session, batch: Batch, rows: Sequence[Row], now: datetime) -> None:
+        by_channel: dict[str, list[Row]] = {}
         for row in rows:
             by_channel.setdefault(row.candidate.channel, []).append(row)
         for name, channel_rows in by_channel.items():
@@ -259,7 +252,7 @@ class Deliverer:
             report.add(rec.status)
         return report
 
-    def _load(self, session: Session, ids: Sequence[int]) -> tuple[list[_Row], list[Record]]:
+    def _load(self, session: Session, ids: Sequence[int]) -> tuple[list[Row], list[Record]]:
         # Plain columns, not ORM entities: a batch is hundreds of rows and identity-map
         # bookkeeping would cost more than the query. Payloads are loaded once per event.
         conn = session.connection()
@@ -269,7 +262,7 @@ class Deliverer:
             event_id: payload
             for event_id, payload in conn.execute(_LOAD_PAYLOADS, {"ids": event_ids})
         }
-        rows: list[_Row] = []
+        rows: list[Row] = []
         early: list[Record] = []
         for delivery in found:
             try:
@@ -297,114 +290,22 @@ class Deliverer:
                 attempt=delivery.attempts,
             )
             rows.append(
-                _Row(candidate, delivery.event_id, payloads[delivery.event_id], delivery.created_at)
+                Row(candidate, delivery.event_id, payloads[delivery.event_id], delivery.created_at)
             )
         return rows, early
-
-    def render_context(self, row: _Row, channel: Channel) -> dict[str, Any]:
-        """What templates see: the payload's fields, ``recipient``, ``notification``, and
-        whatever the channel adds (``links`` for email)."""
-        c = row.candidate
-        return {
-            **row.data,
-            "data": row.data,
-            "recipient": {
-                "id": c.recipient.external_id,
-                "email": c.recipient.email,
-                "locale": c.recipient.locale,
-                "timezone": c.recipient.timezone,
-            },
-            "notification": {
-                "id": c.notification_id,
-                "type": c.type.name,
-                "category": c.type.category,
-                "priority": c.priority.value,
-                "created_at": row.created_at,
-            },
-            **self.context_extras,
-            **channel.template_context(c.recipient, c.type, c.notification_id),
-        }
-
-    def _messages(
-        self,
-        channel: Channel,
-        rows: Sequence[_Row],
-        decisions: Mapping[int, Decision],
-    ) -> tuple[list[Record], list[Message]]:
-        """Apply the decisions and render what is to be sent: records for the rows that
-        are settled here (skipped, deferred, template errors), messages for the rest."""
-        records: list[Record] = []
-        messages: list[Message] = []
-        for row in rows:
-            c = row.candidate
-            decision = decisions.get(c.delivery_id, SEND)
-            if decision.action is Action.SKIP:
-                records.append(
-                    Record(c.delivery_id, DeliveryStatus.SKIPPED, decision.reason, decision.detail)
-                )
-                continue
-            if decision.action is Action.DEFER:
-                records.append(
-                    Record(
-                        c.delivery_id,
-                        DeliveryStatus.SCHEDULED,
-                        decision.reason,
-                        decision.detail,
-                        scheduled_for=decision.until,
-                        refund_attempt=True,
-                    )
-                )
-                continue
-            try:
-                content = self.renderer.render(
-                    c.type.name,
-                    channel.name,
-                    channel.parts,
-                    c.recipient.locale,
-                    self.render_context(row, channel),
-                    optional=channel.optional_parts,
-                )
-            except TemplateError as exc:
-                records.append(
-                    Record(c.delivery_id, DeliveryStatus.FAILED, Reason.TEMPLATE_ERROR, exc.reason)
-                )
-                log.error(
-                    "delivery.template_error",
-                    delivery_id=c.delivery_id,
-                    notification_id=c.notification_id,
-                    channel=channel.name,
-                    reason=exc.reason,
-                )
-                continue
-            messages.append(
-                Message(
-                    delivery_id=c.delivery_id,
-                    notification_id=c.notification_id,
-                    event_id=row.event_id,
-                    type=c.type,
-                    priority=c.priority,
-                    recipient=c.recipient,
-                    content=content,
-                    data=row.data,
-                    attempt=c.attempt,
-                    created_at=row.created_at,
-                    realtime=decision.realtime,
-                )
-            )
-        return records, messages
 
     def _store(
         self,
         session: Session,
         channel: Channel,
-        rows: Sequence[_Row],
+        rows: Sequence[Row],
         decisions: Mapping[int, Decision],
         now: datetime,
     ) -> tuple[list[Record], list[Message]]:
         """For a channel that stores in a transaction: render, store and record the
         whole batch in ``session``; return its records (all written) and the messages
         to announce after the commit."""
-        records, messages = self._messages(channel, rows, decisions)
+        records, messages = self.composer.messages(channel, rows, decisions)
         if messages:
             outcomes = channel.store(session, messages)
             records.extend(self._records(channel, messages, outcomes, now))
@@ -428,11 +329,11 @@ class Deliverer:
     def _send(
         self,
         channel: Channel,
-        rows: Sequence[_Row],
+        rows: Sequence[Row],
         decisions: Mapping[int, Decision],
         now: datetime,
     ) -> list[Record]:
-        records, messages = self._messages(channel, rows, decisions)
+        records, messages = self.composer.messages(channel, rows, decisions)
         if not messages:
             return records
         try:

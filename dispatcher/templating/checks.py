@@ -3,7 +3,7 @@
 A template is checked the way a worker would render it: with the type's ``example``
 payload (validated, so in its JSON form), a sample recipient in the template's locale
 and the same variables the delivery pipeline passes (see
-:meth:`dispatcher.delivery.Deliverer.render_context`).
+:meth:`dispatcher.compose.Composer.context`).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from dispatcher import DeliveryStatus, Dispatcher, Reason
 from dispatcher.channels.base import Recipient
+from dispatcher.compose import Row
 from dispatcher.db.models import Delivery, DeliveryStep
-from dispatcher.delivery import _Row
 from dispatcher.enums import Priority
 from dispatcher.policy import Candidate
 from dispatcher.templating.checks import sample_context
@@ -83,8 +83,8 @@ def test_sample_context_offers_what_the_delivery_pipeline_offers(dispatcher: Dis
     assert channel is not None
     recipient = Recipient(1, "u1", None, "es", "Europe/Madrid")
     candidate = Candidate(1, 1, "in_app", t, Priority.HIGH, recipient, 1)
-    row = _Row(candidate, 1, t.validate(t.example), datetime.now(UTC))
-    real = dispatcher.deliverer.render_context(row, channel)
+    row = Row(candidate, 1, t.validate(t.example), datetime.now(UTC))
+    real = dispatcher.deliverer.composer.context(row, channel)
     sample = sample_context(t, channel, "es")
     assert sample.keys() == real.keys()
     assert sample["recipient"].keys() == real["recipient"].keys()

@@ -1,0 +1,130 @@
+"""Composing: from a claimed delivery and its decision to a rendered message.
+
+Applies a policy decision (skip, defer, send) and renders what is to be sent in the
+recipient's locale and time zone. Knows nothing of transactions or channels' sending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dispatcher import log
+from dispatcher.channels.base import Channel, Message
+from dispatcher.enums import DeliveryStatus, Reason
+from dispatcher.errors import TemplateError
+from dispatcher.policy import SEND, Action, Candidate, Decision
+from dispatcher.records import Record
+from dispatcher.render import Renderer
+
+
+@dataclass(frozen=True)
+class Row:
+    """A claimed delivery with what composing its message needs."""
+
+    candidate: Candidate
+    event_id: int
+    data: Mapping[str, Any]
+    created_at: datetime
+
+
+class Composer:
+    """Turns decided rows into messages for one process's renderer."""
+
+    def __init__(self, renderer: Renderer, context_extras: Mapping[str, Any] | None = None) -> None:
+        self.renderer = renderer
+        self.context_extras = dict(context_extras or {})
+
+    def context(self, row: Row, channel: Channel) -> dict[str, Any]:
+        """What templates see: the payload's fields, ``recipient``, ``notification``, and
+        whatever the channel adds (``links`` for email)."""
+        c = row.candidate
+        return {
+            **row.data,
+            "data": row.data,
+            "recipient": {
+                "id": c.recipient.external_id,
+                "email": c.recipient.email,
+                "locale": c.recipient.locale,
+                "timezone": c.recipient.timezone,
+            },
+            "notification": {
+                "id": c.notification_id,
+                "type": c.type.name,
+                "category": c.type.category,
+                "priority": c.priority.value,
+                "created_at": row.created_at,
+            },
+            **self.context_extras,
+            **channel.template_context(c.recipient, c.type, c.notification_id),
+        }
+
+    def messages(
+        self,
+        channel: Channel,
+        rows: Sequence[Row],
+        decisions: Mapping[int, Decision],
+    ) -> tuple[list[Record], list[Message]]:
+        """Apply the decisions and render what is to be sent: records for the rows that
+        are settled here (skipped, deferred, template errors), messages for the rest."""
+        records: list[Record] = []
+        messages: list[Message] = []
+        for row in rows:
+            c = row.candidate
+            decision = decisions.get(c.delivery_id, SEND)
+            if decision.action is Action.SKIP:
+                records.append(
+                    Record(c.delivery_id, DeliveryStatus.SKIPPED, decision.reason, decision.detail)
+                )
+                continue
+            if decision.action is Action.DEFER:
+                records.append(
+                    Record(
+                        c.delivery_id,
+                        DeliveryStatus.SCHEDULED,
+                        decision.reason,
+                        decision.detail,
+                        scheduled_for=decision.until,
+                        refund_attempt=True,
+                    )
+                )
+                continue
+            try:
+                content = self.renderer.render(
+                    c.type.name,
+                    channel.name,
+                    channel.parts,
+                    c.recipient.locale,
+                    self.context(row, channel),
+                    optional=channel.optional_parts,
+                )
+            except TemplateError as exc:
+                records.append(
+                    Record(c.delivery_id, DeliveryStatus.FAILED, Reason.TEMPLATE_ERROR, exc.reason)
+                )
+                log.error(
+                    "delivery.template_error",
+                    delivery_id=c.delivery_id,
+                    notification_id=c.notification_id,
+                    channel=channel.name,
+                    reason=exc.reason,
+                )
+                continue
+            messages.append(
+                Message(
+                    delivery_id=c.delivery_id,
+                    notification_id=c.notification_id,
+                    event_id=row.event_id,
+                    type=c.type,
+                    priority=c.priority,
+                    recipient=c.recipient,
+                    content=content,
+                    data=row.data,
+                    attempt=c.attempt,
+                    created_at=row.created_at,
+                    realtime=decision.realtime,
+                )
+            )
+        return records, messages
