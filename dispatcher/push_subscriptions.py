@@ -233,6 +233,10 @@ class PushSubscriptions:
         """
         with self.store.session(write=True) as session:
             owner = _subscriber_pk(session, subscriber_id)
+            if any(ord(c) < 32 for c in endpoint):
+                # Stored endpoints never hold control characters (``add`` refuses them),
+                # and PostgreSQL refuses a NUL in a text parameter: there is none.
+                return False
             result = session.execute(
                 delete(PushSubscription)
                 .where(PushSubscription.subscriber_id == owner)
