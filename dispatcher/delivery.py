@@ -122,7 +122,6 @@ class Deliverer:
     ) -> None:
         self.store = store
         self.catalog = catalog
-        self.renderer = renderer
         self.composer = Composer(renderer, context_extras)
         self.channels = channels
         self.policies = policies

@@ -106,12 +106,11 @@ def fanout(
         recipients: list[str] = list(event.recipients)
         # Decided up front (recipients deleted since ``notify`` only make it smaller).
         inline = (
-            deliverer is not None
-            and len(recipients) * len(notification_type.channels) <= inline_limit
+            deliverer if len(recipients) * len(notification_type.channels) <= inline_limit else None
         )
 
         subscribers: dict[int, Any] = {}
-        lookup = _SUBSCRIBER_ROWS if inline else _SUBSCRIBER_IDS
+        lookup = _SUBSCRIBER_IDS if inline is None else _SUBSCRIBER_ROWS
         for start in range(0, len(recipients), LOOKUP_CHUNK):
             chunk = recipients[start : start + LOOKUP_CHUNK]
             for row in conn.execute(lookup, {"external_ids": chunk}):
@@ -136,12 +135,11 @@ def fanout(
         )
         # Inline deliveries are claimed as they are inserted: this is their first attempt.
         state: dict[str, Any] = {"status": DeliveryStatus.PENDING}
-        if inline:
-            assert deliverer is not None
+        if inline is not None:
             state = {
                 "status": DeliveryStatus.SENDING,
                 "attempts": 1,
-                "lease_until": now + deliverer.lease,
+                "lease_until": now + inline.lease,
             }
         due = insert_ignore(
             session,
@@ -162,10 +160,10 @@ def fanout(
             returning=(_DELIVERIES.c.id, _DELIVERIES.c.notification_id, _DELIVERIES.c.channel),
         )
         conn.execute(_MARK_FANNED_OUT, {"event_id": event_id, "now": now})
-        if inline and due:
-            assert deliverer is not None
+        batch = None
+        if inline is not None and due:
             subscriber_of = dict(notifications)
-            batch = deliverer.prepare_claimed(
+            batch = inline.prepare_claimed(
                 session,
                 EventFacts(event_id, event.type, event.payload, priority, now),
                 [
@@ -174,10 +172,9 @@ def fanout(
                 ],
                 now,
             )
-    if inline:
-        if due:
-            assert deliverer is not None
-            deliverer.send(batch, now)
+    if inline is not None:
+        if batch is not None:
+            inline.send(batch, now)
     else:
         by_channel: dict[str, list[int]] = {}
         for delivery_id, _, channel in sorted(due):

@@ -107,7 +107,6 @@ def write_records_in(session: Session, records: Sequence[Record], now: datetime)
         return
     sent = [r for r in records if r.status is DeliveryStatus.SENT]
     others = [r for r in records if r.status is not DeliveryStatus.SENT]
-    table = Delivery.__table__
     conn = session.connection()
     # Sent rows mostly share detail and provider id (None for in-app): one
     # ``UPDATE … WHERE id IN (…)`` per distinct pair, not one statement per row.
@@ -129,10 +128,10 @@ def write_records_in(session: Session, records: Sequence[Record], now: datetime)
         if r.scheduled_for is not None:
             values["scheduled_for"] = r.scheduled_for
         if r.refund_attempt:
-            values["attempts"] = table.c.attempts - 1
+            values["attempts"] = _DELIVERIES.c.attempts - 1
         if r.provider_id is not None:
             values["provider_id"] = r.provider_id
-        conn.execute(update(table).where(table.c.id == r.delivery_id).values(**values))  # type: ignore[arg-type]
+        conn.execute(update(_DELIVERIES).where(_DELIVERIES.c.id == r.delivery_id).values(**values))
     if others:
         session.execute(
             DeliveryStep.__table__.insert(),  # type: ignore[attr-defined]

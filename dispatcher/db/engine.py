@@ -107,13 +107,21 @@ class WriterLock:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._fd: int | None = None
         self._reset()
-        os.register_at_fork(after_in_child=self._reset)
+        os.register_at_fork(after_in_child=self._after_fork)
 
     def _reset(self) -> None:
-        self._fd: int | None = None
+        self._fd = None
         self._mutex = threading.RLock()
         self._depth = 0
+
+    def _after_fork(self) -> None:
+        # The inherited descriptor shares the parent's lock; closing it here does not
+        # release the parent's (that needs every descriptor of it closed).
+        if self._fd is not None:
+            os.close(self._fd)
+        self._reset()
 
     def __enter__(self) -> None:
         self._mutex.acquire()
