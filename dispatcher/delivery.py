@@ -70,6 +70,7 @@ class EventFacts:
 class NewDelivery:
     """A delivery that fan-out inserted already claimed (its first attempt)."""
 
+    event: EventFacts
     delivery_id: int
     notification_id: int
     channel: str
@@ -156,29 +157,25 @@ class Deliverer:
         return batch
 
     def prepare_claimed(
-        self,
-        session: Session,
-        event: EventFacts,
-        deliveries: Sequence[NewDelivery],
-        now: datetime,
+        self, session: Session, deliveries: Sequence[NewDelivery], now: datetime
     ) -> Batch:
         """:meth:`prepare` for first attempts that fan-out has just inserted already
-        claimed in ``session``: what :meth:`prepare` would load is in hand."""
-        notification_type = self.catalog.get(event.type)
+        claimed in ``session`` (of one event or several): what :meth:`prepare` would
+        load is in hand."""
         rows = [
             Row(
                 Candidate(
                     delivery_id=d.delivery_id,
                     notification_id=d.notification_id,
                     channel=d.channel,
-                    type=notification_type,
-                    priority=event.priority,
+                    type=self.catalog.get(d.event.type),
+                    priority=d.event.priority,
                     recipient=self._recipient(d.subscriber),
                     attempt=1,
                 ),
-                event.id,
-                event.payload,
-                event.created_at,
+                d.event.id,
+                d.event.payload,
+                d.event.created_at,
             )
             for d in deliveries
         ]

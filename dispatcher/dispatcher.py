@@ -15,11 +15,11 @@ from dispatcher.channels.base import ChannelContext
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.db.engine import Store
 from dispatcher.delivery import Deliverer, DeliverReport
-from dispatcher.doorbell import Doorbell
+from dispatcher.doorbell import Doorbell, Latch
 from dispatcher.enums import Priority
 from dispatcher.errors import ConfigurationError
 from dispatcher.explain import Explanation, explain
-from dispatcher.fanout import FanoutResult, fanout
+from dispatcher.fanout import DrainResult, FanoutResult, drain, fanout
 from dispatcher.inbox import Inbox, InboxItem
 from dispatcher.outbox import EventReceipt, Outbox
 from dispatcher.policies import default_policies
@@ -58,7 +58,10 @@ class Dispatcher:
         self.catalog = catalog or default_catalog()
         for module in self.settings.types_modules:
             self._load_types(module)
-        self.doorbell = Doorbell(self._make_celery)
+        self.doorbell = Doorbell(
+            self._make_celery,
+            Latch(self.settings.redis_url, self.settings.redis_prefix, self.settings.broker_url),
+        )
         self.outbox = Outbox(self.store, self.catalog, self.doorbell)
         self.subscribers = Subscribers(self.store)
         self.inbox_store = Inbox(self.store)
@@ -228,6 +231,26 @@ class Dispatcher:
             inline_limit=self.settings.inline_delivery_limit,
         )
 
+    def run_drain(
+        self, priority: Priority | str, *, bulk: bool = False, first: int | None = None
+    ) -> DrainResult:
+        """Fan out event ``first`` and every other due event of ``priority`` (campaign
+        events if ``bulk``), in this process (what a draining ``dispatcher.fanout`` runs)."""
+        priority = Priority(priority)
+        # Released before looking: an event committed from here on is found, or rings.
+        self.doorbell.latch.release(priority, bulk)
+        return drain(
+            self.store,
+            self.catalog,
+            self.doorbell,
+            priority,
+            bulk=bulk,
+            first=first,
+            batch_size=self.settings.delivery_batch_size,
+            deliverer=self.deliverer,
+            inline_limit=self.settings.inline_delivery_limit,
+        )
+
     def run_deliver(self, delivery_ids: Iterable[int]) -> DeliverReport:
         """Claim and send deliveries now, in this process (what ``dispatcher.deliver`` runs)."""
         return self.deliverer.deliver(list(delivery_ids))
@@ -257,6 +280,7 @@ class Dispatcher:
             self.channels.close()
         if "rate_limiter" in self.__dict__:
             self.rate_limiter.client.close()
+        self.doorbell.latch.close()
         self.store.dispose()
 
     def __enter__(self) -> Dispatcher:

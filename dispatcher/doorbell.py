@@ -3,10 +3,20 @@
 Ringing never fails the caller: the rows are already committed, and the beat sweep
 re-rings anything that is due but unclaimed, so a broker outage delays work but loses
 none of it.
+
+Fan-out rings are coalesced. A fan-out message also asks its worker to *drain*: to fan
+out every other due event of the same priority (and kind: direct or campaign) it
+finds. While such a message is on its way, a :class:`Latch` in Redis says so, and
+``notify`` does not ring again: the worker releases the latch when it starts and only
+then looks for due events, so an event committed before the release is found by that
+drain, and one committed after it rings anew. An idle system still sends one message
+per event; a busy one sends one per batch of events that arrived while the workers
+were occupied, which is when the per-message cost matters.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +27,7 @@ from dispatcher import log, queues
 from dispatcher.enums import Priority
 
 if TYPE_CHECKING:
+    import redis
     from celery import Celery
 
 #: Task names, stable and readable in Flower.
@@ -30,13 +41,76 @@ PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, 
 
 _PENDING_KEY = "dispatcher.doorbell.pending"
 
+#: How long a draining fan-out message is trusted to arrive. If it was lost (a worker
+#: killed with it prefetched), the first ``notify`` after this rings again; the sweep
+#: catches up on the events in between.
+LATCH_SECONDS = 10.0
+
+
+class Latch:
+    """Redis keys saying "a draining fan-out task for this kind of event is on its way".
+
+    A kind is a priority plus whether the events belong to a campaign (the two go to
+    different queues). The keys name the broker too (a digest of its URL): producers
+    ringing different brokers must not silence each other. Any Redis error counts as
+    "not latched": ringing twice is harmless, not ringing is not.
+    """
+
+    def __init__(
+        self, redis_url: str, prefix: str, broker_url: str, *, seconds: float = LATCH_SECONDS
+    ) -> None:
+        self._redis_url = redis_url
+        broker = hashlib.sha256(broker_url.encode()).hexdigest()[:12]
+        self._prefix = f"{prefix}:fanout-latch:{broker}"
+        self._milliseconds = int(seconds * 1000)
+        self._client: redis.Redis | None = None
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            import redis
+
+            self._client = redis.Redis.from_url(
+                self._redis_url, socket_timeout=2, socket_connect_timeout=2
+            )
+        return self._client
+
+    def key(self, priority: Priority, bulk: bool) -> str:
+        kind = "campaign" if bulk else "direct"
+        return f"{self._prefix}:{priority.value}:{kind}"
+
+    def take(self, priority: Priority, bulk: bool) -> bool:
+        """Latch this kind; False if a draining task is already on its way."""
+        import redis
+
+        try:
+            taken = self.client.set(self.key(priority, bulk), "1", nx=True, px=self._milliseconds)
+        except redis.RedisError:
+            return True
+        return bool(taken)
+
+    def release(self, priority: Priority, bulk: bool) -> None:
+        """Let the next event of this kind ring (its expiry does so if Redis is away)."""
+        import redis
+
+        try:
+            self.client.delete(self.key(priority, bulk))
+        except redis.RedisError as exc:
+            log.warning("doorbell.latch_release_failed", error=type(exc).__name__)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
 
 class Doorbell:
     """Enqueues fan-out and delivery tasks on the right queues."""
 
-    def __init__(self, app_factory: Callable[[], Celery]) -> None:
+    def __init__(self, app_factory: Callable[[], Celery], latch: Latch) -> None:
         self._app_factory = app_factory
         self._app: Celery | None = None
+        self.latch = latch
 
     @property
     def app(self) -> Celery:
@@ -44,18 +118,47 @@ class Doorbell:
             self._app = self._app_factory()
         return self._app
 
-    def _send(self, name: str, args: list[Any], queue: str, **ids: Any) -> bool:
+    def _send(
+        self,
+        name: str,
+        args: list[Any],
+        queue: str,
+        kwargs: dict[str, Any] | None = None,
+        **ids: Any,
+    ) -> bool:
         try:
-            self.app.send_task(name, args=args, queue=queue, retry=True, retry_policy=PUBLISH_RETRY)
+            self.app.send_task(
+                name,
+                args=args,
+                kwargs=kwargs,
+                queue=queue,
+                retry=True,
+                retry_policy=PUBLISH_RETRY,
+            )
         except Exception as exc:  # kombu raises several unrelated types when Redis is away
             log.warning("doorbell.failed", task=name, queue=queue, error=type(exc).__name__, **ids)
             return False
         return True
 
-    def fanout(self, event_id: int, priority: Priority | str, *, bulk: bool = False) -> bool:
-        """Ask a worker to fan out event ``event_id``."""
-        queue = queues.for_priority(priority, bulk=bulk)
-        return self._send(FANOUT, [event_id], queue, event_id=event_id)
+    def fanout(self, event_id: int | None, priority: Priority | str, *, bulk: bool = False) -> bool:
+        """Ask a worker to fan out event ``event_id`` (if given) and every other due event
+        of its kind; nothing is sent while such a request is already on its way.
+
+        Returns False only when the broker refused the message (the sweep rings later).
+        """
+        priority = Priority(priority)
+        if not self.latch.take(priority, bulk):
+            return True
+        sent = self._send(
+            FANOUT,
+            [event_id],
+            queues.for_priority(priority, bulk=bulk),
+            {"drain": {"priority": priority.value, "bulk": bulk}},
+            event_id=event_id,
+        )
+        if not sent:
+            self.latch.release(priority, bulk)
+        return sent
 
     def deliver(
         self,

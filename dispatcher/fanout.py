@@ -7,11 +7,14 @@ twice yields the same rows.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy.orm import Session
 
 from dispatcher import log
 from dispatcher.catalog import Catalog
@@ -19,11 +22,18 @@ from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store, insert_ignore
 from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
 from dispatcher.db.types import UTCDateTime
-from dispatcher.delivery import Deliverer, EventFacts, NewDelivery
+from dispatcher.delivery import Batch, Deliverer, EventFacts, NewDelivery
 from dispatcher.doorbell import Doorbell
 from dispatcher.enums import DeliveryStatus, EventStatus, Priority
 
 LOOKUP_CHUNK = 5000
+#: A draining task stops after this many events or seconds and rings a successor, so
+#: that work on other queues gets a turn between its batches.
+DRAIN_EVENTS = 200
+DRAIN_SECONDS = 1.0
+#: Due events a drain fans out per transaction: one set of statements and one commit
+#: for all of them. Small, so that on SQLite a writer never waits long behind it.
+DRAIN_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,16 @@ class FanoutResult:
     missing: int
     #: False when the event was already fanned out, cancelled, or not due yet.
     done: bool
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    #: Events this drain fanned out, and the rows it created.
+    events: int
+    notifications: int
+    deliveries: int
+    #: It stopped at its limit and rang a successor to go on.
+    handed_on: bool
 
 
 _EVENTS = table(Event)
@@ -56,7 +76,9 @@ _LOAD_EVENT = select(
 #: On PostgreSQL a second fan-out of the same event waits here and then finds it done.
 _LOCK_EVENT = _LOAD_EVENT.with_for_update()
 _BY_EXTERNAL_ID = _SUBSCRIBERS.c.external_id.in_(bindparam("external_ids", expanding=True))
-_SUBSCRIBER_IDS = select(_SUBSCRIBERS.c.id.label("subscriber_id")).where(_BY_EXTERNAL_ID)
+_SUBSCRIBER_IDS = select(
+    _SUBSCRIBERS.c.id.label("subscriber_id"), _SUBSCRIBERS.c.external_id
+).where(_BY_EXTERNAL_ID)
 #: For an inline event: what delivering needs to know of each recipient.
 _SUBSCRIBER_ROWS = select(
     _SUBSCRIBERS.c.id.label("subscriber_id"),
@@ -65,9 +87,30 @@ _SUBSCRIBER_ROWS = select(
     _SUBSCRIBERS.c.locale,
     _SUBSCRIBERS.c.timezone,
 ).where(_BY_EXTERNAL_ID)
+_DUE_EVENTS = (
+    select(_EVENTS.c.id, *_LOAD_EVENT.selected_columns)
+    .where(
+        _EVENTS.c.status == EventStatus.PENDING,
+        _EVENTS.c.send_at <= bindparam("now", type_=UTCDateTime()),
+        _EVENTS.c.priority == bindparam("priority"),
+    )
+    .order_by(_EVENTS.c.send_at, _EVENTS.c.id)
+    .limit(bindparam("limit"))
+)
+
+
+def _next_due(bulk: bool, postgres: bool) -> Select[Any]:
+    """The oldest due pending events of one priority, direct or campaign; on PostgreSQL
+    locked, and skipped by a concurrent drain that holds them."""
+    campaign = _EVENTS.c.campaign_id
+    statement = _DUE_EVENTS.where(campaign.is_not(None) if bulk else campaign.is_(None))
+    return statement.with_for_update(skip_locked=True) if postgres else statement
+
+
+_NEXT_DUE = {(b, pg): _next_due(b, pg) for b in (False, True) for pg in (False, True)}
 _MARK_FANNED_OUT = (
     update(_EVENTS)
-    .where(_EVENTS.c.id == bindparam("event_id"))
+    .where(_EVENTS.c.id.in_(bindparam("event_ids", expanding=True)))
     .values(status=EventStatus.FANNED_OUT, fanned_out_at=bindparam("now", type_=UTCDateTime()))
 )
 
@@ -101,92 +144,256 @@ def fanout(
             return FanoutResult(event_id, 0, 0, 0, False)
         if event.status != EventStatus.PENDING or event.send_at > now:
             return FanoutResult(event_id, 0, 0, 0, False)
-        notification_type = catalog.get(event.type)
-        priority, bulk = Priority(event.priority), event.campaign_id is not None
-        recipients: list[str] = list(event.recipients)
-        # Decided up front (recipients deleted since ``notify`` only make it smaller).
-        inline = (
-            deliverer if len(recipients) * len(notification_type.channels) <= inline_limit else None
-        )
+        expanded = _expand(session, catalog, [(event_id, event)], now, deliverer, inline_limit)
+    return _finish(expanded, doorbell, batch_size, now)[0]
 
-        subscribers: dict[int, Any] = {}
-        lookup = _SUBSCRIBER_IDS if inline is None else _SUBSCRIBER_ROWS
-        for start in range(0, len(recipients), LOOKUP_CHUNK):
-            chunk = recipients[start : start + LOOKUP_CHUNK]
-            for row in conn.execute(lookup, {"external_ids": chunk}):
-                subscribers[row.subscriber_id] = row
-        # A pending event has no notifications yet (fan-out is one transaction, and
-        # PostgreSQL holds the event's row lock), so what the inserts return is all.
-        notifications = insert_ignore(
-            session,
-            Notification,
-            [
-                {
-                    "event_id": event_id,
-                    "subscriber_id": sid,
-                    "type": event.type,
-                    "category": notification_type.category,
-                    "priority": priority,
-                    "created_at": now,
-                }
-                for sid in subscribers
-            ],
-            returning=(_NOTIFICATIONS.c.id, _NOTIFICATIONS.c.subscriber_id),
+
+def fanout_due(
+    store: Store,
+    catalog: Catalog,
+    doorbell: Doorbell,
+    priority: Priority,
+    *,
+    bulk: bool = False,
+    limit: int = DRAIN_BATCH,
+    batch_size: int = 500,
+    now: datetime | None = None,
+    deliverer: Deliverer | None = None,
+    inline_limit: int = 0,
+) -> list[FanoutResult]:
+    """Fan out up to ``limit`` of the oldest due pending events of ``priority``
+    (campaign events if ``bulk``) in one transaction, as :func:`fanout` does each;
+    returns their results, none when nothing is due."""
+    now = now or utcnow()
+    with store.session(write=True) as session:
+        conn = session.connection()
+        statement = _NEXT_DUE[bulk, store.is_postgres]
+        events = conn.execute(statement, {"now": now, "priority": priority, "limit": limit}).all()
+        if not events:
+            return []
+        expanded = _expand(
+            session, catalog, [(e.id, e) for e in events], now, deliverer, inline_limit
         )
-        # Inline deliveries are claimed as they are inserted: this is their first attempt.
-        state: dict[str, Any] = {"status": DeliveryStatus.PENDING}
-        if inline is not None:
-            state = {
-                "status": DeliveryStatus.SENDING,
-                "attempts": 1,
-                "lease_until": now + inline.lease,
+    return _finish(expanded, doorbell, batch_size, now)
+
+
+def drain(
+    store: Store,
+    catalog: Catalog,
+    doorbell: Doorbell,
+    priority: Priority,
+    *,
+    bulk: bool = False,
+    first: int | None = None,
+    batch_size: int = 500,
+    deliverer: Deliverer | None = None,
+    inline_limit: int = 0,
+    max_events: int = DRAIN_EVENTS,
+    max_seconds: float = DRAIN_SECONDS,
+) -> DrainResult:
+    """Fan out event ``first``, then every due event of ``priority`` (campaign events if
+    ``bulk``) until none is left, :data:`DRAIN_BATCH` per transaction.
+
+    The caller releases the doorbell's latch for this kind *before*, so an event
+    committed while the drain runs is either found here or rings a drain of its own.
+    Past ``max_events`` or ``max_seconds`` it rings a successor and stops.
+    """
+    started = time.monotonic()
+    results: list[FanoutResult] = []
+    if first is not None:
+        result = fanout(
+            store,
+            catalog,
+            doorbell,
+            first,
+            batch_size=batch_size,
+            deliverer=deliverer,
+            inline_limit=inline_limit,
+        )
+        if result.done:
+            results.append(result)
+    handed_on = False
+    while True:
+        if len(results) >= max_events or time.monotonic() - started >= max_seconds:
+            doorbell.fanout(None, priority, bulk=bulk)
+            handed_on = True
+            break
+        batch = fanout_due(
+            store,
+            catalog,
+            doorbell,
+            priority,
+            bulk=bulk,
+            limit=min(DRAIN_BATCH, max_events - len(results)),
+            batch_size=batch_size,
+            deliverer=deliverer,
+            inline_limit=inline_limit,
+        )
+        if not batch:
+            break
+        results.extend(batch)
+    return DrainResult(
+        len(results),
+        sum(r.notifications for r in results),
+        sum(r.deliveries for r in results),
+        handed_on,
+    )
+
+
+@dataclass
+class _Expanded:
+    """What one transaction's fan-out wrote, and what is left to do once it commits."""
+
+    results: list[FanoutResult]
+    #: Deliveries for the workers, by (priority, campaign or not, channel).
+    to_ring: dict[tuple[Priority, bool, str], list[int]]
+    #: Inline deliveries, decided and ready to send.
+    inline: Deliverer | None = None
+    batch: Batch | None = None
+
+
+def _expand(
+    session: Session,
+    catalog: Catalog,
+    events: Sequence[tuple[int, Any]],
+    now: datetime,
+    deliverer: Deliverer | None,
+    inline_limit: int,
+) -> _Expanded:
+    """Insert the notifications and deliveries of loaded, pending, due events."""
+    conn = session.connection()
+    by_id = dict(events)
+    types = {event_id: catalog.get(event.type) for event_id, event in events}
+    # Decided up front (recipients deleted since ``notify`` only make it smaller).
+    inline = {
+        event_id
+        for event_id, event in events
+        if deliverer is not None
+        and len(event.recipients) * len(types[event_id].channels) <= inline_limit
+    }
+    wanted = list(dict.fromkeys(r for _, event in events for r in event.recipients))
+    subscribers: dict[str, Any] = {}
+    lookup = _SUBSCRIBER_ROWS if inline else _SUBSCRIBER_IDS
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        chunk = wanted[start : start + LOOKUP_CHUNK]
+        for row in conn.execute(lookup, {"external_ids": chunk}):
+            subscribers[row.external_id] = row
+
+    recipients: dict[int, list[Any]] = {}
+    for event_id, event in events:
+        present = (subscribers.get(external_id) for external_id in event.recipients)
+        recipients[event_id] = list({r.subscriber_id: r for r in present if r is not None}.values())
+    # A pending event has no notifications yet (fan-out is one transaction, and
+    # PostgreSQL holds the events' row locks), so what the inserts return is all.
+    notifications = insert_ignore(
+        session,
+        Notification,
+        [
+            {
+                "event_id": event_id,
+                "subscriber_id": row.subscriber_id,
+                "type": event.type,
+                "category": types[event_id].category,
+                "priority": event.priority,
+                "created_at": now,
             }
-        due = insert_ignore(
+            for event_id, event in events
+            for row in recipients[event_id]
+        ],
+        returning=(
+            _NOTIFICATIONS.c.id,
+            _NOTIFICATIONS.c.event_id,
+            _NOTIFICATIONS.c.subscriber_id,
+        ),
+    )
+    event_of = {nid: event_id for nid, event_id, _ in notifications}
+    lease_until = now + deliverer.lease if deliverer is not None else None
+    due = sorted(
+        insert_ignore(
             session,
             Delivery,
             [
                 {
                     "notification_id": nid,
                     "channel": channel,
-                    "priority": priority,
+                    "priority": Priority(by_id[event_id].priority),
                     "scheduled_for": now,
                     "created_at": now,
                     "updated_at": now,
-                    **state,
+                    # Inline deliveries are claimed as they are inserted: this is their
+                    # first attempt.
+                    **(
+                        {
+                            "status": DeliveryStatus.SENDING,
+                            "attempts": 1,
+                            "lease_until": lease_until,
+                        }
+                        if event_id in inline
+                        else {"status": DeliveryStatus.PENDING, "attempts": 0, "lease_until": None}
+                    ),
                 }
-                for nid, _ in notifications
-                for channel in notification_type.channels
+                for nid, event_id, _ in notifications
+                for channel in types[event_id].channels
             ],
             returning=(_DELIVERIES.c.id, _DELIVERIES.c.notification_id, _DELIVERIES.c.channel),
         )
-        conn.execute(_MARK_FANNED_OUT, {"event_id": event_id, "now": now})
-        batch = None
-        if inline is not None and due:
-            subscriber_of = dict(notifications)
-            batch = inline.prepare_claimed(
-                session,
-                EventFacts(event_id, event.type, event.payload, priority, now),
-                [
-                    NewDelivery(did, nid, channel, subscribers[subscriber_of[nid]])
-                    for did, nid, channel in sorted(due)
-                ],
-                now,
-            )
-    if inline is not None:
-        if batch is not None:
-            inline.send(batch, now)
-    else:
-        by_channel: dict[str, list[int]] = {}
-        for delivery_id, _, channel in sorted(due):
-            by_channel.setdefault(channel, []).append(delivery_id)
-        for ids in by_channel.values():
-            doorbell.deliver(ids, priority, bulk=bulk, batch_size=batch_size)
-    missing = len(recipients) - len(subscribers)
-    log.info(
-        "event.fanned_out",
-        event_id=event_id,
-        notifications=len(notifications),
-        deliveries=len(due),
-        missing=missing or None,
     )
-    return FanoutResult(event_id, len(notifications), len(due), missing, True)
+    conn.execute(_MARK_FANNED_OUT, {"event_ids": [event_id for event_id, _ in events], "now": now})
+
+    facts = {
+        event_id: EventFacts(event_id, event.type, event.payload, Priority(event.priority), now)
+        for event_id, event in events
+        if event_id in inline
+    }
+    subscriber_of = {nid: sid for nid, _, sid in notifications}
+    by_subscriber_id = {row.subscriber_id: row for row in subscribers.values()}
+    claimed: list[NewDelivery] = []
+    expanded = _Expanded(results=[], to_ring={})
+    deliveries_of: dict[int, int] = {}
+    for did, nid, channel in due:
+        event_id = event_of[nid]
+        deliveries_of[event_id] = deliveries_of.get(event_id, 0) + 1
+        if event_id in inline:
+            subscriber = by_subscriber_id[subscriber_of[nid]]
+            claimed.append(NewDelivery(facts[event_id], did, nid, channel, subscriber))
+        else:
+            event = by_id[event_id]
+            kind = (Priority(event.priority), event.campaign_id is not None, channel)
+            expanded.to_ring.setdefault(kind, []).append(did)
+    if claimed:
+        assert deliverer is not None  # inline is empty without one
+        expanded.inline = deliverer
+        expanded.batch = deliverer.prepare_claimed(session, claimed, now)
+    notified: dict[int, int] = {}
+    for _, event_id, _ in notifications:
+        notified[event_id] = notified.get(event_id, 0) + 1
+    for event_id, event in events:
+        expanded.results.append(
+            FanoutResult(
+                event_id,
+                notified.get(event_id, 0),
+                deliveries_of.get(event_id, 0),
+                len(event.recipients) - len(recipients[event_id]),
+                True,
+            )
+        )
+    return expanded
+
+
+def _finish(
+    expanded: _Expanded, doorbell: Doorbell, batch_size: int, now: datetime
+) -> list[FanoutResult]:
+    """After the fan-out committed: send inline deliveries, and ring for the rest."""
+    if expanded.inline is not None and expanded.batch is not None:
+        expanded.inline.send(expanded.batch, now)
+    for (priority, bulk, _channel), ids in expanded.to_ring.items():
+        doorbell.deliver(ids, priority, bulk=bulk, batch_size=batch_size)
+    for result in expanded.results:
+        log.info(
+            "event.fanned_out",
+            event_id=result.event_id,
+            notifications=result.notifications,
+            deliveries=result.deliveries,
+            missing=result.missing or None,
+        )
+    return expanded.results

@@ -89,9 +89,19 @@ _RETRY = {
 
 def register_tasks(app: Celery) -> None:
     @app.task(name=doorbell.FANOUT, ignore_result=True, **_RETRY)  # type: ignore[untyped-decorator]
-    def fanout(event_id: int) -> dict[str, int]:
-        result = current_dispatcher().run_fanout(event_id)
-        return {"notifications": result.notifications, "deliveries": result.deliveries}
+    def fanout(event_id: int | None, drain: dict[str, Any] | None = None) -> dict[str, int]:
+        if drain is None:  # rung without draining (before draining existed)
+            assert event_id is not None
+            result = current_dispatcher().run_fanout(event_id)
+            return {"notifications": result.notifications, "deliveries": result.deliveries}
+        drained = current_dispatcher().run_drain(
+            drain["priority"], bulk=bool(drain["bulk"]), first=event_id
+        )
+        return {
+            "events": drained.events,
+            "notifications": drained.notifications,
+            "deliveries": drained.deliveries,
+        }
 
     @app.task(name=doorbell.DELIVER, ignore_result=True, **_RETRY)  # type: ignore[untyped-decorator]
     def deliver(delivery_ids: list[int]) -> dict[str, int]:
