@@ -232,20 +232,23 @@ class Dispatcher:
         )
 
     def run_drain(
-        self, priority: Priority | str, *, bulk: bool = False, first: int | None = None
+        self,
+        priority: Priority | str,
+        *,
+        bulk: bool = False,
+        first: int | None = None,
+        holds_latch: bool = True,
     ) -> DrainResult:
         """Fan out event ``first`` and every other due event of ``priority`` (campaign
         events if ``bulk``), in this process (what a draining ``dispatcher.fanout`` runs)."""
-        priority = Priority(priority)
-        # Released before looking: an event committed from here on is found, or rings.
-        self.doorbell.latch.release(priority, bulk)
         return drain(
             self.store,
             self.catalog,
             self.doorbell,
-            priority,
+            Priority(priority),
             bulk=bulk,
             first=first,
+            holds_latch=holds_latch,
             batch_size=self.settings.delivery_batch_size,
             deliverer=self.deliverer,
             inline_limit=self.settings.inline_delivery_limit,

@@ -142,23 +142,29 @@ class Doorbell:
 
     def fanout(self, event_id: int | None, priority: Priority | str, *, bulk: bool = False) -> bool:
         """Ask a worker to fan out event ``event_id`` (if given) and every other due event
-        of its kind; nothing is sent while such a request is already on its way.
+        of its kind; nothing is sent while a draining task holds the kind's latch.
 
         Returns False only when the broker refused the message (the sweep rings later).
         """
         priority = Priority(priority)
         if not self.latch.take(priority, bulk):
             return True
-        sent = self._send(
-            FANOUT,
-            [event_id],
-            queues.for_priority(priority, bulk=bulk),
-            {"drain": {"priority": priority.value, "bulk": bulk}},
-            event_id=event_id,
-        )
+        sent = self._send_drain(event_id, priority, bulk, holds_latch=True)
         if not sent:
             self.latch.release(priority, bulk)
         return sent
+
+    def relay(self, priority: Priority | str, *, bulk: bool, holds_latch: bool) -> bool:
+        """Ring a draining fan-out task from a drain: its successor (which takes over
+        the latch it holds) or a helper (which holds none)."""
+        return self._send_drain(None, Priority(priority), bulk, holds_latch=holds_latch)
+
+    def _send_drain(
+        self, event_id: int | None, priority: Priority, bulk: bool, *, holds_latch: bool
+    ) -> bool:
+        drain = {"priority": priority.value, "bulk": bulk, "holds_latch": holds_latch}
+        queue = queues.for_priority(priority, bulk=bulk)
+        return self._send(FANOUT, [event_id], queue, {"drain": drain}, event_id=event_id)
 
     def deliver(
         self,

@@ -8,12 +8,13 @@ twice yields the same rows.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from dispatcher import log
@@ -93,6 +94,7 @@ _DUE_EVENTS = (
         _EVENTS.c.status == EventStatus.PENDING,
         _EVENTS.c.send_at <= bindparam("now", type_=UTCDateTime()),
         _EVENTS.c.priority == bindparam("priority"),
+        _EVENTS.c.id.not_in(bindparam("skip", expanding=True)),
     )
     .order_by(_EVENTS.c.send_at, _EVENTS.c.id)
     .limit(bindparam("limit"))
@@ -134,8 +136,10 @@ def fanout(
     own transaction, then sent after it commits. If sending fails half-way, the
     claimed rows' leases expire and the sweep delivers them again.
     """
-    now = now or utcnow()
     with store.session(write=True) as session:
+        # Read once the writer lock is held: an event committed while we waited for it
+        # is due by this clock.
+        now = now or utcnow()
         conn = session.connection()
         lock = _LOCK_EVENT if store.is_postgres else _LOAD_EVENT
         event = conn.execute(lock, {"event_id": event_id}).one_or_none()
@@ -156,19 +160,21 @@ def fanout_due(
     *,
     bulk: bool = False,
     limit: int = DRAIN_BATCH,
+    skip: Collection[int] = (),
     batch_size: int = 500,
     now: datetime | None = None,
     deliverer: Deliverer | None = None,
     inline_limit: int = 0,
 ) -> list[FanoutResult]:
     """Fan out up to ``limit`` of the oldest due pending events of ``priority``
-    (campaign events if ``bulk``) in one transaction, as :func:`fanout` does each;
-    returns their results, none when nothing is due."""
-    now = now or utcnow()
+    (campaign events if ``bulk``), but none of ``skip``, in one transaction, as
+    :func:`fanout` does each; returns their results, none when nothing is due."""
     with store.session(write=True) as session:
+        now = now or utcnow()  # as in fanout(): once the writer lock is held
         conn = session.connection()
         statement = _NEXT_DUE[bulk, store.is_postgres]
-        events = conn.execute(statement, {"now": now, "priority": priority, "limit": limit}).all()
+        parameters = {"now": now, "priority": priority, "limit": limit, "skip": list(skip)}
+        events = conn.execute(statement, parameters).all()
         if not events:
             return []
         expanded = _expand(
@@ -185,6 +191,7 @@ def drain(
     *,
     bulk: bool = False,
     first: int | None = None,
+    holds_latch: bool = True,
     batch_size: int = 500,
     deliverer: Deliverer | None = None,
     inline_limit: int = 0,
@@ -192,52 +199,97 @@ def drain(
     max_seconds: float = DRAIN_SECONDS,
 ) -> DrainResult:
     """Fan out event ``first``, then every due event of ``priority`` (campaign events if
-    ``bulk``) until none is left, :data:`DRAIN_BATCH` per transaction.
+    ``bulk``) until none is left, up to :data:`DRAIN_BATCH` per transaction.
 
-    The caller releases the doorbell's latch for this kind *before*, so an event
-    committed while the drain runs is either found here or rings a drain of its own.
-    Past ``max_events`` or ``max_seconds`` it rings a successor and stops.
+    A drain rung by ``notify`` holds the doorbell's latch for its kind, and while it
+    does, ``notify`` does not ring. It releases the latch only once it finds nothing
+    left, and then looks once more: an event whose producer found the latch held had
+    committed before that, so the last look finds it. Past ``max_events`` or
+    ``max_seconds`` it hands the latch to a successor and stops, so that other queues
+    get a turn. Its first full batch rings a helper (a drain without the latch) so that
+    a backlog spreads over the workers.
+
+    An event that fails to fan out (a type this worker does not know, a bug) fails its
+    batch; its events are then retried one by one, and the one that fails again is
+    logged and left pending for the rest of this drain, so it does not hold up the
+    others. Database errors are raised: the task retries.
     """
     started = time.monotonic()
     results: list[FanoutResult] = []
+    failed: set[int] = set()
+    options: dict[str, Any] = {
+        "batch_size": batch_size,
+        "deliverer": deliverer,
+        "inline_limit": inline_limit,
+    }
     if first is not None:
-        result = fanout(
-            store,
-            catalog,
-            doorbell,
-            first,
-            batch_size=batch_size,
-            deliverer=deliverer,
-            inline_limit=inline_limit,
-        )
-        if result.done:
-            results.append(result)
-    handed_on = False
+        _fanout_alone(store, catalog, doorbell, first, results, failed, options)
+    helped = handed_on = False
     while True:
         if len(results) >= max_events or time.monotonic() - started >= max_seconds:
-            doorbell.fanout(None, priority, bulk=bulk)
+            doorbell.relay(priority, bulk=bulk, holds_latch=holds_latch)
             handed_on = True
             break
-        batch = fanout_due(
-            store,
-            catalog,
-            doorbell,
-            priority,
-            bulk=bulk,
-            limit=min(DRAIN_BATCH, max_events - len(results)),
-            batch_size=batch_size,
-            deliverer=deliverer,
-            inline_limit=inline_limit,
-        )
-        if not batch:
+        limit = min(DRAIN_BATCH, max_events - len(results))
+        try:
+            batch = fanout_due(
+                store, catalog, doorbell, priority, bulk=bulk, limit=limit, skip=failed, **options
+            )
+        except OperationalError:
+            raise
+        except Exception as exc:
+            log.warning("fanout.batch_failed", priority=priority.value, error=type(exc).__name__)
+            for event_id in _due_ids(store, priority, bulk, limit, failed):
+                _fanout_alone(store, catalog, doorbell, event_id, results, failed, options)
+            continue
+        if len(batch) == DRAIN_BATCH and not helped:
+            doorbell.relay(priority, bulk=bulk, holds_latch=False)
+            helped = True
+        if batch:
+            results.extend(batch)
+        elif holds_latch:
+            doorbell.latch.release(priority, bulk)
+            holds_latch = False  # and look once more
+        else:
             break
-        results.extend(batch)
     return DrainResult(
         len(results),
         sum(r.notifications for r in results),
         sum(r.deliveries for r in results),
         handed_on,
     )
+
+
+def _fanout_alone(
+    store: Store,
+    catalog: Catalog,
+    doorbell: Doorbell,
+    event_id: int,
+    results: list[FanoutResult],
+    failed: set[int],
+    options: dict[str, Any],
+) -> None:
+    """Fan out one event for :func:`drain`: a result if it was done, a failure logged."""
+    try:
+        result = fanout(store, catalog, doorbell, event_id, **options)
+    except OperationalError:
+        raise
+    except Exception as exc:
+        failed.add(event_id)
+        log.error("fanout.failed", event_id=event_id, error=type(exc).__name__, detail=str(exc))
+        return
+    if result.done:
+        results.append(result)
+
+
+def _due_ids(
+    store: Store, priority: Priority, bulk: bool, limit: int, skip: Collection[int]
+) -> list[int]:
+    """The ids :func:`fanout_due` would take now (read without locking)."""
+    with store.session() as session:
+        parameters = {"now": utcnow(), "priority": priority, "limit": limit, "skip": list(skip)}
+        rows = session.connection().execute(_NEXT_DUE[bulk, False], parameters)
+        return [row.id for row in rows]
 
 
 @dataclass

@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from dispatcher import doorbell, log, queues
 from dispatcher.dispatcher import Dispatcher
+from dispatcher.errors import ValidationError
 from dispatcher.settings import Settings
 
 _current: Dispatcher | None = None
@@ -90,12 +91,16 @@ _RETRY = {
 def register_tasks(app: Celery) -> None:
     @app.task(name=doorbell.FANOUT, ignore_result=True, **_RETRY)  # type: ignore[untyped-decorator]
     def fanout(event_id: int | None, drain: dict[str, Any] | None = None) -> dict[str, int]:
-        if drain is None:  # rung without draining (before draining existed)
-            assert event_id is not None
+        if drain is None:  # a message from before draining existed
+            if event_id is None:
+                raise ValidationError("dispatcher.fanout needs an event id or drain options")
             result = current_dispatcher().run_fanout(event_id)
             return {"notifications": result.notifications, "deliveries": result.deliveries}
         drained = current_dispatcher().run_drain(
-            drain["priority"], bulk=bool(drain["bulk"]), first=event_id
+            drain["priority"],
+            bulk=bool(drain["bulk"]),
+            first=event_id,
+            holds_latch=bool(drain.get("holds_latch", True)),
         )
         return {
             "events": drained.events,
