@@ -16,10 +16,11 @@ from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.db.engine import Store
 from dispatcher.delivery import Deliverer, DeliverReport
 from dispatcher.doorbell import Doorbell, Latch
+from dispatcher.drain import DrainResult, drain
 from dispatcher.enums import Priority
 from dispatcher.errors import ConfigurationError
 from dispatcher.explain import Explanation, explain
-from dispatcher.fanout import DrainResult, FanoutResult, drain, fanout
+from dispatcher.fanout import FanoutResult, fanout
 from dispatcher.inbox import Inbox, InboxItem
 from dispatcher.outbox import EventReceipt, Outbox
 from dispatcher.policies import default_policies

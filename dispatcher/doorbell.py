@@ -4,14 +4,14 @@ Ringing never fails the caller: the rows are already committed, and the beat swe
 re-rings anything that is due but unclaimed, so a broker outage delays work but loses
 none of it.
 
-Fan-out rings are coalesced. A fan-out message also asks its worker to *drain*: to fan
-out every other due event of the same priority (and kind: direct or campaign) it
-finds. While such a message is on its way, a :class:`Latch` in Redis says so, and
-``notify`` does not ring again: the worker releases the latch when it starts and only
-then looks for due events, so an event committed before the release is found by that
-drain, and one committed after it rings anew. An idle system still sends one message
-per event; a busy one sends one per batch of events that arrived while the workers
-were occupied, which is when the per-message cost matters.
+Fan-out rings are coalesced. A fan-out message asks its worker to *drain*: to fan out
+every due event of the same priority and kind (direct or campaign) until none is left.
+A :class:`Latch` in Redis marks that such a drain is on its way or running, and while
+it is held ``notify`` does not ring. The drain releases it only when it finds nothing
+left, and then looks once more: a producer that found the latch held had committed its
+event before the release, so that last look finds it; one that comes after the release
+rings anew. An idle system still sends one message per event; a busy one sends one per
+burst, which is when the per-message cost matters. See :func:`dispatcher.fanout.drain`.
 """
 
 from __future__ import annotations
@@ -157,7 +157,11 @@ class Doorbell:
     def relay(self, priority: Priority | str, *, bulk: bool, holds_latch: bool) -> bool:
         """Ring a draining fan-out task from a drain: its successor (which takes over
         the latch it holds) or a helper (which holds none)."""
-        return self._send_drain(None, Priority(priority), bulk, holds_latch=holds_latch)
+        priority = Priority(priority)
+        sent = self._send_drain(None, priority, bulk, holds_latch=holds_latch)
+        if not sent and holds_latch:
+            self.latch.release(priority, bulk)  # nobody would release it: let notify ring
+        return sent
 
     def _send_drain(
         self, event_id: int | None, priority: Priority, bulk: bool, *, holds_latch: bool

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from dispatcher import Dispatcher, EventStatus, NotificationType, Priority
 from dispatcher.db.models import Event, Notification
 from dispatcher.doorbell import Latch
-from dispatcher.fanout import DRAIN_BATCH, drain
+from dispatcher.drain import DRAIN_BATCH, drain
 from tests.app_types import PayoutSent
 from tests.conftest import QUIET_BROKER_URL, StartWorker, make_settings, wait_for
 

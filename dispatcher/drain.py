@@ -1,0 +1,140 @@
+"""Draining: one fan-out task fans out every due event of its kind.
+
+The doorbell coalesces fan-out rings (see :mod:`dispatcher.doorbell`): a task rung by
+``notify`` holds its kind's latch and fans out, in shared transactions, every event
+that is due until none is left. This module is that loop; :mod:`dispatcher.fanout`
+turns events into rows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+
+from dispatcher import log
+from dispatcher.catalog import Catalog
+from dispatcher.db.engine import Store
+from dispatcher.delivery import Deliverer
+from dispatcher.doorbell import Doorbell
+from dispatcher.enums import Priority
+from dispatcher.fanout import FanoutResult, due_event_ids, fanout, fanout_due
+
+#: A draining task stops after this many events or seconds and rings a successor, so
+#: that work on other queues gets a turn between its batches.
+DRAIN_EVENTS = 200
+DRAIN_SECONDS = 1.0
+#: Due events a drain fans out per transaction: one set of statements and one commit
+#: for all of them. Small, so that on SQLite a writer never waits long behind it.
+DRAIN_BATCH = 16
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    #: Events this drain fanned out, and the rows it created.
+    events: int
+    notifications: int
+    deliveries: int
+    #: It stopped at its limit and rang a successor to go on.
+    handed_on: bool
+
+
+def drain(
+    store: Store,
+    catalog: Catalog,
+    doorbell: Doorbell,
+    priority: Priority,
+    *,
+    bulk: bool = False,
+    first: int | None = None,
+    holds_latch: bool = True,
+    batch_size: int = 500,
+    deliverer: Deliverer | None = None,
+    inline_limit: int = 0,
+    max_events: int = DRAIN_EVENTS,
+    max_seconds: float = DRAIN_SECONDS,
+) -> DrainResult:
+    """Fan out event ``first``, then every due event of ``priority`` (campaign events if
+    ``bulk``) until none is left, up to :data:`DRAIN_BATCH` per transaction.
+
+    A drain rung by ``notify`` holds the doorbell's latch for its kind, and while it
+    does, ``notify`` does not ring. It releases the latch only once it finds nothing
+    left, and then looks once more: an event whose producer found the latch held had
+    committed before that, so the last look finds it. Past ``max_events`` or
+    ``max_seconds`` it hands the latch to a successor and stops, so that other queues
+    get a turn. Its first full batch rings a helper (a drain without the latch) so that
+    a backlog spreads over the workers.
+
+    An event that fails to fan out (a type this worker does not know, a bug) fails its
+    batch; its events are then retried one by one, and the one that fails again is
+    logged and left pending for the rest of this drain, so it does not hold up the
+    others. Database errors are raised: the task retries.
+    """
+    started = time.monotonic()
+    results: list[FanoutResult] = []
+    failed: set[int] = set()
+    options: dict[str, Any] = {
+        "batch_size": batch_size,
+        "deliverer": deliverer,
+        "inline_limit": inline_limit,
+    }
+    if first is not None:
+        _fanout_alone(store, catalog, doorbell, first, results, failed, options)
+    helped = handed_on = False
+    while True:
+        if len(results) >= max_events or time.monotonic() - started >= max_seconds:
+            doorbell.relay(priority, bulk=bulk, holds_latch=holds_latch)
+            handed_on = True
+            break
+        limit = min(DRAIN_BATCH, max_events - len(results))
+        try:
+            batch = fanout_due(
+                store, catalog, doorbell, priority, bulk=bulk, limit=limit, skip=failed, **options
+            )
+        except OperationalError:
+            raise
+        except Exception as exc:
+            log.warning("fanout.batch_failed", priority=priority.value, error=type(exc).__name__)
+            for event_id in due_event_ids(store, priority, bulk, limit, failed):
+                _fanout_alone(store, catalog, doorbell, event_id, results, failed, options)
+            continue
+        if len(batch) == DRAIN_BATCH and not helped:
+            doorbell.relay(priority, bulk=bulk, holds_latch=False)
+            helped = True
+        if batch:
+            results.extend(batch)
+        elif holds_latch:
+            doorbell.latch.release(priority, bulk)
+            holds_latch = False  # and look once more
+        else:
+            break
+    return DrainResult(
+        len(results),
+        sum(r.notifications for r in results),
+        sum(r.deliveries for r in results),
+        handed_on,
+    )
+
+
+def _fanout_alone(
+    store: Store,
+    catalog: Catalog,
+    doorbell: Doorbell,
+    event_id: int,
+    results: list[FanoutResult],
+    failed: set[int],
+    options: dict[str, Any],
+) -> None:
+    """Fan out one event for :func:`drain`: a result if it was done, a failure logged."""
+    try:
+        result = fanout(store, catalog, doorbell, event_id, **options)
+    except OperationalError:
+        raise
+    except Exception as exc:
+        failed.add(event_id)
+        log.error("fanout.failed", event_id=event_id, error=type(exc).__name__, detail=str(exc))
+        return
+    if result.done:
+        results.append(result)
