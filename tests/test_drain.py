@@ -285,3 +285,15 @@ def test_a_backlog_rung_once_is_delivered_by_the_worker(
     ]
     assert sum(int(line.split("'events': ")[1].split(",")[0]) for line in drained) == len(names)
     assert not latched(dispatcher)
+
+
+def test_a_relay_the_broker_refused_gives_the_latch_back(dispatcher: Dispatcher) -> None:
+    d = Dispatcher(
+        make_settings(dispatcher.settings.database_url, broker_url="redis://127.0.0.1:1/0")
+    )
+    try:
+        assert d.doorbell.latch.take(Priority.MEDIUM, False)
+        assert d.doorbell.relay("medium", bulk=False, holds_latch=True) is False
+        assert not latched(d)  # else no event of this kind would ring until it expired
+    finally:
+        d.close()
