@@ -96,8 +96,11 @@ def drain(
         except OperationalError:
             raise
         except Exception as exc:
+            due = due_event_ids(store, priority, bulk, limit, failed)
+            if not due:
+                raise  # not an event's fault: one by one would fail the same way
             log.warning("fanout.batch_failed", priority=priority.value, error=type(exc).__name__)
-            for event_id in due_event_ids(store, priority, bulk, limit, failed):
+            for event_id in due:
                 _fanout_alone(store, catalog, doorbell, event_id, results, failed, options)
             continue
         if len(batch) == DRAIN_BATCH and not helped:

@@ -297,3 +297,16 @@ def test_a_relay_the_broker_refused_gives_the_latch_back(dispatcher: Dispatcher)
         assert not latched(d)  # else no event of this kind would ring until it expired
     finally:
         d.close()
+
+
+def test_a_batch_failure_with_no_event_to_blame_is_raised(
+    dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dispatcher.drain as draining
+
+    def broken(*_: Any, **__: Any) -> list[Any]:
+        raise RuntimeError("renderer exploded")
+
+    monkeypatch.setattr(draining, "fanout_due", broken)
+    with pytest.raises(RuntimeError, match="renderer exploded"):
+        dispatcher.run_drain("medium", holds_latch=False)
