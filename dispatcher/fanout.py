@@ -294,8 +294,7 @@ def _expand(
             event = by_id[event_id]
             kind = (Priority(event.priority), event.campaign_id is not None, channel)
             expanded.to_ring.setdefault(kind, []).append(did)
-    if claimed:
-        assert deliverer is not None  # inline is empty without one
+    if claimed and deliverer is not None:  # (inline is empty without a deliverer)
         expanded.inline = deliverer
         expanded.batch = deliverer.prepare_claimed(session, claimed, now)
     notified: dict[int, int] = {}
