@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import redis
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -27,7 +28,6 @@ from dispatcher import log, queues
 from dispatcher.enums import Priority
 
 if TYPE_CHECKING:
-    import redis
     from celery import Celery
 
 #: Task names, stable and readable in Flower.
@@ -68,8 +68,6 @@ class Latch:
     @property
     def client(self) -> redis.Redis:
         if self._client is None:
-            import redis
-
             self._client = redis.Redis.from_url(
                 self._redis_url, socket_timeout=2, socket_connect_timeout=2
             )
@@ -81,8 +79,6 @@ class Latch:
 
     def take(self, priority: Priority, bulk: bool) -> bool:
         """Latch this kind; False if a draining task is already on its way."""
-        import redis
-
         try:
             taken = self.client.set(self.key(priority, bulk), "1", nx=True, px=self._milliseconds)
         except redis.RedisError:
@@ -91,8 +87,6 @@ class Latch:
 
     def release(self, priority: Priority, bulk: bool) -> None:
         """Let the next event of this kind ring (its expiry does so if Redis is away)."""
-        import redis
-
         try:
             self.client.delete(self.key(priority, bulk))
         except redis.RedisError as exc:

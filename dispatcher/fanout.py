@@ -7,6 +7,7 @@ twice yields the same rows.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -283,10 +284,8 @@ def _expand(
     by_subscriber_id = {row.subscriber_id: row for row in subscribers.values()}
     claimed: list[NewDelivery] = []
     expanded = _Expanded(results=[], to_ring={})
-    deliveries_of: dict[int, int] = {}
     for did, nid, channel in due:
         event_id = event_of[nid]
-        deliveries_of[event_id] = deliveries_of.get(event_id, 0) + 1
         if event_id in inline:
             subscriber = by_subscriber_id[subscriber_of[nid]]
             claimed.append(NewDelivery(facts[event_id], did, nid, channel, subscriber))
@@ -297,15 +296,14 @@ def _expand(
     if claimed and deliverer is not None:  # (inline is empty without a deliverer)
         expanded.inline = deliverer
         expanded.batch = deliverer.prepare_claimed(session, claimed, now)
-    notified: dict[int, int] = {}
-    for _, event_id, _ in notifications:
-        notified[event_id] = notified.get(event_id, 0) + 1
+    notified = Counter(event_id for _, event_id, _ in notifications)
+    deliveries_of = Counter(event_of[nid] for _, nid, _ in due)
     for event_id, event in events:
         expanded.results.append(
             FanoutResult(
                 event_id,
-                notified.get(event_id, 0),
-                deliveries_of.get(event_id, 0),
+                notified[event_id],
+                deliveries_of[event_id],
                 len(event.recipients) - len(recipients[event_id]),
                 True,
             )

@@ -100,7 +100,7 @@ def register_tasks(app: Celery) -> None:
             drain["priority"],
             bulk=bool(drain["bulk"]),
             first=event_id,
-            holds_latch=bool(drain.get("holds_latch", True)),
+            holds_latch=bool(drain["holds_latch"]),
         )
         return {
             "events": drained.events,
