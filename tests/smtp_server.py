@@ -46,6 +46,58 @@ class Received:
         return message
 
 
+#: Every header a dispatcher email carries, and the optional ones; anything else (a
+#: ``Bcc`` or a second ``Reply-To`` smuggled through a subject) is a violation.
+REQUIRED_HEADERS = frozenset(
+    {
+        "from",
+        "mime-version",
+        "auto-submitted",
+        "subject",
+        "to",
+        "date",
+        "message-id",
+        "content-type",
+    }
+)
+OPTIONAL_HEADERS = frozenset({"reply-to", "list-unsubscribe", "list-unsubscribe-post"})
+
+
+def message_violations(mail_from: str, rcpt_tos: list[str], data: bytes) -> list[str]:
+    """What is wrong with one received dispatcher email: exactly the headers we write,
+    each once; one envelope recipient, the same as ``To``; the body where we put it
+    (``multipart/alternative``: text/plain, then text/html, nothing after)."""
+    problems: list[str] = []
+    if len(rcpt_tos) != 1:
+        problems.append(f"{len(rcpt_tos)} envelope recipients")
+    head, separator, _ = data.partition(b"\r\n\r\n")
+    if not separator:
+        return [*problems, "no blank line after the headers"]
+    if any(byte > 0x7E for byte in head):
+        problems.append("8-bit bytes in the headers")
+    message = BytesParser(policy=policy.default).parsebytes(data)
+    names = [name.lower() for name in message]
+    for name in sorted(set(names)):
+        if names.count(name) > 1:
+            problems.append(f"header {name} appears {names.count(name)} times")
+    if missing := REQUIRED_HEADERS - set(names):
+        problems.append(f"missing headers {sorted(missing)}")
+    if extra := set(names) - REQUIRED_HEADERS - OPTIONAL_HEADERS:
+        problems.append(f"unexpected headers {sorted(extra)}")
+    if message.defects:
+        problems.append(f"defects {message.defects}")
+    to = message["To"]
+    if rcpt_tos and (to is None or [a.addr_spec for a in to.addresses] != rcpt_tos):
+        problems.append("To does not name the envelope recipient")
+    parts = [part.get_content_type() for part in message.iter_parts()]
+    if message.get_content_type() != "multipart/alternative" or parts != [
+        "text/plain",
+        "text/html",
+    ]:
+        problems.append(f"body is {message.get_content_type()} with parts {parts}")
+    return problems
+
+
 @dataclass
 class Rule:
     """Answer ``reply`` (an SMTP line or :data:`DROP`) at ``stage``, ``times`` times."""
@@ -61,6 +113,9 @@ class Recorder:
     """The aiosmtpd handler: applies rules, records what it accepts."""
 
     messages: list[Received] = field(default_factory=list)
+    #: Messages that failed :func:`message_violations`; refused with 554, and the
+    #: ``smtp_server`` fixture fails the test that sent them.
+    violations: list[tuple[Received, list[str]]] = field(default_factory=list)
     rules: dict[str, Rule] = field(default_factory=dict)
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -112,10 +167,14 @@ class Recorder:
                 return rule.reply
         content = envelope.original_content or envelope.content or b""
         assert isinstance(content, bytes)
+        received = Received(str(envelope.mail_from), list(envelope.rcpt_tos), content)
+        problems = message_violations(received.mail_from, received.rcpt_tos, content)
+        if problems:
+            with self.lock:
+                self.violations.append((received, problems))
+            return "554 5.6.0 malformed message: " + "; ".join(problems)[:200]
         with self.lock:
-            self.messages.append(
-                Received(str(envelope.mail_from), list(envelope.rcpt_tos), content)
-            )
+            self.messages.append(received)
             number = len(self.messages)
         return f"250 2.0.0 Ok: queued as Q{number}"
 
@@ -175,6 +234,7 @@ class SmtpServer:
     def reset(self) -> None:
         with self.recorder.lock:
             self.recorder.messages.clear()
+            self.recorder.violations.clear()
             self.recorder.rules.clear()
             self.recorder.connections = 0
 
@@ -205,5 +265,7 @@ def smtp_server_fixture(_smtp_server: SmtpServer) -> Iterator[SmtpServer]:
     _smtp_server.start()
     _smtp_server.reset()
     yield _smtp_server
+    violations = list(_smtp_server.recorder.violations)
     _smtp_server.start()
     _smtp_server.reset()
+    assert not violations, f"malformed emails reached the SMTP server: {violations}"

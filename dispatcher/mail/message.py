@@ -10,9 +10,11 @@ Header values never reach the message by string concatenation unchecked:
 * the headers that are the same for every message (From, Reply-To, ...) are built once
   by :class:`email.message.EmailMessage` with :class:`email.headerregistry.Address`;
 * ``Subject`` is checked for line breaks and control characters (a
-  :class:`~dispatcher.errors.HeaderInjectionError` otherwise) and encoded and folded by
-  :mod:`email.headerregistry`, the machinery ``EmailMessage`` itself uses; only a short
-  plain-ASCII subject, which that machinery would emit unchanged, skips it;
+  :class:`~dispatcher.errors.HeaderInjectionError` otherwise), then written by us: short
+  printable ASCII as it is (folded at spaces), anything else as RFC 2047 encoded words
+  we encode ourselves, so ``=?…?=`` in payload text stays literal text. The finished
+  line is checked once more: one header, printable ASCII, folded only by CRLF + space,
+  reading back as the subject it was made from;
 * ``To`` is an address :func:`~dispatcher.addresses.validate_email` accepted (dot-atom
   local part, IDNA domain), ``Message-ID`` and ``Date`` are made of digits and a
   checked domain, and the unsubscribe URL is checked to be printable ASCII.
@@ -57,10 +59,10 @@ def check_header_value(header: str, value: str) -> str:
     """
     match = _FORBIDDEN.search(value)
     if match is not None:
+        # The value itself stays out of the message: it ends up in logs and reasons.
         raise HeaderInjectionError(
-            f"{header} contains the control character {match.group()!r} at position "
-            f"{match.start()}; line breaks are not allowed in mail headers "
-            f"(value starts {value[:40]!r})"
+            f"{header} contains the control character U+{ord(match.group()):04X} at "
+            f"position {match.start()}; line breaks are not allowed in mail headers"
         )
     return value
 
@@ -102,20 +104,94 @@ def message_id_for(delivery_id: int, created_at: datetime, domain: str) -> str:
     return f"<{delivery_id}.{stamp}.dispatcher@{domain}>"
 
 
+#: Raw UTF-8 bytes per encoded word: 42 bytes are 56 base64 characters, so a word is
+#: 68 characters and "Subject: " plus one word stays within the 78 RFC 5322 recommends.
+_WORD_BYTES = 42
+_FOLD_WIDTH = 78
+_SUBJECT_PREFIX = b"Subject: "
+
+
 @lru_cache(maxsize=4096)
 def _subject_line(subject: str) -> bytes:
+    """The ``Subject`` header line, CRLF-terminated, for a subject taken as plain text.
+
+    Text from payloads is text, never header syntax: anything that is not short-enough
+    printable ASCII free of ``=?`` is written as RFC 2047 ``b`` encoded words that we
+    encode ourselves. The standard library's header factory is never given the value,
+    because it decodes encoded words already in the text, with their CR/LF (PITFALLS:
+    "Encoded words are decoded when a header is folded").
+
+    Raises:
+        HeaderInjectionError: the subject contains a line break or control character, or
+            the finished line fails the final check (see :func:`_check_header_line`).
+    """
     check_header_value("Subject", subject)
-    if (
-        len(subject) <= 69  # "Subject: " + value fits in 78 characters: no folding
-        and _PLAIN_ASCII.fullmatch(subject)
-        and "=?" not in subject  # would be read as an encoded word
-        and subject == subject.strip()
-        and "  " not in subject
+    if _PLAIN_ASCII.fullmatch(subject) and "=?" not in subject and subject == subject.strip():
+        line = _fold_plain(subject)
+    else:
+        line = _SUBJECT_PREFIX + b"\r\n ".join(_encoded_words(subject)) + b"\r\n"
+    _check_header_line(line, subject)
+    return line
+
+
+def _fold_plain(subject: str) -> bytes:
+    """Plain ASCII folded before spaces (unfolding only removes the CRLF, so every space
+    survives); a word too long for any line makes the whole subject encoded words."""
+    lines: list[str] = []
+    current = "Subject:"
+    for word in subject.split(" "):
+        first_word = not lines and current == "Subject:"
+        if first_word or len(current) + 1 + len(word) <= _FOLD_WIDTH:
+            current = f"{current} {word}"
+        elif word:
+            lines.append(current)
+            current = f" {word}"
+        else:  # a run of spaces: keep it on this line, unfolding must give it back
+            current = f"{current} "
+        if len(current) > _MAX_LINE:
+            return _SUBJECT_PREFIX + b"\r\n ".join(_encoded_words(subject)) + b"\r\n"
+    lines.append(current)
+    return "\r\n".join(lines).encode("ascii") + b"\r\n"
+
+
+def _encoded_words(text: str) -> list[bytes]:
+    """``=?utf-8?b?…?=`` words, each holding whole characters (RFC 2047 section 5)."""
+    words: list[bytes] = []
+    chunk = bytearray()
+    for char in text:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > _WORD_BYTES:
+            words.append(b"=?utf-8?b?" + base64.b64encode(chunk) + b"?=")
+            chunk.clear()
+        chunk += encoded
+    if chunk or not words:
+        words.append(b"=?utf-8?b?" + base64.b64encode(chunk) + b"?=")
+    return words
+
+
+_HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+: [\x20-\x7e]*(\r\n [\x20-\x7e]+)*\r\n")
+
+
+def _check_header_line(line: bytes, value: str) -> None:
+    """Check the finished bytes, not the input: one header, printable ASCII, folded only
+    with CRLF + space, no line over the hard limit, and it reads back as ``value``."""
+    if not _HEADER_LINE.fullmatch(line) or any(
+        len(part) > _MAX_LINE for part in line.split(b"\r\n")
     ):
-        return b"Subject: " + subject.encode("ascii") + b"\r\n"
-    header = _SMTP.header_factory("Subject", subject)
-    folded: str = header.fold(policy=_SMTP)
-    return folded.encode("ascii")
+        raise HeaderInjectionError("Subject would not be a single well-formed header line")
+    unfolded = line[len(_SUBJECT_PREFIX) : -2].replace(b"\r\n", b"").decode("ascii")
+    if _read_back(unfolded) != value:
+        raise HeaderInjectionError("Subject does not read back as the text it was made from")
+
+
+def _read_back(unfolded: str) -> str:
+    if "=?" not in unfolded:
+        return unfolded
+    # Whitespace between adjacent encoded words is not part of the text (RFC 2047 6.2).
+    parts = unfolded.split(" ")
+    if not all(part.startswith("=?utf-8?b?") and part.endswith("?=") for part in parts):
+        return unfolded
+    return b"".join(base64.b64decode(part[10:-2]) for part in parts).decode("utf-8")
 
 
 def _headers_of(message: EmailMessage) -> bytes:
