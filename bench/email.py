@@ -36,9 +36,9 @@ import aiosmtplib  # noqa: E402
 
 from dispatcher.catalog import default_catalog  # noqa: E402
 from dispatcher.channels.base import ChannelContext, Message, Recipient  # noqa: E402
-from dispatcher.channels.email import EmailChannel  # noqa: E402
-from dispatcher.render import Renderer  # noqa: E402
+from dispatcher.channels.email.channel import EmailChannel  # noqa: E402
 from dispatcher.settings import Settings, SmtpSettings  # noqa: E402
+from dispatcher.templating.renderer import Renderer  # noqa: E402
 
 SENDER = "noreply@example.com"
 

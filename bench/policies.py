@@ -31,8 +31,8 @@ from dispatcher import Dispatcher, Priority, Settings
 from dispatcher.channels.base import Recipient
 from dispatcher.db.models import Subscriber
 from dispatcher.policies import default_policies
-from dispatcher.policy import Candidate, PolicyChain
-from dispatcher.rate_limiter import RateLimiter
+from dispatcher.policies.base import Candidate, PolicyChain
+from dispatcher.policies.rate_limit import RateLimiter
 
 ZONES = ["Europe/Madrid", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu"]
 

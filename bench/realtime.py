@@ -575,7 +575,7 @@ def main() -> None:
         verdict = "met" if target is not None and target < 25 else "NOT met"
         print(f"target p99 < 25 ms end to end: {verdict}")
     finally:
-        from dispatcher.tasks import create_app
+        from dispatcher.worker.tasks import create_app
 
         left = create_app(settings).control.purge()
         if left:

@@ -3,7 +3,8 @@ with a loop over 20 seats and money/date filters in the recipient's locale and z
 
 Three figures from the same run:
 
-* ``cached``: one :class:`~dispatcher.render.Renderer` (compiled templates cached), as a
+* ``cached``: one :class:`~dispatcher.templating.renderer.Renderer` (compiled templates
+  cached), as a
   worker renders.
 * ``cold``: the naive baseline, a new Renderer (a cold Jinja environment) per render, so
   every part and the layout are parsed and compiled each time.
@@ -24,8 +25,8 @@ from typing import Any
 
 import jinja2
 
-from dispatcher.render import Renderer
 from dispatcher.templating import filters
+from dispatcher.templating.renderer import Renderer
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"

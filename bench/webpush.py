@@ -37,12 +37,12 @@ from sqlalchemy import insert  # noqa: E402
 
 from dispatcher import Dispatcher, Priority, Settings  # noqa: E402
 from dispatcher.channels.base import Message, Recipient  # noqa: E402
-from dispatcher.channels.web_push import WebPushChannel  # noqa: E402
+from dispatcher.channels.web_push.channel import WebPushChannel  # noqa: E402
+from dispatcher.channels.web_push.payload import build_payload  # noqa: E402
+from dispatcher.channels.web_push.subscriptions import parse_subscription  # noqa: E402
+from dispatcher.channels.web_push.vapid import VapidKey  # noqa: E402
 from dispatcher.db.models import PushSubscription, Subscriber  # noqa: E402
-from dispatcher.push_payload import build_payload  # noqa: E402
-from dispatcher.push_subscriptions import parse_subscription  # noqa: E402
 from dispatcher.settings import PushSettings  # noqa: E402
-from dispatcher.vapid import VapidKey  # noqa: E402
 from tests.push_service import Device  # noqa: E402
 
 SUBJECT = "mailto:bench@example.com"

@@ -2,7 +2,10 @@
 
 from dispatcher.catalog import Catalog, NotificationType, RateLimit
 from dispatcher.channels.base import Channel, Message, Outcome, Recipient
+from dispatcher.channels.web_push.subscriptions import PushSubscriptionInfo
 from dispatcher.dispatcher import Dispatcher
+from dispatcher.engine.explain import Explanation
+from dispatcher.engine.outbox import EventReceipt
 from dispatcher.enums import DeliveryStatus, EventStatus, Priority, Reason
 from dispatcher.errors import (
     AuthenticationError,
@@ -26,12 +29,9 @@ from dispatcher.errors import (
     UnknownSubscriberError,
     ValidationError,
 )
-from dispatcher.explain import Explanation
-from dispatcher.inbox import InboxItem
-from dispatcher.outbox import EventReceipt
-from dispatcher.push_subscriptions import PushSubscriptionInfo
-from dispatcher.quiet_hours import QuietWindow
+from dispatcher.policies.quiet_hours import QuietWindow
 from dispatcher.settings import Settings
+from dispatcher.subscribers.inbox import InboxItem
 from dispatcher.templating.checks import TemplateProblem
 from dispatcher.templating.versions import EffectiveTemplate, TemplateVersionInfo
 

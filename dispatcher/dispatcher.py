@@ -13,28 +13,28 @@ from sqlalchemy.orm import Session
 from dispatcher.catalog import Catalog, NotificationType, default_catalog
 from dispatcher.channels.base import ChannelContext
 from dispatcher.channels.runtime import ChannelRuntime
+from dispatcher.channels.web_push.subscriptions import PushSubscriptions
 from dispatcher.db.engine import Store
-from dispatcher.delivery import Deliverer, DeliverReport
-from dispatcher.doorbell import Doorbell, Latch
-from dispatcher.drain import DrainResult, drain
+from dispatcher.engine.delivery import Deliverer, DeliverReport
+from dispatcher.engine.doorbell import Doorbell, Latch
+from dispatcher.engine.drain import DrainResult, drain
+from dispatcher.engine.explain import Explanation, explain
+from dispatcher.engine.outbox import EventReceipt, Outbox
 from dispatcher.enums import Priority
 from dispatcher.errors import ConfigurationError
-from dispatcher.explain import Explanation, explain
 from dispatcher.fanout import FanoutResult, fanout
-from dispatcher.inbox import Inbox, InboxItem
-from dispatcher.outbox import EventReceipt, Outbox
 from dispatcher.policies import default_policies
-from dispatcher.policy import Policy, PolicyChain
-from dispatcher.preferences import Preferences
+from dispatcher.policies.base import Policy, PolicyChain
+from dispatcher.policies.preference import Preferences
+from dispatcher.policies.quiet_hours import QuietHours
+from dispatcher.policies.rate_limit import RateLimiter
 from dispatcher.purge import PurgeResult, purge
-from dispatcher.push_subscriptions import PushSubscriptions
-from dispatcher.quiet_hours import QuietHours
-from dispatcher.rate_limiter import RateLimiter
-from dispatcher.render import Renderer
 from dispatcher.settings import Settings
-from dispatcher.subscribers import Subscribers
+from dispatcher.subscribers.directory import Subscribers
+from dispatcher.subscribers.inbox import Inbox, InboxItem
 from dispatcher.sweep import SweepResult, sweep
 from dispatcher.templating.overrides import TemplateOverrides
+from dispatcher.templating.renderer import Renderer
 from dispatcher.templating.versions import Templates
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class Dispatcher:
                 self.catalog.register(value)
 
     def _make_celery(self) -> Celery:
-        from dispatcher.tasks import create_app
+        from dispatcher.worker.tasks import create_app
 
         return create_app(self.settings)
 

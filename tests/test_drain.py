@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 
 from dispatcher import Dispatcher, EventStatus, NotificationType, Priority
 from dispatcher.db.models import Event, Notification
-from dispatcher.doorbell import Latch
-from dispatcher.drain import DRAIN_BATCH, drain
+from dispatcher.engine.doorbell import Latch
+from dispatcher.engine.drain import DRAIN_BATCH, drain
 from tests.app_types import PayoutSent
 from tests.conftest import QUIET_BROKER_URL, StartWorker, make_settings, wait_for
 
@@ -302,7 +302,7 @@ def test_a_relay_the_broker_refused_gives_the_latch_back(dispatcher: Dispatcher)
 def test_a_batch_failure_with_no_event_to_blame_is_raised(
     dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dispatcher.drain as draining
+    import dispatcher.engine.drain as draining
 
     def broken(*_: Any, **__: Any) -> list[Any]:
         raise RuntimeError("renderer exploded")

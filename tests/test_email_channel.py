@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import select, text, update
 
 from dispatcher import DeliveryStatus, Dispatcher, InvalidAddressError, NotFoundError, Reason
-from dispatcher.channels.email import EmailChannel
+from dispatcher.channels.email.channel import EmailChannel
+from dispatcher.channels.email.unsubscribe import apply_unsubscribe
 from dispatcher.clock import utcnow
 from dispatcher.db.models import Delivery
 from dispatcher.settings import SmtpSettings
-from dispatcher.unsubscribe import apply_unsubscribe
 from tests.conftest import make_settings
 from tests.smtp_server import (  # noqa: F401 - fixtures
     DROP,

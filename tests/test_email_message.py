@@ -12,8 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dispatcher.channels.email.message import (
+    EmailComposer,
+    check_header_value,
+    message_id_for,
+    parse_mailbox,
+)
 from dispatcher.errors import ConfigurationError, HeaderInjectionError, InvalidAddressError
-from dispatcher.mail import EmailComposer, check_header_value, message_id_for, parse_mailbox
 
 NOW = datetime(2026, 11, 27, 21, 0, tzinfo=UTC)
 

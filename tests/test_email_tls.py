@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from dispatcher.channels.email.smtp import Envelope, SmtpPool, SmtpReply
 from dispatcher.errors import DeliveryError, TransientDeliveryError
-from dispatcher.providers.smtp import Envelope, SmtpPool, SmtpReply
 from dispatcher.settings import SmtpSettings
 from tests.smtp_server import SmtpServer
 

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from dispatcher import Dispatcher
-from dispatcher.unsubscribe import issue_unsubscribe_token
-from dispatcher.vapid import VapidKey
+from dispatcher.channels.email.unsubscribe import issue_unsubscribe_token
+from dispatcher.channels.web_push.vapid import VapidKey
 from tests.gateway_server import *  # noqa: F403
 from tests.gateway_server import GatewayServer, StartGateway
 from tests.push_service import Device

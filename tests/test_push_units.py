@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from dispatcher import ConfigurationError, InvalidSubscriptionError, Priority
-from dispatcher.channels.web_push import parse_retry_after
+from dispatcher.channels.web_push.channel import parse_retry_after
+from dispatcher.channels.web_push.payload import MAX_PLAINTEXT_BYTES, build_payload, topic, urgency
+from dispatcher.channels.web_push.subscriptions import parse_subscription
+from dispatcher.channels.web_push.vapid import VapidKey, VapidSigner, b64url_encode
 from dispatcher.cli import main
-from dispatcher.push_payload import MAX_PLAINTEXT_BYTES, build_payload, topic, urgency
-from dispatcher.push_subscriptions import parse_subscription
 from dispatcher.seed_types import SEED_TYPES
 from dispatcher.settings import PushSettings
-from dispatcher.vapid import VapidKey, VapidSigner, b64url_encode
 from tests.push_service import Device, verify_jwt
 
 
@@ -305,9 +305,9 @@ def test_cli_generate_prints_settings_that_load(tmp_path: Path) -> None:
     ids=lambda t: t.name,
 )
 def test_seed_push_templates_render_in_both_locales(seed, locale: str) -> None:
-    from dispatcher.channels.web_push import WebPushChannel
-    from dispatcher.render import Renderer
+    from dispatcher.channels.web_push.channel import WebPushChannel
     from dispatcher.settings import DEFAULT_TEMPLATES_DIR
+    from dispatcher.templating.renderer import Renderer
 
     renderer = Renderer([DEFAULT_TEMPLATES_DIR])
     for part in ("title", "body", "url"):  # the locale's own file, not the fallback

@@ -67,8 +67,8 @@ def test_a_delivery_whose_worker_died_is_taken_back_after_its_lease(
 
     from freezegun import freeze_time
 
-    from dispatcher.claim import claim
     from dispatcher.clock import utcnow
+    from dispatcher.engine.claim import claim
 
     dispatcher.subscribers.upsert("u1")
     receipt = dispatcher.notify("payout_sent", to="u1", data={"payout_id": 1, "amount": "1"})

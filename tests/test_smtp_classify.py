@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from dispatcher.channels.email.smtp import Envelope, classify_reply
 from dispatcher.enums import Reason
 from dispatcher.errors import PermanentDeliveryError, TransientDeliveryError
-from dispatcher.providers.smtp import Envelope, classify_reply
 
 
 @pytest.mark.parametrize(

@@ -18,15 +18,15 @@ from dispatcher import (
     ValidationError,
 )
 from dispatcher import log as dlog
-from dispatcher.addresses import validate_email, validate_locale, validate_timezone
 from dispatcher.catalog import Catalog, default_catalog
 from dispatcher.channels import channel_class
 from dispatcher.channels.base import RetryPolicy
+from dispatcher.engine.records import backoff
 from dispatcher.enums import DeliveryStatus
-from dispatcher.preferences import PreferenceRule, resolve
-from dispatcher.queues import BULK, for_priority
-from dispatcher.records import backoff
-from dispatcher.render import locale_chain
+from dispatcher.names import BULK, for_priority
+from dispatcher.policies.preference import PreferenceRule, resolve
+from dispatcher.subscribers.addresses import validate_email, validate_locale, validate_timezone
+from dispatcher.templating.renderer import locale_chain
 
 
 @pytest.mark.parametrize(

@@ -10,14 +10,14 @@ from freezegun import freeze_time
 from sqlalchemy import func, select
 
 from dispatcher import Dispatcher, NotFoundError
-from dispatcher.db.models import Preference
-from dispatcher.errors import InvalidUnsubscribeTokenError
-from dispatcher.unsubscribe import (
+from dispatcher.channels.email.unsubscribe import (
     apply_unsubscribe,
     issue_unsubscribe_token,
     unsubscribe_url,
     verify_unsubscribe_token,
 )
+from dispatcher.db.models import Preference
+from dispatcher.errors import InvalidUnsubscribeTokenError
 
 SECRET = "s3cret-for-tests-long-enough-for-hs256"
 NOW = datetime(2026, 11, 27, 21, 0, tzinfo=UTC)

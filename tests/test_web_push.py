@@ -21,11 +21,11 @@ from dispatcher import (
     Reason,
     UnknownSubscriberError,
 )
-from dispatcher.channels.web_push import WebPushChannel
+from dispatcher.channels.web_push.channel import WebPushChannel
+from dispatcher.channels.web_push.vapid import VapidKey
 from dispatcher.clock import utcnow
 from dispatcher.db.models import Delivery, Notification, PushSubscription, Subscriber
 from dispatcher.settings import PushSettings
-from dispatcher.vapid import VapidKey
 from tests.conftest import StartWorker, make_settings, wait_for
 from tests.push_service import Device, PushService
 

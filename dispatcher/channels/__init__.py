@@ -21,8 +21,8 @@ from dispatcher.errors import ConfigurationError
 #: Channel name → "module:Class". The order is the order channels are shown in.
 REGISTRY: dict[str, str] = {
     "in_app": "dispatcher.channels.in_app:InAppChannel",
-    "web_push": "dispatcher.channels.web_push:WebPushChannel",
-    "email": "dispatcher.channels.email:EmailChannel",
+    "web_push": "dispatcher.channels.web_push.channel:WebPushChannel",
+    "email": "dispatcher.channels.email.channel:EmailChannel",
 }
 
 

@@ -19,9 +19,9 @@ from dispatcher.channels.base import Channel, Message, Outcome
 from dispatcher.clock import utcnow
 from dispatcher.db.models import Notification, table
 from dispatcher.db.types import UTCDateTime
+from dispatcher.engine.records import Record, write_records_in
 from dispatcher.enums import DeliveryStatus
-from dispatcher.inbox import InboxItem
-from dispatcher.records import Record, write_records_in
+from dispatcher.subscribers.inbox import InboxItem
 
 
 def inbox_channel(prefix: str, subscriber_external_id: str) -> str:

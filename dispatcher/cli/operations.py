@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select, update
 
-from dispatcher import queues
+from dispatcher import names
 from dispatcher.cli.core import open_dispatcher
 from dispatcher.clock import utcnow
 from dispatcher.db.models import Delivery, Notification, Subscriber
@@ -185,7 +185,7 @@ def stats() -> None:
             )
         try:
             client = redis.Redis.from_url(d.settings.broker_url, socket_connect_timeout=2)
-            lengths = {name: client.llen(name) for name in queues.ALL}
+            lengths = {name: client.llen(name) for name in names.ALL}
             console.print("Queues: " + ", ".join(f"{k}={v}" for k, v in lengths.items()))
         except redis.RedisError as exc:
             console.print(f"[yellow]Broker not answering: {type(exc).__name__}[/]")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
+from dispatcher.channels.web_push.vapid import VapidKey, check_subject
 from dispatcher.errors import ConfigurationError
 from dispatcher.settings import PushSettings
-from dispatcher.vapid import VapidKey, check_subject
 
 
 @click.group()

@@ -13,10 +13,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatcher.channels.web_push.subscriptions import PushSubscriptionInfo
+from dispatcher.channels.web_push.vapid import VapidKey
 from dispatcher.errors import UnknownSubscriberError
 from dispatcher.gateway.rest import COMMON_RESPONSES, Caller, Gw, run_blocking
-from dispatcher.push_subscriptions import PushSubscriptionInfo
-from dispatcher.vapid import VapidKey
 
 router = APIRouter(prefix="/api/push", responses=COMMON_RESPONSES, tags=["push"])
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatcher.inbox import InboxItem
-from dispatcher.preferences import Effective, PreferenceRule
+from dispatcher.policies.preference import Effective, PreferenceRule
+from dispatcher.subscribers.inbox import InboxItem
 
 #: Names of types, categories and channels: what the catalog can contain.
 NAME_PATTERN = r"^[A-Za-z0-9_.:*-]{1,100}$"

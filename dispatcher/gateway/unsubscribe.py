@@ -14,13 +14,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from dispatcher.errors import InvalidUnsubscribeTokenError, NotFoundError
-from dispatcher.gateway.rest import Gw, run_blocking
-from dispatcher.unsubscribe import (
+from dispatcher.channels.email.unsubscribe import (
     UnsubscribeToken,
     apply_unsubscribe,
     verify_unsubscribe_token,
 )
+from dispatcher.errors import InvalidUnsubscribeTokenError, NotFoundError
+from dispatcher.gateway.rest import Gw, run_blocking
 
 router = APIRouter(
     tags=["unsubscribe"],

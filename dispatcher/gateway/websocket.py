@@ -41,7 +41,7 @@ from dispatcher.errors import AuthenticationError, NotFoundError
 from dispatcher.gateway.auth import BEARER_SUBPROTOCOL, Principal, subprotocol_token
 from dispatcher.gateway.hub import RESYNC, Live
 from dispatcher.gateway.state import Gateway
-from dispatcher.inbox import InboxItem
+from dispatcher.subscribers.inbox import InboxItem
 
 #: Close codes (4000-4999 are the application's own).
 CLOSE_UNAUTHORIZED = 4401

@@ -7,12 +7,11 @@ the survivor of a released group is counted), then rate limits.
 
 from __future__ import annotations
 
+from dispatcher.policies.base import Policy
 from dispatcher.policies.collapse import CollapsePolicy
 from dispatcher.policies.preference import PreferencePolicy
 from dispatcher.policies.quiet_hours import QuietHoursPolicy
-from dispatcher.policies.rate_limit import RateLimitPolicy
-from dispatcher.policy import Policy
-from dispatcher.rate_limiter import RateLimiter
+from dispatcher.policies.rate_limit import RateLimiter, RateLimitPolicy
 
 
 def default_policies(limiter: RateLimiter) -> list[Policy]:

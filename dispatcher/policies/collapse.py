@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher.db.models import Delivery, DeliveryStep, Notification
 from dispatcher.enums import DeliveryStatus, Reason
-from dispatcher.policy import Candidate, Decision, Policy
+from dispatcher.policies.base import Candidate, Decision, Policy
 
 #: Reasons that mean "held back, to be sent later".
 DEFERRED = (Reason.QUIET_HOURS.value, Reason.RATE_LIMITED.value)

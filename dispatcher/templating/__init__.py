@@ -1,4 +1,4 @@
-"""Template machinery behind :class:`dispatcher.render.Renderer`.
+"""Template machinery behind :class:`dispatcher.templating.renderer.Renderer`.
 
 * :mod:`~dispatcher.templating.sandbox`: the sandboxed Jinja environment and its limits.
 * :mod:`~dispatcher.templating.filters`: dates, times and money in the recipient's locale.

@@ -3,7 +3,7 @@
 A template is checked the way a worker would render it: with the type's ``example``
 payload (validated, so in its JSON form), a sample recipient in the template's locale
 and the same variables the delivery pipeline passes (see
-:meth:`dispatcher.compose.Composer.context`).
+:meth:`dispatcher.engine.compose.Composer.context`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dispatcher.channels.base import Channel, Recipient
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.clock import utcnow
 from dispatcher.errors import TemplateError, UnknownEventTypeError
-from dispatcher.render import Renderer
 from dispatcher.templating.overrides import Override
+from dispatcher.templating.renderer import Renderer
 
 #: Time zone of the sample recipient: it has DST, so date filters show real conversions.
 SAMPLE_TIMEZONE = "Europe/Madrid"

@@ -19,16 +19,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dispatcher import log
-from dispatcher.addresses import validate_locale
 from dispatcher.catalog import Catalog
 from dispatcher.channels import REGISTRY, channel_class
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.db.engine import Store
 from dispatcher.db.models import TemplateVersion
 from dispatcher.errors import NotFoundError, TemplateNotFoundError, ValidationError
-from dispatcher.render import Renderer, locale_chain
+from dispatcher.subscribers.addresses import validate_locale
 from dispatcher.templating.checks import TemplateChecker, TemplateProblem, sample_context
 from dispatcher.templating.overrides import template_name
+from dispatcher.templating.renderer import Renderer, locale_chain
 
 #: Largest template source an operator may save.
 MAX_SOURCE_CHARS = 64 * 1024

@@ -107,7 +107,7 @@ def release(d: Dispatcher) -> list[int]:
 def admit_in_subprocess(args: tuple[str, str, list[int], float]) -> int:
     """Run one admission in a separate process; returns how many were let through."""
     from dispatcher import RateLimit
-    from dispatcher.rate_limiter import RateLimiter
+    from dispatcher.policies.rate_limit import RateLimiter
 
     url, prefix, ids, now = args
     client = redis.Redis.from_url(url)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from dispatcher import Dispatcher, NotFoundError, ValidationError
 from dispatcher.cli import main
-from dispatcher.explain import parse_ref
+from dispatcher.engine.explain import parse_ref
 from tests.conftest import settings_env
 from tests.policy.support import at, deliveries, release, send
 

@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from dispatcher import ValidationError
-from dispatcher.quiet_hours import (
+from dispatcher.policies.quiet_hours import (
     MAX_QUIET,
     QuietWindow,
     covers_whole_week,

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dispatcher import DeliveryStatus, Dispatcher, Reason, ValidationError
-from dispatcher.quiet_hours import MAX_QUIET, QuietWindow, covers_whole_week
+from dispatcher.policies.quiet_hours import MAX_QUIET, QuietWindow, covers_whole_week
 from tests.policy.support import at, deliveries, release, send
 
 ZONES = ["America/New_York", "Europe/Madrid", "Australia/Lord_Howe", "Asia/Kathmandu"]

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from dispatcher import Priority, RateLimit, Reason
 from dispatcher.channels.base import Recipient
 from dispatcher.policies import RateLimitPolicy
-from dispatcher.policy import Action, Candidate
-from dispatcher.rate_limiter import RateLimiter
+from dispatcher.policies.base import Action, Candidate
+from dispatcher.policies.rate_limit import RateLimiter
 from tests.conftest import REDIS_URL
 from tests.policy.support import admit_in_subprocess
 from tests.policy_types import TYPES

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from dispatcher import DeliveryStatus, Dispatcher, HeaderInjectionError
+from dispatcher.channels.email.message import EmailComposer, parse_mailbox
 from dispatcher.db.models import Delivery
-from dispatcher.mail import EmailComposer, parse_mailbox
 from dispatcher.settings import SmtpSettings
 from tests.conftest import make_settings
 from tests.smtp_server import (  # noqa: F401 - fixtures
@@ -95,7 +95,7 @@ def test_encoded_words_in_the_subject_stay_literal_text(title: str) -> None:
 
 
 def test_the_issues_body_smuggling_subject_is_one_header_line() -> None:
-    from dispatcher.mail.message import _subject_line
+    from dispatcher.channels.email.message import _subject_line
 
     line = _subject_line("X =?utf-8?b?SGkNCg0KZXZpbCBib2R5?=")
     assert b"\r\n\r\n" not in line and b"evil body" not in line

@@ -11,7 +11,7 @@ import pytest
 from freezegun import freeze_time
 
 from dispatcher.errors import TemplateError
-from dispatcher.render import Renderer, locale_chain
+from dispatcher.templating.renderer import Renderer, locale_chain
 
 NBSP = "\xa0"
 

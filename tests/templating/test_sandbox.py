@@ -11,7 +11,7 @@ import pytest
 from packaging.version import Version
 
 from dispatcher.errors import TemplateError
-from dispatcher.render import Renderer
+from dispatcher.templating.renderer import Renderer
 from dispatcher.templating.sandbox import MAX_LOOP_ITERATIONS, MAX_OUTPUT_CHARS
 
 

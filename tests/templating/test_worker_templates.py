@@ -11,10 +11,10 @@ from sqlalchemy import select
 
 from dispatcher import DeliveryStatus, Dispatcher, Reason
 from dispatcher.channels.base import Recipient
-from dispatcher.compose import Row
 from dispatcher.db.models import Delivery, DeliveryStep
+from dispatcher.engine.compose import Row
 from dispatcher.enums import Priority
-from dispatcher.policy import Candidate
+from dispatcher.policies.base import Candidate
 from dispatcher.templating.checks import sample_context
 from tests.conftest import ROOT, StartWorker, wait_for
 

@@ -12,8 +12,9 @@ from celery import Celery, signals
 from kombu.entity import Queue
 from sqlalchemy.exc import OperationalError
 
-from dispatcher import doorbell, log, queues
+from dispatcher import log, names
 from dispatcher.dispatcher import Dispatcher
+from dispatcher.engine import doorbell
 from dispatcher.errors import ValidationError
 from dispatcher.settings import Settings
 
@@ -48,11 +49,11 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_queues=[Queue(name) for name in queues.ALL],  # type: ignore[no-untyped-call]
-        task_default_queue=queues.for_priority("medium"),
+        task_queues=[Queue(name) for name in names.ALL],  # type: ignore[no-untyped-call]
+        task_default_queue=names.for_priority("medium"),
         task_routes={
-            doorbell.SWEEP: {"queue": queues.MAINTENANCE},
-            doorbell.PURGE: {"queue": queues.MAINTENANCE},
+            doorbell.SWEEP: {"queue": names.MAINTENANCE},
+            doorbell.PURGE: {"queue": names.MAINTENANCE},
         },
         broker_transport_options={
             # The broker is a doorbell, the database the truth: a message lost with its

@@ -1,8 +1,8 @@
 """Draining: one fan-out task fans out every due event of its kind.
 
-The doorbell coalesces fan-out rings (see :mod:`dispatcher.doorbell`): a task rung by
+The doorbell coalesces fan-out rings (see :mod:`dispatcher.engine.doorbell`): a task rung by
 ``notify`` holds its kind's latch and fans out, in shared transactions, every event
-that is due until none is left. This module is that loop; :mod:`dispatcher.fanout`
+that is due until none is left. This module is that loop; :mod:`dispatcher.engine.fanout`
 turns events into rows.
 """
 
@@ -17,8 +17,8 @@ from sqlalchemy.exc import OperationalError
 from dispatcher import log
 from dispatcher.catalog import Catalog
 from dispatcher.db.engine import Store
-from dispatcher.delivery import Deliverer
-from dispatcher.doorbell import Doorbell
+from dispatcher.engine.delivery import Deliverer
+from dispatcher.engine.doorbell import Doorbell
 from dispatcher.enums import Priority
 from dispatcher.fanout import FanoutResult, due_event_ids, fanout, fanout_due
 

@@ -8,7 +8,8 @@ concurrently, at most ``DISPATCHER_PUSH_CONCURRENCY`` at a time.
 
 pywebpush defaults that lose messages or hang are overridden on every call: ``ttl``
 (default 0, "drop if the device is offline") and ``timeout`` (none for ``webpush()``).
-VAPID headers come from :class:`~dispatcher.vapid.VapidSigner`, signed once per origin.
+VAPID headers come from :class:`~dispatcher.channels.web_push.vapid.VapidSigner`,
+signed once per origin.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from sqlalchemy.orm import Session
 
 from dispatcher import log
 from dispatcher.channels.base import Channel, Message, Outcome, Recipient, RetryPolicy
+from dispatcher.channels.web_push.payload import build_payload, topic, urgency
+from dispatcher.channels.web_push.vapid import VapidKey, VapidSigner, origin_of
 from dispatcher.clock import utcnow
 from dispatcher.db.models import PushSubscription
 from dispatcher.enums import Reason
@@ -37,8 +40,6 @@ from dispatcher.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from dispatcher.push_payload import build_payload, topic, urgency
-from dispatcher.vapid import VapidKey, VapidSigner, origin_of
 
 if TYPE_CHECKING:
     from dispatcher.catalog import NotificationType

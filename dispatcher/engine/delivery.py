@@ -19,16 +19,16 @@ from dispatcher import log
 from dispatcher.catalog import Catalog
 from dispatcher.channels.base import Channel, Message, Outcome, Recipient
 from dispatcher.channels.runtime import ChannelRuntime
-from dispatcher.claim import claim
 from dispatcher.clock import utcnow
-from dispatcher.compose import Composer, Row
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
+from dispatcher.engine.claim import claim
+from dispatcher.engine.compose import Composer, Row
+from dispatcher.engine.records import Record, record_for_outcome, write_records, write_records_in
 from dispatcher.enums import DeliveryStatus, Priority, Reason
 from dispatcher.errors import TransientDeliveryError, UnknownEventTypeError
-from dispatcher.policy import Candidate, Decision, PolicyChain
-from dispatcher.records import Record, record_for_outcome, write_records, write_records_in
-from dispatcher.render import Renderer
+from dispatcher.policies.base import Candidate, Decision, PolicyChain
+from dispatcher.templating.renderer import Renderer
 
 
 @dataclass

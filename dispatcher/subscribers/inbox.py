@@ -13,7 +13,7 @@ from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Event, Notification
 from dispatcher.errors import NotFoundError
-from dispatcher.subscribers import subscriber_pk
+from dispatcher.subscribers.directory import subscriber_pk
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from dispatcher.errors import InvalidUnsubscribeTokenError
 
 if TYPE_CHECKING:
     from dispatcher.dispatcher import Dispatcher
-    from dispatcher.preferences import PreferenceRule
+    from dispatcher.policies.preference import PreferenceRule
 
 _AUDIENCE = "dispatcher:unsubscribe"
 _ALGORITHM = "HS256"

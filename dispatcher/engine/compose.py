@@ -13,11 +13,11 @@ from typing import Any
 
 from dispatcher import log
 from dispatcher.channels.base import Channel, Message
+from dispatcher.engine.records import Record
 from dispatcher.enums import DeliveryStatus, Reason
 from dispatcher.errors import TemplateError
-from dispatcher.policy import SEND, Action, Candidate, Decision
-from dispatcher.records import Record
-from dispatcher.render import Renderer
+from dispatcher.policies.base import SEND, Action, Candidate, Decision
+from dispatcher.templating.renderer import Renderer
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dispatcher import log
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Delivery, Event
-from dispatcher.doorbell import Doorbell
+from dispatcher.engine.doorbell import Doorbell
 from dispatcher.enums import DeliveryStatus, EventStatus, Priority
 
 

@@ -15,7 +15,7 @@ Header values never reach the message by string concatenation unchecked:
   we encode ourselves, so ``=?…?=`` in payload text stays literal text. The finished
   line is checked once more: one header, printable ASCII, folded only by CRLF + space,
   reading back as the subject it was made from;
-* ``To`` is an address :func:`~dispatcher.addresses.validate_email` accepted (dot-atom
+* ``To`` is an address :func:`~dispatcher.subscribers.addresses.validate_email` accepted (dot-atom
   local part, IDNA domain), ``Message-ID`` and ``Date`` are made of digits and a
   checked domain, and the unsubscribe URL is checked to be printable ASCII.
 
@@ -36,8 +36,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import lru_cache
 
-from dispatcher.addresses import validate_email
 from dispatcher.errors import ConfigurationError, HeaderInjectionError, InvalidAddressError
+from dispatcher.subscribers.addresses import validate_email
 
 #: Characters :meth:`str.splitlines` breaks on, plus the other C0/C1 controls.
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")

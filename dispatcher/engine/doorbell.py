@@ -11,7 +11,7 @@ it is held ``notify`` does not ring. The drain releases it only when it finds no
 left, and then looks once more: a producer that found the latch held had committed its
 event before the release, so that last look finds it; one that comes after the release
 rings anew. An idle system still sends one message per event; a busy one sends one per
-burst, which is when the per-message cost matters. See :func:`dispatcher.fanout.drain`.
+burst, which is when the per-message cost matters. See :func:`dispatcher.engine.drain.drain`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import redis
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from dispatcher import log, queues
+from dispatcher import log, names
 from dispatcher.enums import Priority
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ class Doorbell:
         self, event_id: int | None, priority: Priority, bulk: bool, *, holds_latch: bool
     ) -> bool:
         drain = {"priority": priority.value, "bulk": bulk, "holds_latch": holds_latch}
-        queue = queues.for_priority(priority, bulk=bulk)
+        queue = names.for_priority(priority, bulk=bulk)
         return self._send(FANOUT, [event_id], queue, {"drain": drain}, event_id=event_id)
 
     def deliver(
@@ -173,7 +173,7 @@ class Doorbell:
         batch_size: int = 500,
     ) -> int:
         """Ask workers to send these deliveries, ``batch_size`` per task; returns tasks sent."""
-        queue = queues.for_priority(priority, bulk=bulk)
+        queue = names.for_priority(priority, bulk=bulk)
         sent = 0
         ids = list(delivery_ids)
         for start in range(0, len(ids), batch_size):

@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from dispatcher.addresses import validate_email, validate_locale, validate_timezone
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Subscriber
 from dispatcher.errors import NotFoundError, ValidationError
+from dispatcher.subscribers.addresses import validate_email, validate_locale, validate_timezone
 
 _UNSET: Any = object()
 

@@ -20,7 +20,7 @@ from dispatcher.catalog import Catalog
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Event, Subscriber, table
-from dispatcher.doorbell import Doorbell
+from dispatcher.engine.doorbell import Doorbell
 from dispatcher.enums import Priority
 from dispatcher.errors import IdempotencyConflictError, UnknownSubscriberError, ValidationError
 

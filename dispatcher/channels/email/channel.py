@@ -1,7 +1,7 @@
 """Email: render subject, text and HTML; send them over a pool of SMTP connections.
 
-The channel builds messages (:mod:`dispatcher.mail`) and classifies outcomes; the
-provider (:class:`~dispatcher.providers.smtp.SmtpPool`) carries them. Each worker
+The channel builds messages (:mod:`dispatcher.channels.email.message`) and classifies outcomes; the
+provider (:class:`~dispatcher.channels.email.smtp.SmtpPool`) carries them. Each worker
 process keeps one pool on its own event loop, reused across batches.
 """
 
@@ -21,6 +21,18 @@ from dispatcher.channels.base import (
     Recipient,
     RetryPolicy,
 )
+from dispatcher.channels.email.message import (
+    EmailComposer,
+    ascii_address,
+    message_id_for,
+    parse_mailbox,
+)
+from dispatcher.channels.email.smtp import Envelope, SmtpPool
+from dispatcher.channels.email.unsubscribe import (
+    issue_unsubscribe_token,
+    preferences_url,
+    unsubscribe_url,
+)
 from dispatcher.clock import utcnow
 from dispatcher.enums import Reason
 from dispatcher.errors import (
@@ -29,14 +41,6 @@ from dispatcher.errors import (
     InvalidAddressError,
     PermanentDeliveryError,
 )
-from dispatcher.mail.message import (
-    EmailComposer,
-    ascii_address,
-    message_id_for,
-    parse_mailbox,
-)
-from dispatcher.providers.smtp import Envelope, SmtpPool
-from dispatcher.unsubscribe import issue_unsubscribe_token, preferences_url, unsubscribe_url
 
 if TYPE_CHECKING:
     from dispatcher.catalog import NotificationType

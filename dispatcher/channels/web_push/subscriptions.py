@@ -24,12 +24,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dispatcher.channels.web_push.vapid import b64url_decode, b64url_encode
 from dispatcher.db.engine import Store
 from dispatcher.db.models import PushSubscription
 from dispatcher.errors import InvalidSubscriptionError, NotFoundError, UnknownSubscriberError
 from dispatcher.settings import PushSettings
-from dispatcher.subscribers import subscriber_pk
-from dispatcher.vapid import b64url_decode, b64url_encode
+from dispatcher.subscribers.directory import subscriber_pk
 
 #: The column's size; push services' endpoints are far shorter.
 MAX_ENDPOINT_LENGTH = 2048

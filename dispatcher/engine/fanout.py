@@ -22,8 +22,8 @@ from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store, insert_ignore
 from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
 from dispatcher.db.types import UTCDateTime
-from dispatcher.delivery import Batch, Deliverer, EventFacts, NewDelivery
-from dispatcher.doorbell import Doorbell
+from dispatcher.engine.delivery import Batch, Deliverer, EventFacts, NewDelivery
+from dispatcher.engine.doorbell import Doorbell
 from dispatcher.enums import DeliveryStatus, EventStatus, Priority
 
 LOOKUP_CHUNK = 5000
