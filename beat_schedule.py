@@ -6,17 +6,19 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from dispatcher import names
+
 SCHEDULE: dict[str, dict[str, Any]] = {
     # Re-ring lost messages, release scheduled deliveries, take back expired leases.
     "sweep": {
-        "task": "dispatcher.sweep",
+        "task": names.SWEEP,
         "schedule": timedelta(seconds=5),
-        "options": {"queue": "dispatcher.maintenance", "expires": 30},
+        "options": {"queue": names.MAINTENANCE, "expires": 30},
     },
     # Delete finished events older than DISPATCHER_RETENTION_DAYS, a batch at a time.
     "purge": {
-        "task": "dispatcher.purge",
+        "task": names.PURGE,
         "schedule": timedelta(minutes=10),
-        "options": {"queue": "dispatcher.maintenance", "expires": 600},
+        "options": {"queue": names.MAINTENANCE, "expires": 600},
     },
 }

@@ -4,7 +4,7 @@ Run ``celery -A worker worker``, ``celery -A worker beat`` or ``celery -A worker
 """
 
 from beat_schedule import SCHEDULE
-from dispatcher.worker.tasks import create_app
+from dispatcher.worker import create_app
 
 app = create_app()
 app.conf.beat_schedule = SCHEDULE

@@ -34,10 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 import aiosmtplib  # noqa: E402
 
-from dispatcher.catalog import default_catalog  # noqa: E402
-from dispatcher.channels.base import ChannelContext, Message, Recipient  # noqa: E402
+from dispatcher.channels.base import ChannelContext, Message  # noqa: E402
 from dispatcher.channels.email.channel import EmailChannel  # noqa: E402
+from dispatcher.seed_types import default_catalog  # noqa: E402
 from dispatcher.settings import Settings, SmtpSettings  # noqa: E402
+from dispatcher.subscribers.recipient import Recipient  # noqa: E402
 from dispatcher.templating.renderer import Renderer  # noqa: E402
 
 SENDER = "noreply@example.com"
@@ -129,7 +130,7 @@ def bench_channel(port: int, count: int, pool: int, batch: int) -> tuple[float, 
         messages = []
         for i in range(first, min(first + batch, count)):
             locale = "es" if i % 2 else "en"
-            recipient = Recipient(i, f"user-{i}", f"user{i}@example.com", locale, "UTC")
+            recipient = Recipient(i, f"user-{i}", locale, "UTC", {"email": f"user{i}@example.com"})
             data = {**base, "ticket_id": 1000 + i, "seller": f"Vendedor {i} Muñoz"}
             context = {
                 **data,
@@ -199,7 +200,7 @@ def main() -> None:
     try:
         channel = make_channel(port, args.pool)
         ticket = default_catalog().get("ticket_created")
-        recipient = Recipient(1, "u", "user@example.com", "en", "UTC")
+        recipient = Recipient(1, "u", "en", "UTC", {"email": "user@example.com"})
         renderer = Renderer([channel.settings.templates_dir])
         sample_context = {
             **ticket.example,

@@ -28,13 +28,24 @@ from pathlib import Path
 import redis
 
 from dispatcher import Dispatcher, Priority, Settings
-from dispatcher.channels.base import Recipient
 from dispatcher.db.models import Subscriber
-from dispatcher.policies import default_policies
+from dispatcher.policies import (
+    CollapsePolicy,
+    Policy,
+    PreferencePolicy,
+    QuietHoursPolicy,
+    RateLimitPolicy,
+)
 from dispatcher.policies.base import Candidate, PolicyChain
 from dispatcher.policies.rate_limit import RateLimiter
+from dispatcher.subscribers.recipient import Recipient
 
 ZONES = ["Europe/Madrid", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu"]
+
+
+def _policies(limiter: RateLimiter) -> list[Policy]:
+    """The default chain, with a rate limiter of the bench's own key prefix."""
+    return [PreferencePolicy(), QuietHoursPolicy(), CollapsePolicy(), RateLimitPolicy(limiter)]
 
 
 def main() -> None:
@@ -99,7 +110,7 @@ def run(d: Dispatcher, n: int, repeat: int, redis_url: str) -> None:
             channel="web_push",
             type=activity,
             priority=Priority.LOW,
-            recipient=Recipient(pks[f"bench-{run_id}-{i}"], f"s{i}", None, "en", ZONES[i % 4]),
+            recipient=Recipient(pks[f"bench-{run_id}-{i}"], f"s{i}", "en", ZONES[i % 4]),
             attempt=1,
         )
         for i in range(n)
@@ -108,7 +119,7 @@ def run(d: Dispatcher, n: int, repeat: int, redis_url: str) -> None:
     now = datetime(2026, 11, 27, 12, 30, tzinfo=UTC)
 
     def chain(tag: str) -> PolicyChain:
-        return PolicyChain(default_policies(RateLimiter(client, f"bench-{run_id}-{tag}")))
+        return PolicyChain(_policies(RateLimiter(client, f"bench-{run_id}-{tag}")))
 
     def batched(rep: int) -> float:
         c = chain(f"b{rep}")

@@ -334,8 +334,8 @@ def main() -> None:
     import redis
 
     from dispatcher import Dispatcher, Settings
-    from dispatcher.channels.in_app import inbox_channel
     from dispatcher.db.models import Subscriber
+    from dispatcher.names import inbox_channel
 
     workdir = Path(tempfile.mkdtemp(prefix="dispatcher-bench-"))
     database_url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
@@ -575,7 +575,7 @@ def main() -> None:
         verdict = "met" if target is not None and target < 25 else "NOT met"
         print(f"target p99 < 25 ms end to end: {verdict}")
     finally:
-        from dispatcher.worker.tasks import create_app
+        from dispatcher.worker import create_app
 
         left = create_app(settings).control.purge()
         if left:

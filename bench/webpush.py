@@ -36,13 +36,14 @@ from pywebpush import WebPusher, webpush  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
 from dispatcher import Dispatcher, Priority, Settings  # noqa: E402
-from dispatcher.channels.base import Message, Recipient  # noqa: E402
+from dispatcher.channels.base import Message  # noqa: E402
 from dispatcher.channels.web_push.channel import WebPushChannel  # noqa: E402
 from dispatcher.channels.web_push.payload import build_payload  # noqa: E402
 from dispatcher.channels.web_push.subscriptions import parse_subscription  # noqa: E402
 from dispatcher.channels.web_push.vapid import VapidKey  # noqa: E402
 from dispatcher.db.models import PushSubscription, Subscriber  # noqa: E402
 from dispatcher.settings import PushSettings  # noqa: E402
+from dispatcher.subscribers.recipient import Recipient  # noqa: E402
 from tests.push_service import Device  # noqa: E402
 
 SUBJECT = "mailto:bench@example.com"
@@ -128,7 +129,7 @@ def prepare_channel(
             event_id=1,
             type=kind,
             priority=Priority.HIGH,
-            recipient=Recipient(i + 1, f"s{i}", None, "en", "UTC"),
+            recipient=Recipient(i + 1, f"s{i}", "en", "UTC"),
             content=CONTENT,
             data={},
             attempt=1,

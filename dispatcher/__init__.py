@@ -1,7 +1,7 @@
 """dispatcher: domain events in; in-app, web push and email notifications out."""
 
 from dispatcher.catalog import Catalog, NotificationType, RateLimit
-from dispatcher.channels.base import Channel, Message, Outcome, Recipient
+from dispatcher.channels.base import Channel, Message, Outcome
 from dispatcher.channels.web_push.subscriptions import PushSubscriptionInfo
 from dispatcher.dispatcher import Dispatcher
 from dispatcher.engine.explain import Explanation
@@ -32,6 +32,7 @@ from dispatcher.errors import (
 from dispatcher.policies.quiet_hours import QuietWindow
 from dispatcher.settings import Settings
 from dispatcher.subscribers.inbox import InboxItem
+from dispatcher.subscribers.recipient import Recipient
 from dispatcher.templating.checks import TemplateProblem
 from dispatcher.templating.versions import EffectiveTemplate, TemplateVersionInfo
 

@@ -117,10 +117,3 @@ class Catalog:
 
     def copy(self) -> Catalog:
         return Catalog(self._types)
-
-
-def default_catalog() -> Catalog:
-    """A new catalog holding the six seed types."""
-    from dispatcher.seed_types import SEED_TYPES
-
-    return Catalog({t.name: t for t in SEED_TYPES})

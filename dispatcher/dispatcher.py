@@ -3,49 +3,55 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from dispatcher.catalog import Catalog, NotificationType, default_catalog
-from dispatcher.channels.base import ChannelContext
+from dispatcher.catalog import Catalog, NotificationType
+from dispatcher.channels.base import Channel, ChannelContext
+from dispatcher.channels.email.unsubscribe import UnsubscribeToken, verify_unsubscribe_token
+from dispatcher.channels.registry import ChannelRegistry
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.channels.web_push.subscriptions import PushSubscriptions
 from dispatcher.db.engine import Store
-from dispatcher.engine.delivery import Deliverer, DeliverReport
+from dispatcher.engine.broker import celery_app
 from dispatcher.engine.doorbell import Doorbell, Latch
-from dispatcher.engine.drain import DrainResult, drain
 from dispatcher.engine.explain import Explanation, explain
+from dispatcher.engine.operations import Deliveries
 from dispatcher.engine.outbox import EventReceipt, Outbox
 from dispatcher.enums import Priority
 from dispatcher.errors import ConfigurationError
-from dispatcher.fanout import FanoutResult, fanout
-from dispatcher.policies import default_policies
-from dispatcher.policies.base import Policy, PolicyChain
-from dispatcher.policies.preference import Preferences
+from dispatcher.policies import Policy, default_policies
+from dispatcher.policies.preference import PreferenceRule, Preferences
 from dispatcher.policies.quiet_hours import QuietHours
-from dispatcher.policies.rate_limit import RateLimiter
-from dispatcher.purge import PurgeResult, purge
+from dispatcher.seed_types import default_catalog
 from dispatcher.settings import Settings
 from dispatcher.subscribers.directory import Subscribers
 from dispatcher.subscribers.inbox import Inbox, InboxItem
-from dispatcher.sweep import SweepResult, sweep
 from dispatcher.templating.overrides import TemplateOverrides
 from dispatcher.templating.renderer import Renderer
 from dispatcher.templating.versions import Templates
-
-if TYPE_CHECKING:
-    from celery import Celery
 
 
 class Dispatcher:
     """Entry point: register types, manage subscribers, ``notify``, read inboxes.
 
     One instance per process is enough; it is safe to share between threads that do
-    not share a SQLAlchemy session.
+    not share a SQLAlchemy session. Workers build theirs from the environment
+    (``Dispatcher.from_env()``), so channels and policies that workers must know come
+    from entry points (see :mod:`dispatcher.channels.registry`).
+
+    Parameters:
+        settings: Defaults to the ``DISPATCHER_*`` environment.
+        catalog: Notification types; the seed types if None.
+        channels: Channel name → class (or ``"module:Class"``); if None, the built-in
+            channels plus those installed packages register
+            (:func:`~dispatcher.channels.default_channels`).
+        policies: Send-time policies in the order they run; if None,
+            :func:`~dispatcher.policies.default_policies`.
     """
 
     def __init__(
@@ -53,20 +59,31 @@ class Dispatcher:
         settings: Settings | None = None,
         *,
         catalog: Catalog | None = None,
+        channels: Mapping[str, type[Channel] | str] | None = None,
+        policies: Sequence[Policy] | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.store = Store(self.settings.database_url)
         self.catalog = catalog or default_catalog()
         for module in self.settings.types_modules:
             self._load_types(module)
-        self.doorbell = Doorbell(
-            self._make_celery,
+        #: The channels this dispatcher delivers through.
+        self.channel_registry = ChannelRegistry(channels)
+        #: The send-time policies, in the order they run (workers set them up).
+        self.policies: list[Policy] = list(default_policies() if policies is None else policies)
+        self._doorbell = Doorbell(
+            lambda: celery_app(self.settings),
             Latch(self.settings.redis_url, self.settings.redis_prefix, self.settings.broker_url),
         )
-        self.outbox = Outbox(self.store, self.catalog, self.doorbell)
+        self._outbox = Outbox(self.store, self.catalog, self._doorbell)
+        #: Every subscriber's in-app inbox: read, mark, archive, count.
+        self.inboxes = Inbox(self.store)
         self.subscribers = Subscribers(self.store)
-        self.inbox_store = Inbox(self.store)
-        self.preferences = Preferences(self.store, self.catalog)
+        #: Operators' view of deliveries: list, count, send failed ones again.
+        self.deliveries = Deliveries(self.store, self._doorbell)
+        self.preferences = Preferences(
+            self.store, self.catalog, lambda: self.channel_registry.names
+        )
         self.templates = Templates(
             self.store, self.catalog, lambda: self.renderer, lambda: self.channels
         )
@@ -92,11 +109,6 @@ class Dispatcher:
         for value in vars(module).values():
             if isinstance(value, NotificationType) and value.name not in self.catalog:
                 self.catalog.register(value)
-
-    def _make_celery(self) -> Celery:
-        from dispatcher.worker.tasks import create_app
-
-        return create_app(self.settings)
 
     # -- types --------------------------------------------------------------------
 
@@ -133,7 +145,7 @@ class Dispatcher:
             UnknownEventTypeError, PayloadValidationError, UnknownSubscriberError,
             ValidationError, IdempotencyConflictError: nothing is stored.
         """
-        return self.outbox.notify(
+        return self._outbox.notify(
             type,
             to=to,
             data=data,
@@ -155,7 +167,7 @@ class Dispatcher:
         archived: bool | None = False,
     ) -> list[InboxItem]:
         """The subscriber's in-app notifications, newest first."""
-        return self.inbox_store.list(
+        return self.inboxes.list(
             subscriber_id,
             limit=limit,
             unread_only=unread_only,
@@ -177,23 +189,31 @@ class Dispatcher:
         """
         return explain(self.store, ref)
 
-    # -- worker side --------------------------------------------------------------
+    def unsubscribe(
+        self, token: str, *, now: datetime | None = None
+    ) -> tuple[UnsubscribeToken, PreferenceRule]:
+        """Verify a one-click unsubscribe ``token`` and turn its channel off for its type
+        or category. Applying the same token twice leaves the same single rule.
 
-    def policies(self) -> list[Policy]:
-        """The send-time policies, in the order they are checked."""
-        return default_policies(self.rate_limiter)
-
-    @cached_property
-    def rate_limiter(self) -> RateLimiter:
-        import redis
-
-        client = redis.Redis.from_url(
-            self.settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+        Raises:
+            InvalidUnsubscribeTokenError: the token does not verify; nothing changes.
+            NotFoundError: the subscriber no longer exists.
+        """
+        request = verify_unsubscribe_token(token, self.settings.signing_secret, now=now)
+        rule = self.preferences.set(
+            request.subscriber_id,
+            enabled=False,
+            channel=request.channel,
+            type=request.type,
+            category=request.category,
         )
-        return RateLimiter(client, self.settings.redis_prefix)
+        return request, rule
+
+    # -- rendering and channels (shared with the worker) --------------------------
 
     @cached_property
     def renderer(self) -> Renderer:
+        """Renders this dispatcher's templates (files, then operators' overrides)."""
         folders = [*self.settings.extra_templates_dirs, self.settings.templates_dir]
         return Renderer(
             folders,
@@ -206,71 +226,8 @@ class Dispatcher:
 
     @cached_property
     def channels(self) -> ChannelRuntime:
-        return ChannelRuntime(ChannelContext(self.settings, self.store))
-
-    @cached_property
-    def deliverer(self) -> Deliverer:
-        return Deliverer(
-            self.store,
-            self.catalog,
-            self.renderer,
-            self.channels,
-            PolicyChain(self.policies()),
-            lease=timedelta(seconds=self.settings.lease_seconds),
-            default_locale=self.settings.default_locale,
-        )
-
-    def run_fanout(self, event_id: int) -> FanoutResult:
-        """Fan event ``event_id`` out now, in this process (what ``dispatcher.fanout`` runs)."""
-        return fanout(
-            self.store,
-            self.catalog,
-            self.doorbell,
-            event_id,
-            batch_size=self.settings.delivery_batch_size,
-            deliverer=self.deliverer,
-            inline_limit=self.settings.inline_delivery_limit,
-        )
-
-    def run_drain(
-        self,
-        priority: Priority | str,
-        *,
-        bulk: bool = False,
-        first: int | None = None,
-        holds_latch: bool = True,
-    ) -> DrainResult:
-        """Fan out event ``first`` and every other due event of ``priority`` (campaign
-        events if ``bulk``), in this process (what a draining ``dispatcher.fanout`` runs)."""
-        return drain(
-            self.store,
-            self.catalog,
-            self.doorbell,
-            Priority(priority),
-            bulk=bulk,
-            first=first,
-            holds_latch=holds_latch,
-            batch_size=self.settings.delivery_batch_size,
-            deliverer=self.deliverer,
-            inline_limit=self.settings.inline_delivery_limit,
-        )
-
-    def run_deliver(self, delivery_ids: Iterable[int]) -> DeliverReport:
-        """Claim and send deliveries now, in this process (what ``dispatcher.deliver`` runs)."""
-        return self.deliverer.deliver(list(delivery_ids))
-
-    def run_sweep(self) -> SweepResult:
-        """Re-ring due work now (what ``dispatcher.sweep`` runs)."""
-        return sweep(
-            self.store,
-            self.doorbell,
-            grace=timedelta(seconds=self.settings.sweep_grace_seconds),
-            batch_size=self.settings.delivery_batch_size,
-        )
-
-    def run_purge(self) -> PurgeResult:
-        """Delete finished events older than ``retention_days`` (what ``dispatcher.purge`` runs)."""
-        return purge(self.store, retention=timedelta(days=self.settings.retention_days))
+        """This process's channel instances (created on first use)."""
+        return ChannelRuntime(ChannelContext(self.settings, self.store), self.channel_registry)
 
     def migrate(self) -> None:
         """Create or upgrade the database schema to the newest migration."""
@@ -282,9 +239,7 @@ class Dispatcher:
         """Close channel connections and the database engine."""
         if "channels" in self.__dict__:
             self.channels.close()
-        if "rate_limiter" in self.__dict__:
-            self.rate_limiter.client.close()
-        self.doorbell.latch.close()
+        self._doorbell.latch.close()
         self.store.dispose()
 
     def __enter__(self) -> Dispatcher:

@@ -90,3 +90,5 @@ class Reason(StrEnum):
     SCHEDULED_SEND = "scheduled_send"
     #: The subscriber was deleted before delivery.
     SUBSCRIBER_GONE = "subscriber_gone"
+    #: An operator sent a failed delivery again (``dispatcher deliveries retry``).
+    OPERATOR_RETRY = "operator_retry"

@@ -1,7 +1,11 @@
-"""Which Celery queue carries which work: one per priority, plus bulk and maintenance.
+"""Every name shared between processes: Celery tasks and queues, Redis keys and channels.
 
-Separate queues (rather than broker priorities) keep urgent work from waiting behind a
-backlog of low-priority messages, and let operators run dedicated workers per queue.
+Producers, workers, beat, the gateway and Flower must agree on these strings; they are
+written once, here, and imported by the code and by ``beat_schedule.py`` alike.
+
+Queues: one per priority, plus bulk and maintenance. Separate queues (rather than
+broker priorities) keep urgent work from waiting behind a backlog of low-priority
+messages, and let operators run dedicated workers per queue.
 """
 
 from __future__ import annotations
@@ -9,6 +13,19 @@ from __future__ import annotations
 from dispatcher.enums import Priority
 
 PREFIX = "dispatcher"
+
+# -- Celery tasks (stable: they are what Flower shows and what old messages name) --------
+
+#: Fan out one event, or drain every due event of a kind.
+FANOUT = f"{PREFIX}.fanout"
+#: Claim and send a batch of deliveries.
+DELIVER = f"{PREFIX}.deliver"
+#: Beat: re-ring due work, take back expired leases.
+SWEEP = f"{PREFIX}.sweep"
+#: Beat: delete finished events past their retention.
+PURGE = f"{PREFIX}.purge"
+
+# -- Celery queues -----------------------------------------------------------------------
 
 #: Campaign traffic, so a million-recipient send never delays transactional mail.
 BULK = f"{PREFIX}.bulk"
@@ -33,3 +50,43 @@ def for_priority(priority: Priority | str, *, bulk: bool = False) -> str:
     if bulk and priority is not Priority.URGENT:
         return BULK
     return f"{PREFIX}.{priority.value}"
+
+
+# -- Redis keys and pub/sub channels (``prefix`` is DISPATCHER_REDIS_PREFIX) --------------
+
+
+def inbox_channel(prefix: str, subscriber_external_id: str) -> str:
+    """The pub/sub channel that carries one subscriber's real-time messages; the
+    gateway subscribes to ``inbox_channel(prefix, "*")``."""
+    return f"{prefix}:inbox:{subscriber_external_id}"
+
+
+def fanout_latch(prefix: str, broker_digest: str, priority: Priority, kind: str) -> str:
+    """The latch saying a draining fan-out of ``kind`` (``direct``/``campaign``) and
+    ``priority`` is on its way on the broker whose URL digest is ``broker_digest``."""
+    return f"{prefix}:fanout-latch:{broker_digest}:{priority.value}:{kind}"
+
+
+def fanout_latch_pattern(prefix: str) -> str:
+    """Every fan-out latch under ``prefix`` (for ``SCAN``)."""
+    return f"{prefix}:fanout-latch:*"
+
+
+def rate_limit(prefix: str, subscriber_pk: int, channel: str, type_name: str) -> str:
+    """The sorted set of recent sends counted by a rate limit."""
+    return f"{prefix}:rate:{subscriber_pk}:{channel}:{type_name}"
+
+
+def gateway_request_rate(prefix: str, token_key: str, window: int) -> str:
+    """A gateway caller's request counter for one window."""
+    return f"{prefix}:gw:rate:{token_key}:{window}"
+
+
+def gateway_connections(prefix: str, subscriber_id: str) -> str:
+    """The set of a subscriber's open WebSocket connections, across gateways."""
+    return f"{prefix}:gw:conns:{subscriber_id}"
+
+
+def gateway_client(prefix: str) -> str:
+    """The Redis ``CLIENT SETNAME`` of a gateway connection."""
+    return f"{prefix}:gateway"

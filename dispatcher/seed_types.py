@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from dispatcher.catalog import NotificationType, RateLimit
+from dispatcher.catalog import Catalog, NotificationType, RateLimit
 from dispatcher.enums import Priority
 
 Currency = str
@@ -192,3 +192,8 @@ SEED_TYPES: tuple[NotificationType, ...] = (
         description="Something happened on the subscriber's account.",
     ),
 )
+
+
+def default_catalog() -> Catalog:
+    """A catalog of the seed types (the ticket app's six)."""
+    return Catalog({t.name: t for t in SEED_TYPES})

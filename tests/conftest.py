@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from dispatcher import Dispatcher, Settings
 from dispatcher.db.models import Base
+from dispatcher.worker import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_HOST = os.environ.get("DISPATCHER_TEST_REDIS_HOST", "127.0.0.1")
@@ -51,6 +52,25 @@ PG_ADMIN_URL = os.environ.get(
 RUN_ID = uuid.uuid4().hex[:8]
 PG_DB = f"dispatcher_test_{RUN_ID}"
 BACKENDS = ("sqlite", "postgres")
+
+
+_RUNTIMES: dict[int, tuple[Dispatcher, Runtime]] = {}
+
+
+def runtime(d: Dispatcher) -> Runtime:
+    """The worker side of ``d`` in this process, built once per dispatcher: tests run
+    fan-out, delivery and the sweep with it instead of a worker."""
+    entry = _RUNTIMES.get(id(d))
+    if entry is None or entry[0] is not d:
+        entry = _RUNTIMES[id(d)] = (d, Runtime(d))
+    return entry[1]
+
+
+def close_runtime(d: Dispatcher) -> None:
+    """Close the runtime :func:`runtime` built for ``d``, if any."""
+    entry = _RUNTIMES.pop(id(d), None)
+    if entry is not None:
+        entry[1].close()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
@@ -176,6 +196,7 @@ def dispatcher(
         for key in r.scan_iter(f"{d.settings.redis_prefix}:fanout-latch:*"):
             r.delete(key)
     yield d
+    close_runtime(d)
     d.close()
 
 
@@ -194,7 +215,9 @@ class CeleryProcess:
         self.settings = settings
         self.log_path = log_path
         env = {**os.environ, **settings_env(settings), **extra_env}
-        env["PYTHONPATH"] = str(ROOT)
+        # Tests may add paths (tests/plugin_dist, whose entry points add channels).
+        extra_path = [p for p in [extra_env.get("PYTHONPATH")] if p]
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *extra_path])
         self.log_file = log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker", *(args or self.default_args())],

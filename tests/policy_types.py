@@ -1,8 +1,10 @@
 """Test-only notification types and a ``recorder`` channel for the policy tests.
 
-Loaded by workers through ``DISPATCHER_TYPES_MODULES``. The ``recorder`` channel stands
-in for email and push (built on other branches): it appends each message to a Redis
-list, so a test sees exactly what left the worker and when (by the dispatcher clock).
+The types are loaded by workers through ``DISPATCHER_TYPES_MODULES``. The ``recorder``
+channel is registered from outside the package, as an app's would be: by the entry point
+in ``tests/plugin_dist`` for workers, and by ``Dispatcher(channels=...)`` in the test
+process (:data:`CHANNELS`). It appends each message to a Redis list, so a test sees
+exactly what left the worker and when (by the dispatcher clock).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import redis
 from pydantic import BaseModel
 
 from dispatcher import Catalog, Channel, Message, NotificationType, Outcome, Priority, RateLimit
-from dispatcher.channels import REGISTRY
+from dispatcher.channels import default_channels
 from dispatcher.clock import utcnow
 
 
@@ -115,15 +117,12 @@ TYPES = (
 
 
 def register_types(catalog: Catalog) -> None:
-    """Add the test types and the ``recorder`` channel (the DISPATCHER_TYPES_MODULES
-    hook). In the test process, :func:`uninstall` takes the channel away again so other
-    tests never see it in the registry."""
-    REGISTRY.setdefault("recorder", "tests.policy_types:RecorderChannel")
+    """Add the test types (the DISPATCHER_TYPES_MODULES hook)."""
     for t in TYPES:
         if t.name not in catalog:
             catalog.register(t)
 
 
-def uninstall() -> None:
-    """Remove the ``recorder`` channel from the registry."""
-    REGISTRY.pop("recorder", None)
+def channels() -> dict[str, type[Channel] | str]:
+    """The default channels plus ``recorder``, for dispatchers in the test process."""
+    return {**default_channels(), "recorder": RecorderChannel}

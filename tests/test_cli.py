@@ -9,7 +9,7 @@ import sys
 from click.testing import CliRunner
 
 from dispatcher.cli import main
-from tests.conftest import REDIS_HOST, REDIS_PORT, ROOT
+from tests.conftest import REDIS_HOST, REDIS_PORT, ROOT, runtime
 
 #: The demo's own worker listens on this Redis database; no other test uses it.
 DEMO_REDIS_DB = os.environ.get("DISPATCHER_TEST_DEMO_REDIS_DB", "14")
@@ -105,7 +105,7 @@ def test_send_list_stats_and_retry(dispatcher) -> None:  # type: ignore[no-untyp
     unknown = runner.invoke(main, ["send", "nope", "--to", "u1"], env=env)
     assert unknown.exit_code == 1 and "unknown notification type 'nope'" in unknown.output
 
-    dispatcher.run_fanout(1)
+    runtime(dispatcher).fanout(1)
     with dispatcher.store.session() as s:
         (delivery_id,) = s.scalars(select(Delivery.id))
         s.execute(
@@ -122,4 +122,4 @@ def test_send_list_stats_and_retry(dispatcher) -> None:  # type: ignore[no-untyp
     with dispatcher.store.session() as s:
         row = s.get_one(Delivery, delivery_id)
         assert (row.status, row.attempts, row.reason) == (DeliveryStatus.PENDING, 0, None)
-    assert dispatcher.run_deliver([delivery_id]).counts == {"sent": 1}
+    assert runtime(dispatcher).deliver([delivery_id]).counts == {"sent": 1}

@@ -18,7 +18,7 @@ from dispatcher.db.models import Event, Notification
 from dispatcher.engine.doorbell import Latch
 from dispatcher.engine.drain import DRAIN_BATCH, drain
 from tests.app_types import PayoutSent
-from tests.conftest import QUIET_BROKER_URL, StartWorker, make_settings, wait_for
+from tests.conftest import QUIET_BROKER_URL, StartWorker, make_settings, runtime, wait_for
 
 PAYOUT = {"payout_id": 1, "amount": "10.00"}
 QUEUE = "dispatcher.medium"  # payout_sent is of medium priority
@@ -52,8 +52,8 @@ def _body(message: dict[str, Any]) -> bytes:
 
 
 def latched(d: Dispatcher, priority: Priority = Priority.MEDIUM) -> bool:
-    key = d.doorbell.latch.key(priority, False)
-    return bool(d.doorbell.latch.client.exists(key))
+    key = d._doorbell.latch.key(priority, False)
+    return bool(d._doorbell.latch.client.exists(key))
 
 
 def statuses(d: Dispatcher) -> list[EventStatus]:
@@ -74,7 +74,7 @@ def test_notify_rings_once_while_a_drain_is_on_its_way(
     ]
     assert latched(dispatcher)
 
-    result = dispatcher.run_drain("medium", first=first.id)
+    result = runtime(dispatcher).drain("medium", first=first.id)
 
     assert (result.events, result.notifications, result.handed_on) == (5, 5, False)
     assert statuses(dispatcher) == [EventStatus.FANNED_OUT] * 5
@@ -89,7 +89,7 @@ def test_an_event_whose_ring_found_the_latch_held_is_found_by_the_last_look(
 ) -> None:
     dispatcher.subscribers.upsert("ana")
     dispatcher.notify("payout_sent", to="ana", data=PAYOUT)
-    latch = dispatcher.doorbell.latch
+    latch = dispatcher._doorbell.latch
     release = latch.release
     late: list[int] = []
 
@@ -101,7 +101,7 @@ def test_an_event_whose_ring_found_the_latch_held_is_found_by_the_last_look(
         release(priority, bulk)
 
     monkeypatch.setattr(latch, "release", notify_then_release)
-    result = dispatcher.run_drain("medium")
+    result = runtime(dispatcher).drain("medium")
 
     assert len(fanout_messages(quiet)) == 1  # the late event did not ring...
     assert result.events == 2  # ...and was fanned out all the same
@@ -119,7 +119,7 @@ def test_a_drain_past_its_limit_hands_the_latch_to_a_successor(
     result = drain(
         dispatcher.store,
         dispatcher.catalog,
-        dispatcher.doorbell,
+        dispatcher._doorbell,
         Priority.MEDIUM,
         max_events=2,
     )
@@ -140,7 +140,7 @@ def test_a_full_batch_rings_one_helper_without_the_latch(
         dispatcher.notify("payout_sent", to="ana", data=PAYOUT)
     quiet.delete(QUEUE)
 
-    result = dispatcher.run_drain("medium")
+    result = runtime(dispatcher).drain("medium")
 
     assert result.events == 2 * DRAIN_BATCH + 1
     assert fanout_messages(quiet) == [
@@ -172,7 +172,7 @@ def test_an_event_that_cannot_be_fanned_out_does_not_hold_up_the_others(
         app.close()
 
     with caplog.at_level(logging.WARNING, logger="dispatcher"):
-        result = dispatcher.run_drain("medium", first=unknown.id)
+        result = runtime(dispatcher).drain("medium", first=unknown.id)
 
     assert result.events == 3
     assert statuses(dispatcher) == [EventStatus.PENDING] + [EventStatus.FANNED_OUT] * 3
@@ -197,7 +197,7 @@ def test_concurrent_drains_fan_each_event_out_once(
 
     def run() -> None:
         try:
-            counted.append(dispatcher.run_drain("medium", holds_latch=False).events)
+            counted.append(runtime(dispatcher).drain("medium", holds_latch=False).events)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -292,8 +292,8 @@ def test_a_relay_the_broker_refused_gives_the_latch_back(dispatcher: Dispatcher)
         make_settings(dispatcher.settings.database_url, broker_url="redis://127.0.0.1:1/0")
     )
     try:
-        assert d.doorbell.latch.take(Priority.MEDIUM, False)
-        assert d.doorbell.relay("medium", bulk=False, holds_latch=True) is False
+        assert d._doorbell.latch.take(Priority.MEDIUM, False)
+        assert d._doorbell.relay("medium", bulk=False, holds_latch=True) is False
         assert not latched(d)  # else no event of this kind would ring until it expired
     finally:
         d.close()
@@ -309,4 +309,4 @@ def test_a_batch_failure_with_no_event_to_blame_is_raised(
 
     monkeypatch.setattr(draining, "fanout_due", broken)
     with pytest.raises(RuntimeError, match="renderer exploded"):
-        dispatcher.run_drain("medium", holds_latch=False)
+        runtime(dispatcher).drain("medium", holds_latch=False)

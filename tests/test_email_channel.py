@@ -18,11 +18,10 @@ from sqlalchemy import select, text, update
 
 from dispatcher import DeliveryStatus, Dispatcher, InvalidAddressError, NotFoundError, Reason
 from dispatcher.channels.email.channel import EmailChannel
-from dispatcher.channels.email.unsubscribe import apply_unsubscribe
 from dispatcher.clock import utcnow
 from dispatcher.db.models import Delivery
 from dispatcher.settings import SmtpSettings
-from tests.conftest import make_settings
+from tests.conftest import make_settings, runtime
 from tests.smtp_server import (  # noqa: F401 - fixtures
     DROP,
     SmtpServer,
@@ -77,11 +76,11 @@ def email_rows(d: Dispatcher) -> list[Delivery]:
 
 def deliver_event(d: Dispatcher, type: str, to: list[str], data: dict[str, Any]) -> list[Delivery]:
     receipt = d.notify(type, to=to, data=data)
-    d.run_fanout(receipt.id)
+    runtime(d).fanout(receipt.id)
     # Every channel's rows, so none is left pending for a later sweep to count.
     with d.store.session() as s:
         ids = list(s.scalars(select(Delivery.id).where(Delivery.status == DeliveryStatus.PENDING)))
-    d.run_deliver(ids)
+    runtime(d).deliver(ids)
     return email_rows(d)
 
 
@@ -122,7 +121,7 @@ def test_seed_event_becomes_a_proper_email(make_mailer, smtp_server: SmtpServer)
 
     # Following the link (what the gateway's POST does) turns this type's email off.
     token = parse_qs(urlsplit(link).query)["token"][0]
-    request, _ = apply_unsubscribe(d, token)
+    request, _ = d.unsubscribe(token)
     assert (request.subscriber_id, request.type, request.channel) == (
         "u1",
         "ticket_created",
@@ -173,7 +172,7 @@ def test_message_id_is_the_same_on_a_resend(make_mailer, smtp_server: SmtpServer
         s.execute(
             update(Delivery).where(Delivery.id == row.id).values(status=DeliveryStatus.PENDING)
         )
-    d.run_deliver([row.id])
+    runtime(d).deliver([row.id])
     first, second = smtp_server.to("ana@example.com")
     assert first.parse()["Message-ID"] == second.parse()["Message-ID"] == row.provider_id
 
@@ -234,8 +233,8 @@ def test_a_refused_message_is_retried_and_then_sent_once(
     [row] = deliver_event(d, "ticket_created", ["u1"], TICKET)
     for _ in range(2):
         time.sleep(0.15)
-        d.run_sweep()
-        d.run_deliver([row.id])
+        runtime(d).sweep()
+        runtime(d).deliver([row.id])
     [row] = email_rows(d)
     assert row.status is DeliveryStatus.SENT and row.attempts == 3
     assert len(smtp_server.to("ana@example.com")) == 1
@@ -247,7 +246,7 @@ def test_retries_run_out(make_mailer, smtp_server: SmtpServer) -> None:  # type:
     smtp_server.fail("ana@example.com", "450 4.2.1 busy")
     [row] = deliver_event(d, "ticket_created", ["u1"], TICKET)
     time.sleep(0.15)
-    d.run_deliver([row.id])
+    runtime(d).deliver([row.id])
     [row] = email_rows(d)
     assert row.status is DeliveryStatus.FAILED and row.reason == Reason.RETRIES_EXHAUSTED
     assert "450" in (row.detail or "")
@@ -313,22 +312,22 @@ def test_smtp_down_then_back_sends_everything_once(make_mailer, smtp_server: Smt
     assert {r.status for r in rows} == {DeliveryStatus.SCHEDULED}
     assert all("smtp_unavailable" in (r.detail or "") for r in rows)
     time.sleep(0.15)
-    d.run_sweep()  # still down: released, tried, piled up again
-    d.run_deliver([r.id for r in rows])
+    runtime(d).sweep()  # still down: released, tried, piled up again
+    runtime(d).deliver([r.id for r in rows])
     assert {r.status for r in email_rows(d)} == {DeliveryStatus.SCHEDULED}
     assert {r.attempts for r in email_rows(d)} == {2}
 
     smtp_server.start()
     time.sleep(0.15)
-    assert d.run_sweep().deliveries == len(people)
-    d.run_deliver([r.id for r in rows])
-    d.run_deliver([r.id for r in rows])  # a duplicated doorbell changes nothing
+    assert runtime(d).sweep().deliveries == len(people)
+    runtime(d).deliver([r.id for r in rows])
+    runtime(d).deliver([r.id for r in rows])  # a duplicated doorbell changes nothing
     assert {r.status for r in email_rows(d)} == {DeliveryStatus.SENT}
     assert sorted(a for m in smtp_server.messages for a in m.rcpt_tos) == sorted(
         f"{p}@example.com" for p in people
     )
     time.sleep(0.15)
-    assert d.run_sweep().deliveries == 0
+    assert runtime(d).sweep().deliveries == 0
 
 
 def test_connections_are_reused_across_batches(make_mailer, smtp_server: SmtpServer) -> None:  # type: ignore[no-untyped-def]

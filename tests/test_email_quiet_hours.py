@@ -15,7 +15,7 @@ from sqlalchemy import select
 from dispatcher import DeliveryStatus, Dispatcher, Reason
 from dispatcher.db.models import Delivery
 from dispatcher.settings import SmtpSettings
-from tests.conftest import make_settings
+from tests.conftest import make_settings, runtime
 from tests.policy.support import at, release
 from tests.smtp_server import (  # noqa: F401 - fixtures
     SmtpServer,
@@ -93,9 +93,9 @@ def test_deferred_email_is_released_at_the_end_of_quiet_hours(
     d.quiet_hours.set("ana", [("22:00", "07:00", "0123456")])
     with at(evening):
         receipt = d.notify("ticket_cancelled", to="ana", data=CANCELLED)
-        d.run_fanout(receipt.id)
+        runtime(d).fanout(receipt.id)
         with d.store.session() as s:
-            d.run_deliver(list(s.scalars(select(Delivery.id))))
+            runtime(d).deliver(list(s.scalars(select(Delivery.id))))
     row = _email(d)
     assert (row.status, row.reason) == (DeliveryStatus.SCHEDULED, Reason.QUIET_HOURS)
     assert row.scheduled_for == release_utc

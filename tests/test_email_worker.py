@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from dispatcher import DeliveryStatus, Dispatcher
 from dispatcher.db.models import Delivery
-from tests.conftest import StartWorker, wait_for
+from tests.conftest import StartWorker, runtime, wait_for
 from tests.smtp_server import (  # noqa: F401 - fixtures
     SmtpServer,
     smtp_server_fixture,
@@ -76,7 +76,7 @@ def test_worker_piles_up_while_smtp_is_down_and_sends_each_once_after(
 
     def swept(predicate):  # type: ignore[no-untyped-def]
         def check() -> object:
-            dispatcher.run_sweep()  # what beat does every few seconds
+            runtime(dispatcher).sweep()  # what beat does every few seconds
             return predicate()
 
         return check
@@ -89,6 +89,6 @@ def test_worker_piles_up_while_smtp_is_down_and_sends_each_once_after(
     assert {r.status for r in email_rows(dispatcher)} == {DeliveryStatus.SENT}
     for _ in range(3):  # more sweeps ring nothing and send nothing
         time.sleep(0.3)
-        dispatcher.run_sweep()
+        runtime(dispatcher).sweep()
     received = sorted(a for m in smtp_server.messages for a in m.rcpt_tos)
     assert received == sorted(f"{p}@example.com" for p in people)

@@ -80,7 +80,7 @@ def test_demo_page_shows_live_notifications_and_marks_them_read(
     expect(page.locator("#badge")).to_have_text("1")
     expect(newest).not_to_have_class("unread")
     nid = int(newest.get_attribute("data-id") or 0)
-    assert wait_for(lambda: dispatcher.inbox_store.get("ana", nid).read_at)
-    assert dispatcher.inbox_store.unread_count("ana") == 1
+    assert wait_for(lambda: dispatcher.inboxes.get("ana", nid).read_at)
+    assert dispatcher.inboxes.unread_count("ana") == 1
     page.screenshot(path=str(ARTIFACTS / "gateway-demo.png"), full_page=True)
     assert (ARTIFACTS / "gateway-demo.png").stat().st_size > 1000

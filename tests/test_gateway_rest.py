@@ -93,7 +93,7 @@ def test_someone_elses_notification_is_404_for_read_mark_and_archive(
         assert http.get("/api/notifications/999999").json() == {"detail": "not found"}
         assert http.get("/api/notifications").json()["items"] == []
         assert http.post("/api/notifications/read-all").json() == {"changed": 0}
-    bob = dispatcher.inbox_store.get("bob", bobs)
+    bob = dispatcher.inboxes.get("bob", bobs)
     assert (bob.read_at, bob.seen_at, bob.archived_at) == (None, None, None)
 
 

@@ -107,7 +107,7 @@ def test_resume_by_timestamp(
 ) -> None:
     dispatcher.subscribers.upsert("ana")
     first = deliver(dispatcher, "ana", 1)
-    moment = dispatcher.inbox_store.get("ana", first[0]).created_at.isoformat()
+    moment = dispatcher.inboxes.get("ana", first[0]).created_at.isoformat()
     later = deliver(dispatcher, "ana", 2, start=2)
     with gateway.socket("ana") as ws:
         ws.send({"type": "resume", "since": moment})
@@ -166,7 +166,7 @@ def test_someone_elses_notification_cannot_be_marked_over_the_socket(
         ws.count_until(0)
         ws.send({"type": "mark_read", "id": bobs})
         assert ws.recv_type("error") == {"type": "error", "error": "not_found", "id": bobs}
-    assert dispatcher.inbox_store.get("bob", bobs).read_at is None
+    assert dispatcher.inboxes.get("bob", bobs).read_at is None
     with gateway.socket("bob") as ws:
         ws.count_until(1)
         # Nothing of Bob's reaches Ana's socket.

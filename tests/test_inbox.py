@@ -6,6 +6,7 @@ import pytest
 
 from dispatcher import Dispatcher, NotFoundError, ValidationError
 from dispatcher.errors import InvalidAddressError, InvalidTimeZoneError
+from tests.conftest import runtime
 
 
 def _deliver_all(d: Dispatcher, *receipts: int) -> None:
@@ -14,9 +15,9 @@ def _deliver_all(d: Dispatcher, *receipts: int) -> None:
     from dispatcher.db.models import Delivery
 
     for event_id in receipts:
-        d.run_fanout(event_id)
+        runtime(d).fanout(event_id)
     with d.store.session() as s:
-        d.run_deliver(list(s.scalars(select(Delivery.id))))
+        runtime(d).deliver(list(s.scalars(select(Delivery.id))))
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def two_inboxes(dispatcher: Dispatcher) -> Dispatcher:
 
 
 def test_read_unread_seen_archive_and_counts(two_inboxes: Dispatcher) -> None:
-    d, box = two_inboxes, two_inboxes.inbox_store
+    d, box = two_inboxes, two_inboxes.inboxes
     items = d.inbox("ana")
     assert [i.type for i in items] == ["system_alert", "payout_sent", "payout_sent", "payout_sent"]
     assert box.unread_count("ana") == 4
@@ -68,7 +69,7 @@ def test_read_unread_seen_archive_and_counts(two_inboxes: Dispatcher) -> None:
 
 
 def test_someone_elses_notification_is_not_found(two_inboxes: Dispatcher) -> None:
-    box = two_inboxes.inbox_store
+    box = two_inboxes.inboxes
     luis_item = two_inboxes.inbox("luis")[0]
     for action in (box.mark_read, box.mark_unread, box.mark_seen, box.archive, box.unarchive):
         with pytest.raises(NotFoundError, match=f"no notification {luis_item.id} in this inbox"):

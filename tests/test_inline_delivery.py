@@ -12,9 +12,9 @@ import redis
 from sqlalchemy import select
 
 from dispatcher import Dispatcher
-from dispatcher.channels.in_app import inbox_channel
 from dispatcher.db.models import Delivery, Notification
-from tests.conftest import QUIET_BROKER_URL, make_settings
+from dispatcher.names import inbox_channel
+from tests.conftest import QUIET_BROKER_URL, make_settings, runtime
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_fanout_stores_and_announces_a_small_event_in_one_go(inline: Dispatcher)
     assert listener.get_message(timeout=2) is not None  # the subscribe confirmation
 
     receipt = inline.notify("payout_sent", to="ana", data={"payout_id": 7, "amount": "5.00"})
-    result = inline.run_fanout(receipt.id)
+    result = runtime(inline).fanout(receipt.id)
 
     assert (result.notifications, result.deliveries) == (1, 1)
     assert _rows(inline) == [("in_app", "sent", 1, None)]
@@ -68,7 +68,7 @@ def test_an_opted_out_in_app_delivery_is_skipped_in_the_same_transaction(
     inline.subscribers.upsert("ana")
     inline.preferences.set("ana", enabled=False, channel="in_app", type="payout_sent")
     receipt = inline.notify("payout_sent", to="ana", data={"payout_id": 7, "amount": "5.00"})
-    inline.run_fanout(receipt.id)
+    runtime(inline).fanout(receipt.id)
     assert _rows(inline) == [("in_app", "skipped", 1, "opted_out")]
     with inline.store.session() as s:
         assert s.scalars(select(Notification.inbox_at)).one() is None
@@ -91,7 +91,7 @@ def test_a_ping_that_cannot_be_published_still_counts_as_delivered(
         d.subscribers.upsert("ana")
         caplog.set_level(logging.WARNING, logger="dispatcher")
         receipt = d.notify("payout_sent", to="ana", data={"payout_id": 7, "amount": "5.00"})
-        d.run_fanout(receipt.id)
+        runtime(d).fanout(receipt.id)
         assert _rows(d) == [("in_app", "sent", 1, None)]
         assert any(
             r.getMessage().startswith("in_app.publish_failed count=1") for r in caplog.records

@@ -17,7 +17,7 @@ from dispatcher import (
     ValidationError,
 )
 from dispatcher.db.models import Delivery, Event, Notification
-from tests.conftest import Worker, wait_for
+from tests.conftest import Worker, runtime, wait_for
 
 TICKET = {
     "ticket_id": 123,
@@ -117,15 +117,15 @@ def test_fanout_twice_yields_one_notification_and_one_delivery_per_channel(
     dispatcher.subscribers.upsert("u1")
     dispatcher.subscribers.upsert("u2")
     receipt = dispatcher.notify("ticket_created", to=["u1", "u2"], data=TICKET)
-    first = dispatcher.run_fanout(receipt.id)
-    second = dispatcher.run_fanout(receipt.id)
+    first = runtime(dispatcher).fanout(receipt.id)
+    second = runtime(dispatcher).fanout(receipt.id)
     assert (first.notifications, first.deliveries, first.done) == (2, 6, True)
     assert second.done is False
     # Even a fan-out of an event reset to pending (a duplicated message racing the first)
     # inserts nothing new, and says so.
     with dispatcher.store.session() as s:
         s.get_one(Event, receipt.id).status = "pending"  # type: ignore[assignment]
-    third = dispatcher.run_fanout(receipt.id)
+    third = runtime(dispatcher).fanout(receipt.id)
     assert (third.notifications, third.deliveries) == (0, 0)
     assert count(dispatcher, Notification) == 2
     assert count(dispatcher, Delivery) == 6
@@ -134,11 +134,11 @@ def test_fanout_twice_yields_one_notification_and_one_delivery_per_channel(
 def test_deliver_twice_sends_once(dispatcher: Dispatcher) -> None:
     dispatcher.subscribers.upsert("u1")
     receipt = dispatcher.notify("payout_sent", to="u1", data={"payout_id": 1, "amount": "2"})
-    dispatcher.run_fanout(receipt.id)
+    runtime(dispatcher).fanout(receipt.id)
     with dispatcher.store.session() as s:
         ids = list(s.scalars(select(Delivery.id)))
-    first = dispatcher.run_deliver(ids)
-    second = dispatcher.run_deliver(ids)
+    first = runtime(dispatcher).deliver(ids)
+    second = runtime(dispatcher).deliver(ids)
     assert (first.claimed, first.counts) == (1, {"sent": 1})
     assert (second.claimed, second.counts) == (0, {})
     with dispatcher.store.session() as s:
@@ -155,8 +155,8 @@ def test_idempotent_end_to_end_through_the_worker(dispatcher: Dispatcher, worker
         event_id = s.scalar(select(Event.id))
         delivery_ids = list(s.scalars(select(Delivery.id)))
     assert event_id is not None
-    dispatcher.doorbell.fanout(event_id, "high")
-    dispatcher.doorbell.deliver(delivery_ids, "high")
+    dispatcher._doorbell.fanout(event_id, "high")
+    dispatcher._doorbell.deliver(delivery_ids, "high")
     wait_for(lambda: all(d.status.is_final for d in _deliveries(dispatcher)))
     assert count(dispatcher, Event) == 1
     assert count(dispatcher, Notification) == 1
@@ -224,13 +224,13 @@ def test_scheduled_send_waits_for_send_at_and_the_sweep(dispatcher: Dispatcher) 
         "payout_sent", to="u1", data={"payout_id": 1, "amount": "2"}, send_at=later
     )
     assert receipt.send_at == later
-    assert dispatcher.run_fanout(receipt.id).done is False
-    assert dispatcher.run_sweep().events == 0
+    assert runtime(dispatcher).fanout(receipt.id).done is False
+    assert runtime(dispatcher).sweep().events == 0
     from freezegun import freeze_time
 
     with freeze_time(later + timedelta(seconds=1)):
-        assert dispatcher.run_sweep().events == 1
-        assert dispatcher.run_fanout(receipt.id).done is True
+        assert runtime(dispatcher).sweep().events == 1
+        assert runtime(dispatcher).fanout(receipt.id).done is True
 
 
 def test_small_events_are_delivered_by_the_fanout_task_itself(dispatcher: Dispatcher) -> None:
@@ -247,10 +247,10 @@ def test_small_events_are_delivered_by_the_fanout_task_itself(dispatcher: Dispat
         for name in ("a", "b", "c"):
             d.subscribers.upsert(name)
         small = d.notify("payout_sent", to=["a", "b"], data={"payout_id": 1, "amount": "1"})
-        d.run_fanout(small.id)
+        runtime(d).fanout(small.id)
         assert {r.status.value for r in _deliveries(d)} == {"sent"}
         big = d.notify("payout_sent", to=["a", "b", "c"], data={"payout_id": 2, "amount": "1"})
-        d.run_fanout(big.id)  # over the limit: rung for the workers instead
+        runtime(d).fanout(big.id)  # over the limit: rung for the workers instead
         statuses = [r.status.value for r in _deliveries(d)]
         assert statuses == ["sent", "sent", "pending", "pending", "pending"]
     finally:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from dispatcher import DeliveryStatus, Dispatcher
 from dispatcher.db.models import Delivery, Notification
-from tests.conftest import Beat, StartWorker, wait_for
+from tests.conftest import Beat, StartWorker, runtime, wait_for
 
 
 def _rows(d: Dispatcher) -> list[Delivery]:
@@ -72,15 +72,15 @@ def test_a_delivery_whose_worker_died_is_taken_back_after_its_lease(
 
     dispatcher.subscribers.upsert("u1")
     receipt = dispatcher.notify("payout_sent", to="u1", data={"payout_id": 1, "amount": "1"})
-    dispatcher.run_fanout(receipt.id)
+    runtime(dispatcher).fanout(receipt.id)
     ids = [r.id for r in _rows(dispatcher)]
     now = utcnow()
     with dispatcher.store.session() as s:  # a worker claims, then is SIGKILLed
         assert claim(s, ids, now=now, lease=timedelta(seconds=300)) == ids
-    assert dispatcher.run_deliver(ids).claimed == 0  # the lease still holds
-    assert dispatcher.run_sweep().deliveries == 0
+    assert runtime(dispatcher).deliver(ids).claimed == 0  # the lease still holds
+    assert runtime(dispatcher).sweep().deliveries == 0
     with freeze_time(now + timedelta(seconds=301)):
-        assert dispatcher.run_sweep().deliveries == 1
-        report = dispatcher.run_deliver(ids)
+        assert runtime(dispatcher).sweep().deliveries == 1
+        report = runtime(dispatcher).deliver(ids)
     assert report.counts == {"sent": 1}
     assert _rows(dispatcher)[0].attempts == 2

@@ -18,13 +18,14 @@ from dispatcher import (
     ValidationError,
 )
 from dispatcher import log as dlog
-from dispatcher.catalog import Catalog, default_catalog
-from dispatcher.channels import channel_class
+from dispatcher.catalog import Catalog
+from dispatcher.channels import ChannelRegistry
 from dispatcher.channels.base import RetryPolicy
 from dispatcher.engine.records import backoff
 from dispatcher.enums import DeliveryStatus
 from dispatcher.names import BULK, for_priority
 from dispatcher.policies.preference import PreferenceRule, resolve
+from dispatcher.seed_types import default_catalog
 from dispatcher.subscribers.addresses import validate_email, validate_locale, validate_timezone
 from dispatcher.templating.renderer import locale_chain
 
@@ -197,7 +198,7 @@ def test_kv_log_lines_quote_and_skip_none(caplog: pytest.LogCaptureFixture) -> N
 
 def test_unknown_channel_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="unknown channel 'sms'"):
-        channel_class("sms")
+        ChannelRegistry().get("sms")
 
 
 def test_final_statuses() -> None:

@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 
 from dispatcher import Dispatcher, NotFoundError
 from dispatcher.channels.email.unsubscribe import (
-    apply_unsubscribe,
     issue_unsubscribe_token,
     unsubscribe_url,
     verify_unsubscribe_token,
@@ -124,20 +123,20 @@ def test_applying_a_type_token_turns_that_type_email_off(dispatcher: Dispatcher)
     secret = dispatcher.settings.signing_secret
     token = issue_unsubscribe_token(secret, "u1", type="ticket_created")
     assert dispatcher.preferences.matrix("u1")["ticket_created"]["email"].enabled
-    request, rule = apply_unsubscribe(dispatcher, token)
+    request, rule = dispatcher.unsubscribe(token)
     assert request.type == "ticket_created" and not rule.enabled
     matrix = dispatcher.preferences.matrix("u1")
     assert not matrix["ticket_created"]["email"].enabled
     assert matrix["ticket_created"]["in_app"].enabled  # other channels untouched
     assert matrix["ticket_cancelled"]["email"].enabled  # other types untouched
-    apply_unsubscribe(dispatcher, token)  # a second click changes nothing
+    dispatcher.unsubscribe(token)  # a second click changes nothing
     assert _rules(dispatcher) == 1
 
 
 def test_applying_a_category_token_turns_the_category_off(dispatcher: Dispatcher) -> None:
     dispatcher.subscribers.upsert("u1", email="ana@example.com")
     token = issue_unsubscribe_token(dispatcher.settings.signing_secret, "u1", category="sales")
-    apply_unsubscribe(dispatcher, token)
+    dispatcher.unsubscribe(token)
     matrix = dispatcher.preferences.matrix("u1")
     assert not matrix["ticket_created"]["email"].enabled
     assert not matrix["ticket_cancelled"]["email"].enabled
@@ -147,7 +146,7 @@ def test_applying_a_category_token_turns_the_category_off(dispatcher: Dispatcher
 def test_a_bad_token_changes_nothing(dispatcher: Dispatcher) -> None:
     dispatcher.subscribers.upsert("u1", email="ana@example.com")
     with pytest.raises(InvalidUnsubscribeTokenError):
-        apply_unsubscribe(dispatcher, "forged.token.value")
+        dispatcher.unsubscribe("forged.token.value")
     assert _rules(dispatcher) == 0
 
 
@@ -156,4 +155,4 @@ def test_unknown_subscriber_is_not_found(dispatcher: Dispatcher) -> None:
         dispatcher.settings.signing_secret, "gone", type="ticket_created"
     )
     with pytest.raises(NotFoundError):
-        apply_unsubscribe(dispatcher, token)
+        dispatcher.unsubscribe(token)

@@ -26,7 +26,7 @@ from dispatcher.channels.web_push.vapid import VapidKey
 from dispatcher.clock import utcnow
 from dispatcher.db.models import Delivery, Notification, PushSubscription, Subscriber
 from dispatcher.settings import PushSettings
-from tests.conftest import StartWorker, make_settings, wait_for
+from tests.conftest import StartWorker, make_settings, runtime, wait_for
 from tests.push_service import Device, PushService
 
 SUBJECT = "mailto:push-tests@example.com"
@@ -105,10 +105,10 @@ def _run(d: Dispatcher, type_name: str, to: list[str], data: dict | None = None)
     """notify → fan out → deliver, in this process; the web_push rows afterwards."""
     notification_type = d.catalog.get(type_name)
     receipt = d.notify(type_name, to=to, data=data or dict(notification_type.example))
-    d.run_fanout(receipt.id)
+    runtime(d).fanout(receipt.id)
     with d.store.session() as s:
         ids = list(s.scalars(select(Delivery.id).where(Delivery.status == DeliveryStatus.PENDING)))
-    d.run_deliver(ids)
+    runtime(d).deliver(ids)
     return _push_rows(d)
 
 
@@ -431,8 +431,9 @@ def test_channel_send_outcomes_for_edge_cases(d: Dispatcher, push_service: PushS
     """Straight through ``WebPushChannel.send``: the cases the deliverer rarely reaches."""
     import socket
 
-    from dispatcher.channels.base import Message, Recipient
+    from dispatcher.channels.base import Message
     from dispatcher.clock import utcnow
+    from dispatcher.subscribers.recipient import Recipient
 
     for who in ("gone", "huge", "refused", "broken"):
         d.subscribers.upsert(who)
@@ -460,7 +461,7 @@ def test_channel_send_outcomes_for_edge_cases(d: Dispatcher, push_service: PushS
             event_id=1,
             type=kind,
             priority=kind.priority,
-            recipient=Recipient(pk[who], who, None, "en", "UTC"),
+            recipient=Recipient(pk[who], who, "en", "UTC"),
             content={
                 "title": "t",
                 "body": body,

@@ -1,58 +1,32 @@
-"""Delivery channels, one module each, registered by name.
+"""Delivery channels: one module (or package) each, found through a registry.
 
-Adding a channel means adding one module with a :class:`Channel` subclass and one line
-in :data:`REGISTRY`. Optional dependencies are imported only when the channel is used.
+* :mod:`~dispatcher.channels.base`: the contract (:class:`Channel`, :class:`Message`,
+  :class:`Outcome`).
+* :mod:`~dispatcher.channels.registry`: names → classes; built-ins, entry points, and
+  what an app passes to ``Dispatcher(channels=...)``.
+* :mod:`~dispatcher.channels.runtime`: channel instances and the event loop they share
+  in one process.
+* :mod:`~dispatcher.channels.in_app`, :mod:`~dispatcher.channels.web_push`,
+  :mod:`~dispatcher.channels.email`: the built-in channels.
+* :mod:`~dispatcher.channels.memory`: :class:`MemoryChannel`, which keeps what it is
+  given, for apps' own tests.
+
+Adding a channel is one module with a :class:`Channel` subclass plus one line: in
+:data:`~dispatcher.channels.registry.BUILTIN` for ours, an entry point or the
+``channels=`` mapping for an app's.
 """
 
 from __future__ import annotations
 
-import importlib
-
-from dispatcher.channels.base import (
-    Channel,
-    ChannelContext,
-    Message,
-    Outcome,
-    Recipient,
-    RetryPolicy,
-)
-from dispatcher.errors import ConfigurationError
-
-#: Channel name → "module:Class". The order is the order channels are shown in.
-REGISTRY: dict[str, str] = {
-    "in_app": "dispatcher.channels.in_app:InAppChannel",
-    "web_push": "dispatcher.channels.web_push.channel:WebPushChannel",
-    "email": "dispatcher.channels.email.channel:EmailChannel",
-}
-
-
-def channel_class(name: str) -> type[Channel]:
-    """Import and return the channel class registered as ``name``."""
-    try:
-        target = REGISTRY[name]
-    except KeyError:
-        raise ConfigurationError(
-            f"unknown channel {name!r}; known channels: {', '.join(REGISTRY)}"
-        ) from None
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ConfigurationError(
-            f"channel {name!r} needs a missing dependency ({exc.name}); "
-            "install it with: pip install 'dispatcher[all]'"
-        ) from exc
-    cls: type[Channel] = getattr(module, class_name)
-    return cls
-
+from dispatcher.channels.base import Channel, ChannelContext, Message, Outcome, RetryPolicy
+from dispatcher.channels.registry import ChannelRegistry, default_channels
 
 __all__ = [
-    "REGISTRY",
     "Channel",
     "ChannelContext",
+    "ChannelRegistry",
     "Message",
     "Outcome",
-    "Recipient",
     "RetryPolicy",
-    "channel_class",
+    "default_channels",
 ]

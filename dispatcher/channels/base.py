@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dispatcher.enums import Priority
 from dispatcher.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from dispatcher.subscribers.recipient import Recipient
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -22,17 +23,6 @@ if TYPE_CHECKING:
     from dispatcher.catalog import NotificationType
     from dispatcher.db.engine import Store
     from dispatcher.settings import Settings
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """What a channel may know about the person it delivers to."""
-
-    id: int
-    external_id: str
-    email: str | None
-    locale: str
-    timezone: str
 
 
 @dataclass(frozen=True)
@@ -64,9 +54,6 @@ class Outcome:
     error: DeliveryError | None = None
     provider_id: str | None = None
     detail: str | None = None
-    #: The channel already recorded the sent status itself, in the transaction that
-    #: made the delivery happen (in-app: the inbox row and the status commit together).
-    recorded: bool = False
 
     @classmethod
     def sent(
@@ -75,9 +62,8 @@ class Outcome:
         *,
         provider_id: str | None = None,
         detail: str | None = None,
-        recorded: bool = False,
     ) -> Outcome:
-        return cls(delivery_id, None, provider_id, detail, recorded)
+        return cls(delivery_id, None, provider_id, detail)
 
     @classmethod
     def failed(cls, delivery_id: int, error: DeliveryError) -> Outcome:
@@ -119,11 +105,25 @@ class RetryPolicy:
 class Channel:
     """Base class for a delivery channel.
 
-    Subclasses set :attr:`name` and :attr:`parts`, and implement :meth:`send`.
+    Subclasses set :attr:`name` and :attr:`parts`, and implement :meth:`send`. What a
+    channel needs from the rest of the system is declared here as class attributes, so
+    nothing outside the channel's module names it: the address it sends to
+    (:attr:`address_kind`), how quiet hours treat it (:attr:`stores_silently`), and
+    whether its delivery is a database write (:attr:`stores_in_transaction`). Channels
+    never write delivery statuses: they return :class:`Outcome` values and the
+    deliverer records them.
     """
 
     #: Registry key and the ``channel`` value stored on deliveries.
     name: ClassVar[str]
+    #: The kind of address a recipient needs on this channel (``"email"``, ``"phone"``;
+    #: see :meth:`Recipient.address`). None: the channel finds its own addresses (push
+    #: devices) or needs none (in-app).
+    address_kind: ClassVar[str | None] = None
+    #: True for a channel that can deliver without disturbing anyone (in-app stores
+    #: the notification and only skips the real-time ping). Quiet hours then silence
+    #: its deliveries instead of deferring them.
+    stores_silently: ClassVar[bool] = False
     #: Template parts this channel renders (``templates/<type>/<locale>/<name>/<part>.j2``).
     parts: ClassVar[tuple[str, ...]] = ()
     #: Parts that may be missing from a template set.
@@ -148,8 +148,9 @@ class Channel:
         return RetryPolicy()
 
     def address_missing(self, recipient: Recipient) -> bool:
-        """Whether the recipient has no address on this channel (no email, no device)."""
-        return False
+        """Whether the recipient has no address on this channel (no email, no device);
+        by default, whether they lack an address of :attr:`address_kind`."""
+        return self.address_kind is not None and not recipient.address(self.address_kind)
 
     def missing_addresses(self, recipients: Sequence[Recipient], session: Session) -> set[int]:
         """The ids of ``recipients`` with no address on this channel, for a whole batch.
@@ -175,7 +176,8 @@ class Channel:
 
     def store(self, session: Session, messages: Sequence[Message]) -> Sequence[Outcome]:
         """Deliver a batch by writing it with ``session`` (see
-        :attr:`stores_in_transaction`); the caller commits."""
+        :attr:`stores_in_transaction`); the caller records the outcomes in the same
+        session and commits."""
         raise NotImplementedError(f"channel {self.name!r} does not store in a transaction")
 
     def announce(self, messages: Sequence[Message]) -> None:

@@ -14,19 +14,12 @@ import redis
 from sqlalchemy import bindparam, func, update
 from sqlalchemy.orm import Session
 
-from dispatcher import log
+from dispatcher import log, names
 from dispatcher.channels.base import Channel, Message, Outcome
 from dispatcher.clock import utcnow
 from dispatcher.db.models import Notification, table
 from dispatcher.db.types import UTCDateTime
-from dispatcher.engine.records import Record, write_records_in
-from dispatcher.enums import DeliveryStatus
 from dispatcher.subscribers.inbox import InboxItem
-
-
-def inbox_channel(prefix: str, subscriber_external_id: str) -> str:
-    """The pub/sub channel that carries one subscriber's real-time messages."""
-    return f"{prefix}:inbox:{subscriber_external_id}"
 
 
 class InAppChannel(Channel):
@@ -36,6 +29,7 @@ class InAppChannel(Channel):
     parts = ("title", "body", "url")
     optional_parts = ("url",)
     stores_in_transaction = True
+    stores_silently = True
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -48,11 +42,12 @@ class InAppChannel(Channel):
             self._publisher = None
 
     def store(self, session: Session, messages: Sequence[Message]) -> Sequence[Outcome]:
-        """Write the inbox rows and their sent status in the caller's transaction.
+        """Write the inbox rows in the caller's transaction.
 
-        They commit together, before any ping: a client that hears of a notification
-        can always read it, and a crash cannot leave a stored notification that the
-        sweep would deliver again.
+        The deliverer records their sent status in that same transaction, so both
+        commit together, before any ping: a client that hears of a notification can
+        always read it, and a crash cannot leave a stored notification that the sweep
+        would deliver again.
         """
         now = utcnow()
         rows = [
@@ -66,10 +61,7 @@ class InAppChannel(Channel):
             for m in messages
         ]
         session.connection().execute(_STORE_CONTENT, rows)
-        write_records_in(
-            session, [Record(m.delivery_id, DeliveryStatus.SENT) for m in messages], now
-        )
-        return [Outcome.sent(m.delivery_id, recorded=True) for m in messages]
+        return [Outcome.sent(m.delivery_id) for m in messages]
 
     def announce(self, messages: Sequence[Message]) -> None:
         """Publish the stored notifications to the gateways (best effort: clients catch
@@ -83,7 +75,7 @@ class InAppChannel(Channel):
             with self._publisher.pipeline(transaction=False) as pipe:
                 for m in live:
                     pipe.publish(
-                        inbox_channel(self.settings.redis_prefix, m.recipient.external_id),
+                        names.inbox_channel(self.settings.redis_prefix, m.recipient.external_id),
                         json.dumps(self.realtime_message(m)),
                     )
                 pipe.execute()

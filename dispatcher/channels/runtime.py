@@ -12,7 +12,8 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from dispatcher import log
-from dispatcher.channels import REGISTRY, Channel, ChannelContext, channel_class
+from dispatcher.channels.base import Channel, ChannelContext
+from dispatcher.channels.registry import ChannelRegistry
 
 _T = TypeVar("_T")
 
@@ -20,19 +21,21 @@ _T = TypeVar("_T")
 class ChannelRuntime:
     """Lazily creates the registered channels and runs their coroutines."""
 
-    def __init__(self, context: ChannelContext) -> None:
+    def __init__(self, context: ChannelContext, registry: ChannelRegistry | None = None) -> None:
         self.context = context
+        #: The channels this process may create, by name.
+        self.registry = registry or ChannelRegistry()
         self._channels: dict[str, Channel] = {}
         self._opened: set[str] = set()
         self._runner: asyncio.Runner | None = None
 
     def get(self, name: str) -> Channel | None:
         """The channel called ``name``, or None if no such channel is registered."""
-        if name not in REGISTRY:
+        if name not in self.registry:
             return None
         channel = self._channels.get(name)
         if channel is None:
-            channel = self._channels[name] = channel_class(name)(self.context)
+            channel = self._channels[name] = self.registry.get(name)(self.context)
         return channel
 
     def run(self, coro: Coroutine[Any, Any, _T]) -> _T:

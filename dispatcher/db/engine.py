@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, create_engine, event, insert
+from sqlalchemy import Engine, Table, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -86,6 +86,11 @@ class Store:
     def create_all(self) -> None:
         """Create the tables directly (tests and scratch databases; use migrations otherwise)."""
         Base.metadata.create_all(self.engine)
+
+    def ping(self) -> None:
+        """Run ``SELECT 1``; raises the driver's error when the database does not answer."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
         self.engine.dispose()

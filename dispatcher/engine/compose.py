@@ -17,6 +17,7 @@ from dispatcher.engine.records import Record
 from dispatcher.enums import DeliveryStatus, Reason
 from dispatcher.errors import TemplateError
 from dispatcher.policies.base import SEND, Action, Candidate, Decision
+from dispatcher.templating.context import template_context
 from dispatcher.templating.renderer import Renderer
 
 
@@ -41,25 +42,16 @@ class Composer:
         """What templates see: the payload's fields, ``recipient``, ``notification``, and
         whatever the channel adds (``links`` for email)."""
         c = row.candidate
-        return {
-            **row.data,
-            "data": row.data,
-            "recipient": {
-                "id": c.recipient.external_id,
-                "email": c.recipient.email,
-                "locale": c.recipient.locale,
-                "timezone": c.recipient.timezone,
-            },
-            "notification": {
-                "id": c.notification_id,
-                "type": c.type.name,
-                "category": c.type.category,
-                "priority": c.priority.value,
-                "created_at": row.created_at,
-            },
-            **self.context_extras,
-            **channel.template_context(c.recipient, c.type, c.notification_id),
-        }
+        return template_context(
+            data=row.data,
+            recipient=c.recipient,
+            notification_type=c.type,
+            notification_id=c.notification_id,
+            priority=c.priority,
+            created_at=row.created_at,
+            channel=channel,
+            extras=self.context_extras,
+        )
 
     def messages(
         self,

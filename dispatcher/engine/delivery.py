@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher import log
 from dispatcher.catalog import Catalog
-from dispatcher.channels.base import Channel, Message, Outcome, Recipient
+from dispatcher.channels.base import Channel, Message, Outcome
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
@@ -28,6 +28,7 @@ from dispatcher.engine.records import Record, record_for_outcome, write_records,
 from dispatcher.enums import DeliveryStatus, Priority, Reason
 from dispatcher.errors import TransientDeliveryError, UnknownEventTypeError
 from dispatcher.policies.base import Candidate, Decision, PolicyChain
+from dispatcher.subscribers.recipient import Recipient
 from dispatcher.templating.renderer import Renderer
 
 
@@ -96,6 +97,7 @@ _LOAD_ROWS = (
         _S.c.id.label("subscriber_id"),
         _S.c.external_id,
         _S.c.email,
+        _S.c.attributes,
         _S.c.locale,
         _S.c.timezone,
     )
@@ -172,6 +174,7 @@ class Deliverer:
                     priority=d.event.priority,
                     recipient=self._recipient(d.subscriber),
                     attempt=1,
+                    stores_silently=self._stores_silently(d.channel),
                 ),
                 d.event.id,
                 d.event.payload,
@@ -185,13 +188,18 @@ class Deliverer:
 
     def _recipient(self, subscriber: Any) -> Recipient:
         """A recipient from a row with the subscriber's columns."""
-        return Recipient(
+        return Recipient.from_columns(
             id=subscriber.subscriber_id,
             external_id=subscriber.external_id,
-            email=subscriber.email,
             locale=subscriber.locale or self.default_locale,
             timezone=subscriber.timezone,
+            email=subscriber.email,
+            attributes=subscriber.attributes,
         )
+
+    def _stores_silently(self, name: str) -> bool:
+        channel = self.channels.get(name)
+        return channel is not None and channel.stores_silently
 
     def _decide(self, session: Session, batch: Batch, rows: Sequence[Row], now: datetime) -> None:
         by_channel: dict[str, list[Row]] = {}
@@ -284,6 +292,7 @@ class Deliverer:
                 priority=delivery.priority,
                 recipient=recipient,
                 attempt=delivery.attempts,
+                stores_silently=self._stores_silently(delivery.channel),
             )
             rows.append(
                 Row(candidate, delivery.event_id, payloads[delivery.event_id], delivery.created_at)

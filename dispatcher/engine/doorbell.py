@@ -30,12 +30,6 @@ from dispatcher.enums import Priority
 if TYPE_CHECKING:
     from celery import Celery
 
-#: Task names, stable and readable in Flower.
-FANOUT = "dispatcher.fanout"
-DELIVER = "dispatcher.deliver"
-SWEEP = "dispatcher.sweep"
-PURGE = "dispatcher.purge"
-
 #: Publishing gives up quickly: the sweep is the real guarantee.
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5}
 
@@ -61,7 +55,8 @@ class Latch:
     ) -> None:
         self._redis_url = redis_url
         broker = hashlib.sha256(broker_url.encode()).hexdigest()[:12]
-        self._prefix = f"{prefix}:fanout-latch:{broker}"
+        self._prefix = prefix
+        self._broker = broker
         self._milliseconds = int(seconds * 1000)
         self._client: redis.Redis | None = None
 
@@ -75,7 +70,7 @@ class Latch:
 
     def key(self, priority: Priority, bulk: bool) -> str:
         kind = "campaign" if bulk else "direct"
-        return f"{self._prefix}:{priority.value}:{kind}"
+        return names.fanout_latch(self._prefix, self._broker, priority, kind)
 
     def take(self, priority: Priority, bulk: bool) -> bool:
         """Latch this kind; False if a draining task is already on its way."""
@@ -162,7 +157,7 @@ class Doorbell:
     ) -> bool:
         drain = {"priority": priority.value, "bulk": bulk, "holds_latch": holds_latch}
         queue = names.for_priority(priority, bulk=bulk)
-        return self._send(FANOUT, [event_id], queue, {"drain": drain}, event_id=event_id)
+        return self._send(names.FANOUT, [event_id], queue, {"drain": drain}, event_id=event_id)
 
     def deliver(
         self,
@@ -178,7 +173,9 @@ class Doorbell:
         ids = list(delivery_ids)
         for start in range(0, len(ids), batch_size):
             chunk = ids[start : start + batch_size]
-            if self._send(DELIVER, [chunk], queue, first_delivery_id=chunk[0], count=len(chunk)):
+            if self._send(
+                names.DELIVER, [chunk], queue, first_delivery_id=chunk[0], count=len(chunk)
+            ):
                 sent += 1
         return sent
 

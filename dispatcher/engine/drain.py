@@ -19,8 +19,8 @@ from dispatcher.catalog import Catalog
 from dispatcher.db.engine import Store
 from dispatcher.engine.delivery import Deliverer
 from dispatcher.engine.doorbell import Doorbell
+from dispatcher.engine.fanout import FanoutResult, due_event_ids, fanout, fanout_due
 from dispatcher.enums import Priority
-from dispatcher.fanout import FanoutResult, due_event_ids, fanout, fanout_due
 
 #: A draining task stops after this many events or seconds and rings a successor, so
 #: that work on other queues gets a turn between its batches.

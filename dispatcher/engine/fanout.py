@@ -67,6 +67,7 @@ _SUBSCRIBER_ROWS = select(
     _SUBSCRIBERS.c.id.label("subscriber_id"),
     _SUBSCRIBERS.c.external_id,
     _SUBSCRIBERS.c.email,
+    _SUBSCRIBERS.c.attributes,
     _SUBSCRIBERS.c.locale,
     _SUBSCRIBERS.c.timezone,
 ).where(_BY_EXTERNAL_ID)

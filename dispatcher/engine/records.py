@@ -47,7 +47,6 @@ def record_for_outcome(
             None,
             outcome.detail,
             provider_id=outcome.provider_id,
-            written=outcome.recorded,
         )
     error = outcome.error
     if not outcome.transient:

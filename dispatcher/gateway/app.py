@@ -11,10 +11,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from redis.exceptions import RedisError
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from dispatcher import log
+from dispatcher import log, names
 from dispatcher.dispatcher import Dispatcher
 from dispatcher.errors import ValidationError
 from dispatcher.gateway import redaction
@@ -63,7 +62,7 @@ def create_app(
             max_connections=gs.redis_pool_size,
             timeout=10,
             # Operators find the gateway's connections in CLIENT LIST by this name.
-            client_name=f"{d.settings.redis_prefix}:gateway",
+            client_name=names.gateway_client(d.settings.redis_prefix),
         )
         client = aioredis.Redis(connection_pool=pool)
         prefix = d.settings.redis_prefix
@@ -121,12 +120,8 @@ def create_app(
         gw: Gateway = request.app.state.gateway
         checks = {"database": "ok", "redis": "ok", "pubsub": "ok"}
 
-        def ping_db() -> None:
-            with d.store.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-
         try:
-            await run_in_threadpool(ping_db)
+            await run_in_threadpool(d.store.ping)
         except Exception as exc:  # any driver error means "not ready"
             checks["database"] = type(exc).__name__
         try:

@@ -1,7 +1,7 @@
 """One Redis pub/sub subscription per gateway process, fanned out to local sockets.
 
 Workers publish on ``{prefix}:inbox:{subscriber}`` (see
-:func:`dispatcher.channels.in_app.inbox_channel`). Each gateway process holds one
+:func:`dispatcher.names.inbox_channel`). Each gateway process holds one
 pattern subscription on ``{prefix}:inbox:*`` over one Redis connection, whatever the
 number of sockets, and hands each message to the sockets of that subscriber that this
 process holds. Messages are parsed and re-serialised once per message, not per socket.
@@ -25,8 +25,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from dispatcher import log
-from dispatcher.channels.in_app import inbox_channel
+from dispatcher import log, names
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class Hub:
         self.redis = redis
         self.prefix = prefix
         self.retry_seconds = retry_seconds
-        self._channel_head = inbox_channel(prefix, "")
+        self._channel_head = names.inbox_channel(prefix, "")
         self._sinks: dict[str, set[Sink]] = {}
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -152,7 +151,7 @@ class Hub:
         """Tell every gateway's sockets of this subscriber the new unread count."""
         payload = json.dumps({"type": "unread_count", "subscriber": subscriber_id, "count": count})
         try:
-            await self.redis.publish(inbox_channel(self.prefix, subscriber_id), payload)
+            await self.redis.publish(names.inbox_channel(self.prefix, subscriber_id), payload)
         except RedisError as exc:
             # The change is stored; other tabs see the right count on their next event.
             log.warning("gateway.publish_failed", error=type(exc).__name__)

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dispatcher import log
+from dispatcher import log, names
 
 
 class BodySizeLimit:
@@ -101,7 +101,7 @@ class RequestRate:
         """Count one request; returns (allowed, seconds until the window resets)."""
         now = time.time()
         window = int(now // 60)
-        key = f"{self.prefix}:gw:rate:{token_key}:{window}"
+        key = names.gateway_request_rate(self.prefix, token_key, window)
         retry_after = max(1, 60 - int(now % 60))
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -127,7 +127,7 @@ class ConnectionSlots:
         self.ttl_seconds = ttl_seconds
 
     def _key(self, subscriber_id: str) -> str:
-        return f"{self.prefix}:gw:conns:{subscriber_id}"
+        return names.gateway_connections(self.prefix, subscriber_id)
 
     async def acquire(self, subscriber_id: str) -> str | None:
         """A slot id, or None when the subscriber already has the maximum open."""

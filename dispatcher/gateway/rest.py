@@ -99,7 +99,7 @@ async def list_notifications(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> NotificationPage:
     """Newest first, ``limit`` per page; follow ``next_cursor`` for older ones."""
-    inbox = gw.dispatcher.inbox_store
+    inbox = gw.dispatcher.inboxes
     limit = min(limit, gw.settings.max_page_size)
 
     def fetch() -> NotificationPage:
@@ -134,7 +134,7 @@ async def unread_count(caller: Caller, gw: Gw) -> UnreadCount:
 async def mark_all_read(caller: Caller, gw: Gw) -> Changed:
     def mark() -> int:
         try:
-            return gw.dispatcher.inbox_store.mark_all_read(caller.subscriber_id)
+            return gw.dispatcher.inboxes.mark_all_read(caller.subscriber_id)
         except NotFoundError:
             return 0
 
@@ -155,7 +155,7 @@ async def get_notification(
 ) -> NotificationOut:
     try:
         item = await run_blocking(
-            lambda: gw.dispatcher.inbox_store.get(caller.subscriber_id, notification_id)
+            lambda: gw.dispatcher.inboxes.get(caller.subscriber_id, notification_id)
         )
     except NotFoundError:
         raise _not_found() from None
@@ -166,7 +166,7 @@ def _marker(action: str, *, moves_count: bool, summary: str) -> None:
     """Register ``POST /api/notifications/{id}/<action>``."""
 
     async def mark(caller: Caller, gw: Gw, notification_id: NotificationId) -> NotificationOut:
-        inbox = gw.dispatcher.inbox_store
+        inbox = gw.dispatcher.inboxes
         method = getattr(inbox, _ACTIONS[action])
 
         def run() -> Any:

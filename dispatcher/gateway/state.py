@@ -35,7 +35,7 @@ class Gateway:
 
         def count() -> int:
             try:
-                return self.dispatcher.inbox_store.unread_count(subscriber_id)
+                return self.dispatcher.inboxes.unread_count(subscriber_id)
             except NotFoundError:
                 return 0
 

@@ -16,7 +16,6 @@ from fastapi.responses import HTMLResponse
 
 from dispatcher.channels.email.unsubscribe import (
     UnsubscribeToken,
-    apply_unsubscribe,
     verify_unsubscribe_token,
 )
 from dispatcher.errors import InvalidUnsubscribeTokenError, NotFoundError
@@ -70,7 +69,7 @@ async def confirm(gw: Gw, token: Token) -> HTMLResponse:
 @router.post("/unsubscribe", response_class=HTMLResponse, summary="One-click unsubscribe")
 async def unsubscribe(gw: Gw, token: Token) -> HTMLResponse:
     try:
-        request, _rule = await run_blocking(lambda: apply_unsubscribe(gw.dispatcher, token))
+        request, _rule = await run_blocking(lambda: gw.dispatcher.unsubscribe(token))
     except InvalidUnsubscribeTokenError:
         return _page("Link not valid", f"<p>{escape(_INVALID)}</p>", 400)
     except NotFoundError:

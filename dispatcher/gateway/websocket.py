@@ -30,13 +30,11 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from dispatcher import log
-from dispatcher.db.models import Notification, Subscriber
 from dispatcher.errors import AuthenticationError, NotFoundError
 from dispatcher.gateway.auth import BEARER_SUBPROTOCOL, Principal, subprotocol_token
 from dispatcher.gateway.hub import RESYNC, Live
@@ -167,7 +165,7 @@ class SocketSession:
         if not isinstance(notification_id, int) or isinstance(notification_id, bool):
             await self._locked({"type": "error", "error": "bad_request"})
             return
-        inbox = self.gw.dispatcher.inbox_store
+        inbox = self.gw.dispatcher.inboxes
         try:
             await run_in_threadpool(inbox.mark_read, self.subscriber_id, notification_id)
         except NotFoundError:
@@ -197,7 +195,7 @@ class SocketSession:
 
     def _missed(self, after_id: int, limit: int) -> list[InboxItem]:
         try:
-            return self.gw.dispatcher.inbox_store.since(self.subscriber_id, after_id, limit=limit)
+            return self.gw.dispatcher.inboxes.since(self.subscriber_id, after_id, limit=limit)
         except NotFoundError:
             return []
 
@@ -222,17 +220,7 @@ class SocketSession:
 
     def _last_id_at(self, moment: datetime) -> int:
         """The newest id created at or before ``moment`` (ids grow with time)."""
-        store = self.gw.dispatcher.store
-        with store.session() as session:
-            first_after = session.scalar(
-                select(func.min(Notification.id))
-                .join(Subscriber, Subscriber.id == Notification.subscriber_id)
-                .where(Subscriber.external_id == self.subscriber_id)
-                .where(Notification.created_at > moment)
-            )
-        if first_after is None:
-            return 2**62  # nothing after that moment: nothing to replay
-        return int(first_after) - 1
+        return self.gw.dispatcher.inboxes.last_id_at(self.subscriber_id, moment)
 
 
 def _token(ws: WebSocket) -> tuple[str | None, str | None]:

@@ -16,8 +16,9 @@ from enum import StrEnum
 from sqlalchemy.orm import Session
 
 from dispatcher.catalog import NotificationType
-from dispatcher.channels.base import Recipient
 from dispatcher.enums import Priority, Reason
+from dispatcher.settings import Settings
+from dispatcher.subscribers.recipient import Recipient
 
 
 class Action(StrEnum):
@@ -65,13 +66,23 @@ class Candidate:
     priority: Priority
     recipient: Recipient
     attempt: int
+    #: The channel can deliver without disturbing (``Channel.stores_silently``):
+    #: quiet hours silence it instead of deferring it.
+    stores_silently: bool = False
 
 
 class Policy:
-    """One send-time rule. Subclasses implement :meth:`decide`."""
+    """One send-time rule. Subclasses implement :meth:`decide`; :meth:`setup` and
+    :meth:`close` are optional hooks around a worker process's life."""
 
     #: Short name shown in logs.
     name: str = "policy"
+
+    def setup(self, settings: Settings) -> None:
+        """Called once per process before the first decision (open clients here)."""
+
+    def close(self) -> None:
+        """Called when the process is done with the policy."""
 
     def decide(
         self, session: Session, candidates: Sequence[Candidate], now: datetime

@@ -26,7 +26,7 @@ skipped (:func:`dispatcher.policies.preference.resolve` says so before looking a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,7 +34,6 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from dispatcher.catalog import Catalog, NotificationType
-from dispatcher.channels import REGISTRY
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Preference, table
@@ -103,9 +102,13 @@ def resolve(rules: Iterable[PreferenceRule], type: NotificationType, channel: st
 class Preferences:
     """Read and write subscribers' preference rules (by their external id)."""
 
-    def __init__(self, store: Store, catalog: Catalog) -> None:
+    def __init__(
+        self, store: Store, catalog: Catalog, channels: Callable[[], Iterable[str]]
+    ) -> None:
         self.store = store
         self.catalog = catalog
+        #: The names of the channels this dispatcher delivers through, in order.
+        self._channel_names = channels
 
     def _scope(self, type: str | None, category: str | None) -> tuple[str, str]:
         if type is not None and category is not None:
@@ -122,10 +125,9 @@ class Preferences:
             return CATEGORY, category
         return ALL, ""
 
-    @staticmethod
-    def _channel(channel: str) -> str:
-        if channel != ANY_CHANNEL and channel not in REGISTRY and channel not in _KNOWN_CHANNELS:
-            known = dict.fromkeys([*_KNOWN_CHANNELS, *REGISTRY])
+    def _channel(self, channel: str) -> str:
+        known = list(self._channel_names())
+        if channel != ANY_CHANNEL and channel not in known:
             raise ValidationError(
                 f"unknown channel {channel!r}; use '*' or one of: {', '.join(known)}"
             )
@@ -252,7 +254,7 @@ class Preferences:
         a critical type is on with ``because == "critical"`` whatever the rules say.
         """
         rules = self.rules(subscriber_id)
-        channels = list(dict.fromkeys([*_KNOWN_CHANNELS, *REGISTRY]))
+        channels = list(self._channel_names())
         return {
             t.name: {
                 channel: resolve(rules, t, channel)
@@ -262,10 +264,6 @@ class Preferences:
             }
             for t in self.catalog
         }
-
-
-#: Every channel name a rule may name, registered or not yet configured.
-_KNOWN_CHANNELS: tuple[str, ...] = ("in_app", "web_push", "email")
 
 
 _PREFERENCES = table(Preference)

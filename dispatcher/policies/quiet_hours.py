@@ -295,10 +295,6 @@ def windows_for(session: Session, subscriber_pks: Iterable[int]) -> dict[int, li
     return out
 
 
-#: Channels that store silently instead of waiting.
-SILENT_CHANNELS = frozenset({"in_app"})
-
-
 class QuietHoursPolicy(Policy):
     """Defers (or silences, for in-app) deliveries inside the subscriber's quiet hours."""
 
@@ -326,7 +322,7 @@ class QuietHoursPolicy(Policy):
             if until is None:
                 continue
             detail = describe_until(until, zone, now)
-            if c.channel in SILENT_CHANNELS:
+            if c.stores_silently:
                 decisions[c.delivery_id] = Decision.send(realtime=False, detail=detail)
             else:
                 decisions[c.delivery_id] = Decision.defer(until, Reason.QUIET_HOURS, detail)

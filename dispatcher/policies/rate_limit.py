@@ -31,10 +31,11 @@ from typing import Any
 import redis
 from sqlalchemy.orm import Session
 
-from dispatcher import log
+from dispatcher import log, names
 from dispatcher.catalog import RateLimit
 from dispatcher.enums import Priority, Reason
 from dispatcher.policies.base import Candidate, Decision, Policy
+from dispatcher.settings import Settings
 
 _SCRIPT = """
 local key = KEYS[1]
@@ -101,7 +102,7 @@ class RateLimiter:
         self._script: Any = client.register_script(_SCRIPT)
 
     def key(self, subscriber_pk: int, channel: str, type_name: str) -> str:
-        return f"{self.prefix}:rate:{subscriber_pk}:{channel}:{type_name}"
+        return names.rate_limit(self.prefix, subscriber_pk, channel, type_name)
 
     def admit(
         self,
@@ -159,8 +160,26 @@ class RateLimitPolicy(Policy):
 
     name = "rate_limit"
 
-    def __init__(self, limiter: RateLimiter) -> None:
-        self.limiter = limiter
+    def __init__(self, limiter: RateLimiter | None = None) -> None:
+        self._limiter = limiter
+
+    def setup(self, settings: Settings) -> None:
+        if self._limiter is None:
+            client = redis.Redis.from_url(
+                settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+            )
+            self._limiter = RateLimiter(client, settings.redis_prefix)
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The counter store; set by :meth:`setup` unless one was passed in."""
+        if self._limiter is None:
+            raise RuntimeError("RateLimitPolicy.setup() was not called")
+        return self._limiter
+
+    def close(self) -> None:
+        if self._limiter is not None:
+            self._limiter.client.close()
 
     def decide(
         self, session: Session, candidates: Sequence[Candidate], now: datetime

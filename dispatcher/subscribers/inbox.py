@@ -11,7 +11,7 @@ from sqlalchemy import Select, func, select, update
 
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
-from dispatcher.db.models import Event, Notification
+from dispatcher.db.models import Event, Notification, Subscriber
 from dispatcher.errors import NotFoundError
 from dispatcher.subscribers.directory import subscriber_pk
 
@@ -141,6 +141,20 @@ class Inbox:
             stmt = self.query(pk, archived=None, after_id=after_id)
             rows = session.execute(stmt.order_by(Notification.id.asc()).limit(limit)).all()
             return [InboxItem.from_row(n, payload) for n, payload in rows]
+
+    def last_id_at(self, subscriber_id: str, moment: datetime) -> int:
+        """The newest notification id the subscriber had at ``moment`` (ids grow with
+        time); a very large id when nothing arrived after it, so nothing is replayed."""
+        with self.store.session() as session:
+            first_after = session.scalar(
+                select(func.min(Notification.id))
+                .join(Subscriber, Subscriber.id == Notification.subscriber_id)
+                .where(Subscriber.external_id == subscriber_id)
+                .where(Notification.created_at > moment)
+            )
+        if first_after is None:
+            return 2**62
+        return int(first_after) - 1
 
     def get(self, subscriber_id: str, notification_id: int) -> InboxItem:
         """One item of the subscriber's own inbox; someone else's is :class:`NotFoundError`."""

@@ -16,11 +16,12 @@ from typing import Any
 import jinja2
 
 from dispatcher.catalog import Catalog, NotificationType
-from dispatcher.channels import REGISTRY
-from dispatcher.channels.base import Channel, Recipient
+from dispatcher.channels.base import Channel
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.clock import utcnow
 from dispatcher.errors import TemplateError, UnknownEventTypeError
+from dispatcher.subscribers.recipient import Recipient
+from dispatcher.templating.context import template_context
 from dispatcher.templating.overrides import Override
 from dispatcher.templating.renderer import Renderer
 
@@ -33,9 +34,9 @@ def sample_recipient(locale: str) -> Recipient:
     return Recipient(
         id=0,
         external_id="sample-subscriber",
-        email="sample.subscriber@example.com",
         locale=locale,
         timezone=SAMPLE_TIMEZONE,
+        addresses={"email": "sample.subscriber@example.com"},
     )
 
 
@@ -51,27 +52,15 @@ def sample_context(
         PayloadValidationError: ``data`` does not fit the type's payload.
     """
     payload = notification_type.validate(notification_type.example if data is None else data)
-    recipient = sample_recipient(locale)
-    context: dict[str, Any] = {
-        **payload,
-        "data": payload,
-        "recipient": {
-            "id": recipient.external_id,
-            "email": recipient.email,
-            "locale": recipient.locale,
-            "timezone": recipient.timezone,
-        },
-        "notification": {
-            "id": 0,
-            "type": notification_type.name,
-            "category": notification_type.category,
-            "priority": notification_type.priority.value,
-            "created_at": utcnow(),
-        },
-    }
-    if channel is not None:
-        context.update(channel.template_context(recipient, notification_type, 0))
-    return context
+    return template_context(
+        data=payload,
+        recipient=sample_recipient(locale),
+        notification_type=notification_type,
+        notification_id=0,
+        priority=notification_type.priority,
+        created_at=utcnow(),
+        channel=channel,
+    )
 
 
 @dataclass(frozen=True)
@@ -187,7 +176,8 @@ class TemplateChecker:
         channel = self.channels.get(channel_name)
         if channel is None:
             yield TemplateProblem(
-                str(path), f"unknown channel {channel_name!r}; known: {', '.join(REGISTRY)}"
+                str(path),
+                f"unknown channel {channel_name!r}; known: {', '.join(self.channels.registry)}",
             )
             return
         if part not in (*channel.parts, *channel.optional_parts):

@@ -20,7 +20,6 @@ from sqlalchemy.exc import IntegrityError
 
 from dispatcher import log
 from dispatcher.catalog import Catalog
-from dispatcher.channels import REGISTRY, channel_class
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.db.engine import Store
 from dispatcher.db.models import TemplateVersion
@@ -106,9 +105,10 @@ class Templates:
 
     def _check_key(self, type: str, channel: str, locale: str, part: str) -> str:
         self.catalog.get(type)  # UnknownEventTypeError names the known types
-        if channel not in REGISTRY:
-            raise ValidationError(f"unknown channel {channel!r}; known: {', '.join(REGISTRY)}")
-        cls = channel_class(channel)
+        registry = self._channels().registry
+        if channel not in registry:
+            raise ValidationError(f"unknown channel {channel!r}; known: {', '.join(registry)}")
+        cls = registry.get(channel)
         parts = (*cls.parts, *cls.optional_parts)
         if part not in parts:
             raise ValidationError(f"{channel} has no part {part!r}; parts: {', '.join(parts)}")
@@ -299,7 +299,8 @@ class Templates:
         renderer = self._renderer()
         instance = self._channels().get(channel)
         if instance is None:
-            raise ValidationError(f"unknown channel {channel!r}; known: {', '.join(REGISTRY)}")
+            known = ", ".join(self._channels().registry)
+            raise ValidationError(f"unknown channel {channel!r}; known: {known}")
         locale = validate_locale(locale) if locale else renderer.default_locale
         context = sample_context(notification_type, instance, locale, data)
         return renderer.render(

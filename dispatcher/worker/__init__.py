@@ -1,5 +1,26 @@
-"""What a worker process builds: the Celery app and its tasks, thin wrappers over the engine.
+"""What a worker process builds: the Celery app and its tasks, thin wrappers over the
+engine (:class:`~dispatcher.worker.runtime.Runtime`).
 
 ``worker.py`` at the top of the repository is ``create_app()`` plus the beat schedule;
-``celery -A worker worker|beat|flower`` runs it.
+``celery -A worker worker|beat|flower`` runs it. Nothing in the package imports this
+room except the tools that start workers.
 """
+
+from __future__ import annotations
+
+from celery import Celery
+
+from dispatcher.engine.broker import celery_app
+from dispatcher.settings import Settings
+from dispatcher.worker.runtime import Runtime
+from dispatcher.worker.tasks import register_tasks
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """The Celery app with dispatcher's tasks, for ``settings`` (default: the environment)."""
+    app = celery_app(settings or Settings.from_env())
+    register_tasks(app)
+    return app
+
+
+__all__ = ["Runtime", "create_app"]

@@ -7,9 +7,19 @@ from collections.abc import Iterator
 import pytest
 
 from dispatcher import Dispatcher
-from tests.conftest import StartWorker, Worker
+from tests.conftest import StartWorker, Worker, close_runtime
 from tests.policy.support import POLICY_WORKER_ENV, add_policy_templates, reset_redis
-from tests.policy_types import register_types, uninstall
+from tests.policy_types import channels, register_types
+
+
+@pytest.fixture
+def dispatcher(dispatcher: Dispatcher) -> Iterator[Dispatcher]:
+    """The suite's dispatcher (same settings, emptied database), with the ``recorder``
+    channel registered as an app registers its own: ``Dispatcher(channels=...)``."""
+    d = Dispatcher(dispatcher.settings, channels=channels())
+    yield d
+    close_runtime(d)
+    d.close()
 
 
 @pytest.fixture
@@ -26,10 +36,9 @@ def inproc(
     register_types(dispatcher.catalog)
     add_policy_templates(dispatcher)
     reset_redis(dispatcher)
-    dispatcher.doorbell.app.control.purge()
+    dispatcher._doorbell.app.control.purge()
     yield dispatcher
-    dispatcher.doorbell.app.control.purge()
-    uninstall()
+    dispatcher._doorbell.app.control.purge()
 
 
 @pytest.fixture
@@ -39,4 +48,3 @@ def policy_worker(dispatcher: Dispatcher, start_worker: StartWorker) -> Iterator
     add_policy_templates(dispatcher)
     reset_redis(dispatcher)
     yield start_worker(POLICY_WORKER_ENV)
-    uninstall()

@@ -14,13 +14,16 @@ from sqlalchemy import select
 
 from dispatcher import Dispatcher, clock
 from dispatcher.db.models import Delivery, Notification, Subscriber
-from tests.conftest import ROOT
+from tests.conftest import ROOT, runtime
 from tests.policy_types import recorded, recorder_key
 
 #: The policy tests' own templates, kept apart so template validation of the shipped
 #: folder plus ``tests/templates`` does not see these test-only types.
 POLICY_TEMPLATES = ROOT / "tests" / "policy" / "templates"
+#: Installed-package metadata whose entry point registers the ``recorder`` channel.
+PLUGIN_DIST = ROOT / "tests" / "plugin_dist"
 POLICY_WORKER_ENV = {
+    "PYTHONPATH": str(PLUGIN_DIST),
     "DISPATCHER_TYPES_MODULES": '["tests.app_types","tests.policy_types"]',
     "DISPATCHER_EXTRA_TEMPLATES_DIRS": json.dumps(
         [str(ROOT / "tests" / "templates"), str(POLICY_TEMPLATES)]
@@ -86,21 +89,21 @@ def all_deliveries(d: Dispatcher) -> list[Delivery]:
 def send(d: Dispatcher, type: str, to: str | list[str], data: dict[str, Any], **kw: Any) -> int:
     """notify, fan out and deliver in this process; returns the event id."""
     receipt = d.notify(type, to=to, data=data, **kw)
-    d.run_fanout(receipt.id)
+    runtime(d).fanout(receipt.id)
     ids = [row.id for row in deliveries(d, receipt.id).values()]
-    d.run_deliver(ids)
+    runtime(d).deliver(ids)
     return receipt.id
 
 
 def release(d: Dispatcher) -> list[int]:
     """What beat does: the sweep releases due rows; then deliver them here."""
-    d.run_sweep()
+    runtime(d).sweep()
     with d.store.session() as s:
         due = list(
             s.scalars(select(Delivery.id).where(Delivery.status == "pending").order_by(Delivery.id))
         )
     if due:
-        d.run_deliver(due)
+        runtime(d).deliver(due)
     return due
 
 

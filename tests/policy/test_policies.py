@@ -11,8 +11,9 @@ import redis
 from sqlalchemy import select
 
 from dispatcher import DeliveryStatus, Dispatcher, NotFoundError, Reason, ValidationError
-from dispatcher.channels.in_app import inbox_channel
 from dispatcher.db.models import DeliveryStep
+from dispatcher.names import inbox_channel
+from tests.conftest import runtime
 from tests.policy.support import all_deliveries, at, deliveries, rec, release, send
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -58,9 +59,9 @@ def test_preference_changed_after_fanout_is_honoured(inproc: Dispatcher) -> None
     d = inproc
     d.subscribers.upsert("u1")
     receipt = d.notify("policy_ping", to="u1", data={"n": 1})
-    d.run_fanout(receipt.id)
+    runtime(d).fanout(receipt.id)
     d.preferences.set("u1", channel="recorder", enabled=False)  # after the event
-    d.run_deliver([r.id for r in deliveries(d, receipt.id).values()])
+    runtime(d).deliver([r.id for r in deliveries(d, receipt.id).values()])
     assert deliveries(d, receipt.id)[("u1", "recorder")].reason == Reason.OPTED_OUT
 
 
@@ -260,10 +261,10 @@ def test_collapse_agrees_across_split_and_duplicated_batches(
     d = inproc
     ids, end = _three_held(d)
     with at(end):
-        d.run_sweep()
+        runtime(d).sweep()
         for k in order:  # one batch per delivery, each message delivered twice
-            d.run_deliver([ids[k]])
-            d.run_deliver([ids[k]])
+            runtime(d).deliver([ids[k]])
+            runtime(d).deliver([ids[k]])
     assert [m["delivery_id"] for m in rec(d)] == [ids[2]]
     statuses = {r.id: r.status for r in all_deliveries(d) if r.id in ids}
     assert statuses == {

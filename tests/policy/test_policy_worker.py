@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from dispatcher import DeliveryStatus, Dispatcher, Reason
-from tests.conftest import Worker, wait_for
+from tests.conftest import Worker, runtime, wait_for
 from tests.policy.support import all_deliveries, deliveries, rec
 
 
@@ -39,7 +39,7 @@ def test_preference_changed_between_event_and_delivery_is_honoured(
     assert held.reason == Reason.RATE_LIMITED  # 1 per 2 s: the worker deferred it
     d.preferences.set("w1", type="policy_trickle", channel="recorder", enabled=False)
     _sleep_until(held.scheduled_for + timedelta(milliseconds=50))
-    d.run_sweep()  # what beat does; the worker claims and decides again
+    runtime(d).sweep()  # what beat does; the worker claims and decides again
     final = wait_for(
         lambda: (r := _recorder(d, second, "w1")) is not None and r.status.is_final and r
     )
@@ -73,9 +73,9 @@ def test_quiet_hours_deferral_is_released_by_the_sweep_at_the_window_end(
     assert held.scheduled_for == end.astimezone(UTC)
     assert held.detail == f"until {end:%H:%M} Asia/Kathmandu ({end.astimezone(UTC):%H:%M} UTC)"
     wait_for(lambda: deliveries(d, event)[("w2", "in_app")].status is DeliveryStatus.SENT)
-    assert d.run_sweep().deliveries == 0  # not due yet: the sweep leaves it alone
+    assert runtime(d).sweep().deliveries == 0  # not due yet: the sweep leaves it alone
     _sleep_until(held.scheduled_for + timedelta(milliseconds=50))
-    assert d.run_sweep().deliveries == 1
+    assert runtime(d).sweep().deliveries == 1
     wait_for(lambda: _recorder(d, event, "w2").status is DeliveryStatus.SENT)
     [message] = rec(d)
     assert datetime.fromisoformat(str(message["at"])) >= held.scheduled_for

@@ -13,10 +13,10 @@ import redis
 from sqlalchemy.orm import Session
 
 from dispatcher import Priority, RateLimit, Reason
-from dispatcher.channels.base import Recipient
 from dispatcher.policies import RateLimitPolicy
 from dispatcher.policies.base import Action, Candidate
 from dispatcher.policies.rate_limit import RateLimiter
+from dispatcher.subscribers.recipient import Recipient
 from tests.conftest import REDIS_URL
 from tests.policy.support import admit_in_subprocess
 from tests.policy_types import TYPES
@@ -39,7 +39,7 @@ def candidate(
         channel="recorder",
         type=LIMITED,
         priority=priority,
-        recipient=Recipient(subscriber, f"u{subscriber}", None, "en", "UTC"),
+        recipient=Recipient(subscriber, f"u{subscriber}", "en", "UTC"),
         attempt=1,
     )
 

@@ -27,7 +27,7 @@ from dispatcher import DeliveryStatus, Dispatcher, HeaderInjectionError
 from dispatcher.channels.email.message import EmailComposer, parse_mailbox
 from dispatcher.db.models import Delivery
 from dispatcher.settings import SmtpSettings
-from tests.conftest import make_settings
+from tests.conftest import make_settings, runtime
 from tests.smtp_server import (  # noqa: F401 - fixtures
     SmtpServer,
     message_violations,
@@ -174,10 +174,10 @@ def mailer(dispatcher: Dispatcher, smtp_server: SmtpServer) -> Iterator[Dispatch
 
 def deliver(d: Dispatcher, type: str, data: dict[str, Any]) -> Delivery:
     receipt = d.notify(type, to=["alice"], data=data)
-    d.run_fanout(receipt.id)
+    runtime(d).fanout(receipt.id)
     with d.store.session() as s:
         ids = list(s.scalars(select(Delivery.id).where(Delivery.status == "pending")))
-    d.run_deliver(ids)
+    runtime(d).deliver(ids)
     with d.store.session() as s:
         return s.scalars(select(Delivery).where(Delivery.channel == "email")).one()
 

@@ -10,13 +10,13 @@ from pathlib import Path
 from sqlalchemy import select
 
 from dispatcher import DeliveryStatus, Dispatcher, Reason
-from dispatcher.channels.base import Recipient
 from dispatcher.db.models import Delivery, DeliveryStep
 from dispatcher.engine.compose import Row
 from dispatcher.enums import Priority
 from dispatcher.policies.base import Candidate
+from dispatcher.subscribers.recipient import Recipient
 from dispatcher.templating.checks import sample_context
-from tests.conftest import ROOT, StartWorker, wait_for
+from tests.conftest import ROOT, StartWorker, runtime, wait_for
 
 HERE = Path(__file__).resolve().parent
 #: A folder whose payout_sent title uses a variable the payload does not have, searched
@@ -81,10 +81,10 @@ def test_sample_context_offers_what_the_delivery_pipeline_offers(dispatcher: Dis
     t = dispatcher.catalog.get("ticket_created")
     channel = dispatcher.channels.get("in_app")
     assert channel is not None
-    recipient = Recipient(1, "u1", None, "es", "Europe/Madrid")
+    recipient = Recipient(1, "u1", "es", "Europe/Madrid")
     candidate = Candidate(1, 1, "in_app", t, Priority.HIGH, recipient, 1)
     row = Row(candidate, 1, t.validate(t.example), datetime.now(UTC))
-    real = dispatcher.deliverer.composer.context(row, channel)
+    real = runtime(dispatcher).deliverer.composer.context(row, channel)
     sample = sample_context(t, channel, "es")
     assert sample.keys() == real.keys()
     assert sample["recipient"].keys() == real["recipient"].keys()

@@ -13,14 +13,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from dispatcher import log
-from dispatcher.channels.base import (
-    Channel,
-    ChannelContext,
-    Message,
-    Outcome,
-    Recipient,
-    RetryPolicy,
-)
+from dispatcher.channels.base import Channel, ChannelContext, Message, Outcome, RetryPolicy
 from dispatcher.channels.email.message import (
     EmailComposer,
     ascii_address,
@@ -41,6 +34,7 @@ from dispatcher.errors import (
     InvalidAddressError,
     PermanentDeliveryError,
 )
+from dispatcher.subscribers.recipient import Recipient
 
 if TYPE_CHECKING:
     from dispatcher.catalog import NotificationType
@@ -51,6 +45,7 @@ class EmailChannel(Channel):
 
     name = "email"
     parts = ("subject", "text", "html")
+    address_kind = "email"
 
     def __init__(self, context: ChannelContext) -> None:
         super().__init__(context)
@@ -67,9 +62,6 @@ class EmailChannel(Channel):
             base_seconds=self.smtp.backoff_base_seconds,
             cap_seconds=self.smtp.backoff_cap_seconds,
         )
-
-    def address_missing(self, recipient: Recipient) -> bool:
-        return not recipient.email
 
     @cached_property
     def composer(self) -> EmailComposer:

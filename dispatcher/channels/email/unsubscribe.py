@@ -1,4 +1,4 @@
-"""One-click unsubscribe tokens (RFC 8058) and the preference change they make.
+"""One-click unsubscribe tokens (RFC 8058): issued for links, verified when followed.
 
 A token is an HS256 JWT naming a subscriber, a channel and either a type or a
 category, with an expiry. It is signed with a key derived from
@@ -11,7 +11,7 @@ subscriber and type on one day is the same string: the link in an email's body a
 
 The gateway serves the URL: ``GET`` shows a confirmation page and must not change
 anything (mail scanners follow links); ``POST`` with ``List-Unsubscribe=One-Click``
-calls :func:`apply_unsubscribe`.
+calls ``Dispatcher.unsubscribe``, which verifies the token here and sets the preference.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import jwt
@@ -31,10 +31,6 @@ from pydantic import SecretStr
 
 from dispatcher.clock import utcnow
 from dispatcher.errors import InvalidUnsubscribeTokenError
-
-if TYPE_CHECKING:
-    from dispatcher.dispatcher import Dispatcher
-    from dispatcher.policies.preference import PreferenceRule
 
 _AUDIENCE = "dispatcher:unsubscribe"
 _ALGORITHM = "HS256"
@@ -156,28 +152,6 @@ def verify_unsubscribe_token(
 def type_name(exc: BaseException) -> str:
     """A short, secret-free description of why a JWT did not verify."""
     return type(exc).__name__.removesuffix("Error") or "invalid"
-
-
-def apply_unsubscribe(
-    dispatcher: Dispatcher, token: str, *, now: datetime | None = None
-) -> tuple[UnsubscribeToken, PreferenceRule]:
-    """Verify ``token`` and turn its channel off for its type or category.
-
-    Applying the same token twice leaves the same single rule (idempotent).
-
-    Raises:
-        InvalidUnsubscribeTokenError: the token does not verify; nothing changes.
-        NotFoundError: the subscriber no longer exists.
-    """
-    request = verify_unsubscribe_token(token, dispatcher.settings.signing_secret, now=now)
-    rule = dispatcher.preferences.set(
-        request.subscriber_id,
-        enabled=False,
-        channel=request.channel,
-        type=request.type,
-        category=request.category,
-    )
-    return request, rule
 
 
 def unsubscribe_url(public_url: str, token: str) -> str:

@@ -29,7 +29,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher import log
-from dispatcher.channels.base import Channel, Message, Outcome, Recipient, RetryPolicy
+from dispatcher.channels.base import Channel, Message, Outcome, RetryPolicy
 from dispatcher.channels.web_push.payload import build_payload, topic, urgency
 from dispatcher.channels.web_push.vapid import VapidKey, VapidSigner, origin_of
 from dispatcher.clock import utcnow
@@ -40,6 +40,7 @@ from dispatcher.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from dispatcher.subscribers.recipient import Recipient
 
 if TYPE_CHECKING:
     from dispatcher.catalog import NotificationType

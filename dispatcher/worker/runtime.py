@@ -1,0 +1,128 @@
+"""The :class:`Runtime`: what one worker process builds to run fan-out, delivery and
+beat's periodic work.
+
+A Celery task is a thin wrapper over one of its methods (:mod:`dispatcher.worker.tasks`);
+tests and tools call the same methods directly. The runtime takes its store, catalog,
+channels and policies from a :class:`~dispatcher.Dispatcher`, so a worker knows the same
+types and channels as the app that rang it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from functools import cached_property
+
+from dispatcher.dispatcher import Dispatcher
+from dispatcher.engine.broker import celery_app
+from dispatcher.engine.delivery import Deliverer, DeliverReport
+from dispatcher.engine.doorbell import Doorbell, Latch
+from dispatcher.engine.drain import DrainResult, drain
+from dispatcher.engine.fanout import FanoutResult, fanout
+from dispatcher.engine.purge import PurgeResult, purge
+from dispatcher.engine.sweep import SweepResult, sweep
+from dispatcher.enums import Priority
+from dispatcher.policies import PolicyChain
+
+
+class Runtime:
+    """The worker side of a :class:`~dispatcher.Dispatcher`.
+
+    Create one per process, after fork (it opens database, Redis and channel
+    connections on first use), and :meth:`close` it when the process is done.
+    """
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.settings = dispatcher.settings
+
+    @cached_property
+    def doorbell(self) -> Doorbell:
+        """Rings delivery tasks from fan-out, and drains from the sweep."""
+        s = self.settings
+        return Doorbell(lambda: celery_app(s), Latch(s.redis_url, s.redis_prefix, s.broker_url))
+
+    @cached_property
+    def policies(self) -> PolicyChain:
+        """The send-time policies, set up for this process."""
+        policies = list(self.dispatcher.policies)
+        for policy in policies:
+            policy.setup(self.settings)
+        return PolicyChain(policies)
+
+    @cached_property
+    def deliverer(self) -> Deliverer:
+        d = self.dispatcher
+        return Deliverer(
+            d.store,
+            d.catalog,
+            d.renderer,
+            d.channels,
+            self.policies,
+            lease=timedelta(seconds=self.settings.lease_seconds),
+            default_locale=self.settings.default_locale,
+        )
+
+    def fanout(self, event_id: int) -> FanoutResult:
+        """Fan event ``event_id`` out now (what a plain ``dispatcher.fanout`` runs)."""
+        d = self.dispatcher
+        return fanout(
+            d.store,
+            d.catalog,
+            self.doorbell,
+            event_id,
+            batch_size=self.settings.delivery_batch_size,
+            deliverer=self.deliverer,
+            inline_limit=self.settings.inline_delivery_limit,
+        )
+
+    def drain(
+        self,
+        priority: Priority | str,
+        *,
+        bulk: bool = False,
+        first: int | None = None,
+        holds_latch: bool = True,
+    ) -> DrainResult:
+        """Fan out event ``first`` and every other due event of ``priority`` (campaign
+        events if ``bulk``): what a draining ``dispatcher.fanout`` runs."""
+        d = self.dispatcher
+        return drain(
+            d.store,
+            d.catalog,
+            self.doorbell,
+            Priority(priority),
+            bulk=bulk,
+            first=first,
+            holds_latch=holds_latch,
+            batch_size=self.settings.delivery_batch_size,
+            deliverer=self.deliverer,
+            inline_limit=self.settings.inline_delivery_limit,
+        )
+
+    def deliver(self, delivery_ids: Iterable[int]) -> DeliverReport:
+        """Claim and send deliveries now (what ``dispatcher.deliver`` runs)."""
+        return self.deliverer.deliver(list(delivery_ids))
+
+    def sweep(self) -> SweepResult:
+        """Re-ring due work now (what ``dispatcher.sweep`` runs)."""
+        return sweep(
+            self.dispatcher.store,
+            self.doorbell,
+            grace=timedelta(seconds=self.settings.sweep_grace_seconds),
+            batch_size=self.settings.delivery_batch_size,
+        )
+
+    def purge(self) -> PurgeResult:
+        """Delete finished events older than ``retention_days`` (what ``dispatcher.purge``
+        runs)."""
+        return purge(self.dispatcher.store, retention=timedelta(days=self.settings.retention_days))
+
+    def close(self) -> None:
+        """Close the policies' clients and the doorbell's latch; the dispatcher closes
+        its own connections."""
+        if "policies" in self.__dict__:
+            for policy in self.policies.policies:
+                policy.close()
+        if "doorbell" in self.__dict__:
+            self.doorbell.latch.close()
