@@ -32,6 +32,8 @@ class RecorderChannel(Channel):
     optional_parts = ("body",)
 
     async def send(self, messages: Sequence[Message]) -> Sequence[Outcome]:
+        if not messages:
+            return []
         client = redis.Redis.from_url(self.settings.redis_url)
         try:
             client.rpush(

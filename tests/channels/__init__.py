@@ -1,0 +1,1 @@
+"""Tests of dispatcher.channels: the contract, the registry, and each channel."""
