@@ -1,7 +1,13 @@
-"""dispatcher: domain events in; in-app, web push and email notifications out."""
+"""dispatcher: domain events in; in-app, web push and email notifications out.
+
+Everything an app needs is here; the rooms behind it are described in
+``docs/architecture.md``.
+"""
 
 from dispatcher.catalog import Catalog, NotificationType, RateLimit
-from dispatcher.channels.base import Channel, Message, Outcome
+from dispatcher.channels.base import Channel, Message, Outcome, RetryPolicy
+from dispatcher.channels.memory import MemoryChannel
+from dispatcher.channels.registry import default_channels
 from dispatcher.channels.web_push.subscriptions import PushSubscriptionInfo
 from dispatcher.dispatcher import Dispatcher
 from dispatcher.engine.explain import Explanation
@@ -29,6 +35,7 @@ from dispatcher.errors import (
     UnknownSubscriberError,
     ValidationError,
 )
+from dispatcher.policies import Candidate, Decision, Policy, default_policies
 from dispatcher.policies.quiet_hours import QuietWindow
 from dispatcher.settings import Settings
 from dispatcher.subscribers.inbox import InboxItem
@@ -61,9 +68,17 @@ __all__ = [
     "Reason",
     # Writing a channel
     "Channel",
+    "MemoryChannel",
     "Message",
     "Outcome",
     "Recipient",
+    "RetryPolicy",
+    "default_channels",
+    # Writing a policy
+    "Candidate",
+    "Decision",
+    "Policy",
+    "default_policies",
     # Errors
     "AuthenticationError",
     "BrokerUnavailableError",

@@ -20,7 +20,18 @@ from dispatcher.errors import ConfigurationError
 _S = TypeVar("_S", bound=BaseSettings)
 
 #: The ``templates/`` folder that ships next to the package.
-DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+def _seed_templates_dir() -> Path:
+    """The seed templates: inside the installed wheel (``dispatcher/seed_templates``,
+    mapped from the repository's ``templates/`` at build time), or that folder itself
+    in a source checkout and an editable install."""
+    package = Path(__file__).resolve().parent
+    installed = package / "seed_templates"
+    return installed if installed.is_dir() else package.parent / "templates"
+
+
+DEFAULT_TEMPLATES_DIR = _seed_templates_dir()
 
 
 class SmtpSettings(BaseSettings):

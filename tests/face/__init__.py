@@ -1,0 +1,1 @@
+"""Tests of the face: what an app imports from ``dispatcher`` and calls on ``Dispatcher``."""
