@@ -16,7 +16,7 @@ from dispatcher import DeliveryStatus, Dispatcher, Reason
 from dispatcher.db.models import Delivery
 from dispatcher.settings import SmtpSettings
 from tests.conftest import make_settings, runtime
-from tests.policy.support import at, release
+from tests.policies.support import at, release
 from tests.smtp_server import (  # noqa: F401 - fixtures
     SmtpServer,
     smtp_server_fixture,

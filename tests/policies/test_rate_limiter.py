@@ -18,7 +18,7 @@ from dispatcher.policies.base import Action, Candidate
 from dispatcher.policies.rate_limit import RateLimiter
 from dispatcher.subscribers.recipient import Recipient
 from tests.conftest import REDIS_URL
-from tests.policy.support import admit_in_subprocess
+from tests.policies.support import admit_in_subprocess
 from tests.policy_types import TYPES
 
 LIMITED = next(t for t in TYPES if t.name == "policy_limited")  # 3 per 60 s on recorder

@@ -12,7 +12,7 @@ from dispatcher import Dispatcher, NotFoundError, ValidationError
 from dispatcher.cli import main
 from dispatcher.engine.explain import parse_ref
 from tests.conftest import settings_env
-from tests.policy.support import at, deliveries, release, send
+from tests.policies.support import at, deliveries, release, send
 
 NIGHT = datetime(2026, 11, 27, 22, 30, tzinfo=UTC)  # 23:30 in Madrid
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from dispatcher import DeliveryStatus, Dispatcher, Reason
 from tests.conftest import Worker, runtime, wait_for
-from tests.policy.support import all_deliveries, deliveries, rec
+from tests.policies.support import all_deliveries, deliveries, rec
 
 
 def _sleep_until(instant: datetime) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from freezegun import freeze_time
 
 from dispatcher import DeliveryStatus, Dispatcher
-from tests.policy.support import deliveries, rec, release, send
+from tests.policies.support import deliveries, rec, release, send
 
 
 def test_spring_forward_night_in_new_york_under_freezegun(inproc: Dispatcher) -> None:

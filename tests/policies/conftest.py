@@ -1,4 +1,4 @@
-"""Fixtures of the policy tests (see :mod:`tests.policy.support`)."""
+"""Fixtures of the policy tests (see :mod:`tests.policies.support`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from dispatcher import Dispatcher
 from tests.conftest import StartWorker, Worker, close_runtime
-from tests.policy.support import POLICY_WORKER_ENV, add_policy_templates, reset_redis
+from tests.policies.support import POLICY_WORKER_ENV, add_policy_templates, reset_redis
 from tests.policy_types import channels, register_types
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dispatcher import DeliveryStatus, Dispatcher, Reason, ValidationError
 from dispatcher.policies.quiet_hours import MAX_QUIET, QuietWindow, covers_whole_week
-from tests.policy.support import at, deliveries, release, send
+from tests.policies.support import at, deliveries, release, send
 
 ZONES = ["America/New_York", "Europe/Madrid", "Australia/Lord_Howe", "Asia/Kathmandu"]
 _ids = itertools.count()

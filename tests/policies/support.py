@@ -19,7 +19,7 @@ from tests.policy_types import recorded, recorder_key
 
 #: The policy tests' own templates, kept apart so template validation of the shipped
 #: folder plus ``tests/templates`` does not see these test-only types.
-POLICY_TEMPLATES = ROOT / "tests" / "policy" / "templates"
+POLICY_TEMPLATES = ROOT / "tests" / "policies" / "templates"
 #: Installed-package metadata whose entry point registers the ``recorder`` channel.
 PLUGIN_DIST = ROOT / "tests" / "plugin_dist"
 POLICY_WORKER_ENV = {

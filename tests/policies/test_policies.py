@@ -14,7 +14,7 @@ from dispatcher import DeliveryStatus, Dispatcher, NotFoundError, Reason, Valida
 from dispatcher.db.models import DeliveryStep
 from dispatcher.names import inbox_channel
 from tests.conftest import runtime
-from tests.policy.support import all_deliveries, at, deliveries, rec, release, send
+from tests.policies.support import all_deliveries, at, deliveries, rec, release, send
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

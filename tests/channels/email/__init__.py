@@ -1,0 +1,1 @@
+"""Tests of the email channel: message bytes, SMTP, unsubscribe, through a real server."""

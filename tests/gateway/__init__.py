@@ -1,0 +1,1 @@
+"""Tests of the gateway: a real uvicorn server, REST and WebSocket clients."""

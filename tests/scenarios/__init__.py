@@ -1,0 +1,1 @@
+"""Scenarios end to end: real workers, beat, Flower, crashes and recovery, packaging."""
