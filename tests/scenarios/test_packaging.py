@@ -3,6 +3,7 @@ templates (mapped from the top-level templates/ folder), and an installed copy f
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,14 +14,23 @@ import pytest
 from tests.conftest import ROOT
 
 #: Built with the project's own setuptools (a dev dependency), so no download is needed.
+IGNORED = shutil.ignore_patterns("__pycache__", "*.egg-info")
 PIP_WHEEL = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # A copy of what the build reads, so the in-tree build/ folder is not left behind.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("dispatcher", "templates"):
+        shutil.copytree(
+            ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
     subprocess.run(
-        [*PIP_WHEEL, "-w", str(out), str(ROOT)],
+        [*PIP_WHEEL, "-w", str(out), str(source)],
         check=True,
         capture_output=True,
     )
