@@ -27,11 +27,6 @@ from jinja2.exceptions import SecurityError
 
 from dispatcher.errors import TemplateError, TemplateLimitError, TemplateNotFoundError
 from dispatcher.templating import filters
-from dispatcher.templating.overrides import (
-    OverrideSnapshot,
-    TemplateOverrides,
-    template_name,
-)
 from dispatcher.templating.limits import (
     DEFAULT_TIME_LIMIT,
     MAX_OUTPUT_CHARS,
@@ -39,6 +34,11 @@ from dispatcher.templating.limits import (
     RenderLimitError,
     RenderLimits,
     current_budget,
+)
+from dispatcher.templating.overrides import (
+    OverrideSnapshot,
+    TemplateOverrides,
+    template_name,
 )
 from dispatcher.templating.sandbox import GuardedEnvironment
 
@@ -222,6 +222,8 @@ class Renderer:
                 reason=f"syntax error at line {exc.lineno}: {exc.message}",
                 line=exc.lineno,
             ) from None
+        except (RenderLimitError, RecursionError) as exc:
+            raise compile_limit_error(name, exc) from None
 
     def render_file(self, name: str, part: str, context: Mapping[str, Any]) -> str:
         """Render the template called ``name`` (a database version or a file)."""
@@ -241,6 +243,8 @@ class Renderer:
                 reason=f"syntax error at line {exc.lineno}: {exc.message}",
                 line=exc.lineno,
             ) from None
+        except (RenderLimitError, RecursionError) as exc:
+            raise compile_limit_error("<template>", exc) from None
 
     def render_template(
         self, template: jinja2.Template, name: str, context: Mapping[str, Any]
@@ -290,7 +294,9 @@ class Renderer:
         except jinja2.TemplateError as exc:
             raise _error(name, str(exc), exc) from None
         except RecursionError as exc:
-            raise _error(name, "render limit: recursion too deep", exc, TemplateLimitError) from None
+            raise _error(
+                name, "render limit: recursion too deep", exc, TemplateLimitError
+            ) from None
         except MemoryError as exc:
             raise _error(name, "render limit: out of memory", exc, TemplateLimitError) from None
         except Exception as exc:  # a filter or test raising on the data
@@ -298,6 +304,16 @@ class Renderer:
         finally:
             current_budget.reset(token)
         return "".join(chunks).strip()
+
+
+def compile_limit_error(name: str, exc: RenderLimitError | RecursionError) -> TemplateLimitError:
+    """The error for a template too complex or too deeply nested to compile."""
+    reason = (
+        f"render limit: {exc}"
+        if isinstance(exc, RenderLimitError)
+        else "render limit: template nested too deeply to compile"
+    )
+    return TemplateLimitError(f"{name}: {reason}", reason=reason)
 
 
 def _error(

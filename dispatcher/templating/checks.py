@@ -21,7 +21,8 @@ from dispatcher.channels.base import Channel, Recipient
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.clock import utcnow
 from dispatcher.errors import TemplateError, UnknownEventTypeError
-from dispatcher.render import Renderer
+from dispatcher.render import Renderer, compile_limit_error
+from dispatcher.templating.limits import RenderLimitError
 from dispatcher.templating.overrides import Override
 
 #: Time zone of the sample recipient: it has DST, so date filters show real conversions.
@@ -92,6 +93,7 @@ def compile_named(
 
     Raises:
         TemplateError: it does not parse, with the line.
+        TemplateLimitError: it is too complex or too deeply nested to compile.
     """
     env = renderer.env_for(part)
     try:
@@ -102,6 +104,8 @@ def compile_named(
             reason=f"syntax error at line {exc.lineno}: {exc.message}",
             line=exc.lineno,
         ) from None
+    except (RenderLimitError, RecursionError) as exc:
+        raise compile_limit_error(filename, exc) from None
     return env.template_class.from_code(env, code, env.make_globals(None), None)
 
 

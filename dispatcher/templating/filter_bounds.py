@@ -20,6 +20,9 @@ or work in Python per character, are bounded before they run:
     ``indent`` at most 16, and the indented text within the output limit.
 ``batch``
     with ``fill_with``, at most 10,000 per batch (the padding is built in one step).
+``trim`` (and ``strip``)
+    at most 256 characters to remove: each character of the text is looked up among
+    them, so 131,072 of each take a second.
 ``list``, ``sort``, ``unique``, ``map``, ``select``, ``join``, ... on a string
     at most 10,000 characters: each character becomes an item.
 
@@ -28,7 +31,7 @@ deadline can interrupt, and a notification has no use for it); ``range()`` is li
 the loop-iteration budget (a loop over it stops there anyway).
 
 Method calls on strings are bounded the same way: ``center``/``ljust``/``rjust``/
-``zfill`` widths, ``expandtabs``, ``replace``, ``join``, ``translate`` and
+``zfill`` widths, ``expandtabs``, ``replace``, ``join``, ``translate``, ``strip`` and
 ``format``/``format_map`` are estimated before they run.
 """
 
@@ -43,6 +46,7 @@ from typing import Any, NoReturn
 from jinja2.utils import _PassArg
 
 from dispatcher.templating.limits import (
+    DEFAULT_LIMITS,
     MAX_FIELD_WIDTH,
     RenderLimitError,
     RenderLimits,
@@ -58,6 +62,9 @@ from dispatcher.templating.limits import (
 MAX_WORDWRAP_CHARS = 16 * 1024
 #: Largest ``tojson`` indent.
 MAX_JSON_INDENT = 16
+#: Most characters ``trim`` and ``strip`` may remove: each character of the text is
+#: looked up among them, so 131,072 of each take a second.
+MAX_STRIP_CHARS = 256
 
 #: Filters that cost the same whatever their input: not measured.
 _CONSTANT_TIME = frozenset({"length", "count", "first", "last", "default", "d", "attr", "random"})
@@ -104,7 +111,7 @@ class CountedIterator(Iterator[Any]):
     """A lazy filter result (``map``, ``select``, ``slice``...) that stops at the item
     limit and checks the deadline per item."""
 
-    __slots__ = ("_inner", "_left", "_what", "_limits")
+    __slots__ = ("_inner", "_left", "_limits", "_what")
 
     def __init__(self, inner: Iterator[Any], what: str, limits: RenderLimits) -> None:
         self._inner = inner
@@ -116,10 +123,11 @@ class CountedIterator(Iterator[Any]):
         budget = current_budget.get()
         if budget is not None:
             budget.check_time()
+        item = next(self._inner)
         self._left -= 1
         if self._left < 0:
             raise RenderLimitError(f"{self._what} of more than {self._limits.max_items} items")
-        return next(self._inner)
+        return item
 
 
 def checked_result(what: str, result: Any, inputs: tuple[Any, ...], limits: RenderLimits) -> Any:
@@ -127,8 +135,10 @@ def checked_result(what: str, result: Any, inputs: tuple[Any, ...], limits: Rend
     if isinstance(result, str):
         if len(result) > limits.max_chars:
             raise too_large(f"{what} result", len(result), limits)
-        if not any(result is i for i in inputs):
-            charge(len(result))
+        for i in inputs:
+            if result is i:  # handed back unchanged: nothing new was built
+                return result
+        charge(len(result))
     elif isinstance(result, Iterator):
         return CountedIterator(result, f"{what} result", limits)
     elif isinstance(result, list | tuple | Mapping):
@@ -137,13 +147,14 @@ def checked_result(what: str, result: Any, inputs: tuple[Any, ...], limits: Rend
 
 
 def _measure_inputs(values: tuple[Any, ...], what: str, limits: RenderLimits) -> None:
-    chars = items = 0
+    """Each input within the size limits, and all of them within the item limit."""
+    items = 0
     for value in values:
-        size = measure(value, what, limits)
-        chars += size.chars
-        items += size.items
-    if chars > limits.max_chars:
-        raise RenderLimitError(f"{what} larger than {limits.max_chars} characters")
+        if type(value) is str:
+            if len(value) > limits.max_chars:
+                raise too_large(what, len(value), limits)
+            continue
+        items += measure(value, what, limits).items
     if items > limits.max_items:
         raise RenderLimitError(f"{what} of more than {limits.max_items} items")
 
@@ -216,6 +227,17 @@ def _urlize(limits: RenderLimits, a: Mapping[str, Any]) -> None:
         )
 
 
+def _refuse_strip_chars(chars: Any) -> None:
+    if isinstance(chars, str) and len(chars) > MAX_STRIP_CHARS:
+        raise RenderLimitError(
+            f"strip of {len(chars)} different characters: at most {MAX_STRIP_CHARS}"
+        )
+
+
+def _trim(limits: RenderLimits, a: Mapping[str, Any]) -> None:
+    _refuse_strip_chars(a.get("chars"))
+
+
 def _tojson(limits: RenderLimits, a: Mapping[str, Any]) -> None:
     indent = a.get("indent")
     if indent is None:
@@ -244,6 +266,7 @@ _BOUNDS: dict[str, Callable[[RenderLimits, Mapping[str, Any]], None]] = {
     "urlize": _urlize,
     "tojson": _tojson,
     "batch": _batch,
+    "trim": _trim,
 }
 
 
@@ -256,24 +279,27 @@ def guard(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     signature = inspect.signature(func) if bound is not None else None
     measured = name not in _CONSTANT_TIME
     per_item = name in _PER_ITEM
+    what = f"input of {name}"
 
     @functools.wraps(func)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        limits = active_limits()
         budget = current_budget.get()
-        if budget is not None:
+        if budget is None:
+            limits = DEFAULT_LIMITS
+        else:
+            limits = budget.limits
             budget.check_time()
         if measured and len(args) > offset:
             value = args[offset]
             if isinstance(value, Iterator):
-                value = collect(value, f"input of {name}", limits)
+                value = collect(value, what, limits)
                 args = (*args[:offset], value, *args[offset + 1 :])
             if per_item and isinstance(value, str) and len(value) > limits.max_items:
                 raise RenderLimitError(
                     f"{name} of a string of {len(value)} characters: one item each, "
                     f"at most {limits.max_items}"
                 )
-            _measure_inputs((*args[offset:], *kwargs.values()), f"input of {name}", limits)
+            _measure_inputs((*args[offset:], *kwargs.values()), what, limits)
             if bound is not None and signature is not None:
                 try:
                     arguments = signature.bind(*args, **kwargs).arguments
@@ -302,7 +328,7 @@ class GuardedFilters(dict[str, Callable[..., Any]]):
     def __setitem__(self, name: str, func: Callable[..., Any]) -> None:
         super().__setitem__(name, guard(name, func))
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kwargs: Any) -> None:
         for name, func in dict(*args, **kwargs).items():
             self[name] = func
 
@@ -314,7 +340,9 @@ class GuardedFilters(dict[str, Callable[..., Any]]):
 # --- method calls -------------------------------------------------------------------------
 
 
-def _str_width(owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], lim: RenderLimits) -> None:
+def _str_width(
+    owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], lim: RenderLimits
+) -> None:
     width = args[0] if args else kwargs.get("width")
     if isinstance(width, int) and width > max(len(owner), MAX_FIELD_WIDTH):
         raise RenderLimitError(f"string width {width} exceeds {MAX_FIELD_WIDTH}")
@@ -335,11 +363,19 @@ def _str_replace(
         _check_replace(owner, args[0], args[1], args[2] if len(args) > 2 else -1, lim)
 
 
-def _str_join(owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], lim: RenderLimits) -> None:
+def _str_join(
+    owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], lim: RenderLimits
+) -> None:
     if args and isinstance(args[0], Sized):
         size = measure(args[0], "join argument", lim).chars + len(owner) * len(args[0])
         if size > lim.max_chars:
             raise too_large("join result", size, lim)
+
+
+def _str_strip(
+    owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], lim: RenderLimits
+) -> None:
+    _refuse_strip_chars(args[0] if args else None)
 
 
 def _str_translate(
@@ -352,9 +388,7 @@ def _str_translate(
             raise too_large("translate result", len(owner) * longest, lim)
 
 
-_STR_METHODS: dict[
-    str, Callable[[str, tuple[Any, ...], Mapping[str, Any], RenderLimits], None]
-] = {
+_STR_METHODS: dict[str, Callable[[str, tuple[Any, ...], Mapping[str, Any], RenderLimits], None]] = {
     "center": _str_width,
     "ljust": _str_width,
     "rjust": _str_width,
@@ -363,6 +397,9 @@ _STR_METHODS: dict[
     "replace": _str_replace,
     "join": _str_join,
     "translate": _str_translate,
+    "strip": _str_strip,
+    "lstrip": _str_strip,
+    "rstrip": _str_strip,
 }
 
 

@@ -173,9 +173,7 @@ def to_decimal(value: Any, filter_name: str) -> Decimal:
         try:
             number = Decimal(text)
         except InvalidOperation:
-            raise TemplateRuntimeError(
-                f"{filter_name} filter: {value!r} is not a number"
-            ) from None
+            raise TemplateRuntimeError(f"{filter_name} filter: {value!r} is not a number") from None
     if number.is_finite() and number and abs(number.adjusted()) > MAX_NUMBER_EXPONENT:
         raise TemplateRuntimeError(f"{filter_name} filter: {value!r} is too large or too small")
     return number

@@ -154,6 +154,9 @@ class Size(NamedTuple):
     depth: int
 
 
+_SCALAR = Size(5, 0, 0)
+
+
 def measure(value: Any, what: str, limits: RenderLimits) -> Size:
     """Size ``value`` without converting it, refusing it past the limits.
 
@@ -164,10 +167,15 @@ def measure(value: Any, what: str, limits: RenderLimits) -> Size:
     Raises:
         RenderLimitError: ``value`` is larger than ``limits`` allow; names ``what``.
     """
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str or isinstance(value, str):
         if len(value) > limits.max_chars:
             raise too_large(what, len(value), limits)
         return Size(len(value), 0, 0)
+    if kind is int:  # the common scalars, without the walk
+        return Size(value.bit_length() // 3 + 1, 0, 0)
+    if value is None or kind is float or kind is bool:
+        return _SCALAR
     chars = items = depth = 0
     # No "seen" set: a list holding the same sublist twice prints it twice, so shared
     # parts count each time; a namespace holding itself stops at the item limit.
@@ -185,7 +193,7 @@ def measure(value: Any, what: str, limits: RenderLimits) -> Size:
             chars += 2 + len(v) * (len(str(v[-1])) + 2 if v else 0)
         elif isinstance(v, list | tuple | set | frozenset | Mapping | Namespace):
             if isinstance(v, Namespace):
-                v = v._Namespace__attrs  # type: ignore[attr-defined]
+                v = v._Namespace__attrs  # Namespace lets this one name through
             items += len(v)
             chars += 2 + 4 * len(v)
             depth = max(depth, level + 1)
@@ -219,14 +227,15 @@ def check_printf(fmt: str, args: Any, limits: RenderLimits) -> None:
     for ``%(name)s`` (which may repeat), else all positional arguments once.
     """
     check_format_string(fmt)
-    size = len(fmt)
     named = isinstance(args, Mapping)
-    for key, width, precision, _ in _PRINTF_FIELD.findall(fmt):
+    size = len(fmt) + (0 if named else measure(args, "format arguments", limits).chars)
+    for conversion in _PRINTF_FIELD.finditer(fmt):
+        key, width, precision, _ = conversion.groups()
         size += int(width or 0) + int(precision or 0)
         if named and key:
             size += measure(args.get(key), "format argument", limits).chars
-    if not named:
-        size += measure(args, "format arguments", limits).chars
+        if size > limits.max_chars:  # stop at once: a format may have 100,000 fields
+            break
     if size > limits.max_chars:
         raise too_large("formatted string", size, limits)
 
@@ -246,22 +255,24 @@ def check_str_format(fmt: str, args: tuple[Any, ...], kwargs: Mapping[str, Any])
     largest = max(sizes.values(), default=0)
     size = auto = 0
     try:
-        fields = list(string.Formatter().parse(fmt))
+        fields = string.Formatter().parse(fmt)
+        for literal, name, spec, _ in fields:
+            size += len(literal)
+            if name is None:
+                continue
+            # "{0.city}" or "{user[name]}" shows part of an argument: at most all of it.
+            first = _FIELD_ARGUMENT.match(name).group()  # type: ignore[union-attr]
+            key: str | int = first
+            if first == "":
+                key, auto = auto, auto + 1
+            elif first.isdigit():
+                key = int(first)
+            size += sizes.get(key, largest)
+            size += max((int(d) for d in _DIGITS.findall(spec or "")), default=0)
+            if size > limits.max_chars:  # stop at once: a format may have 80,000 fields
+                break
     except ValueError:
         return  # str.format raises the same error with a clearer message
-    for literal, name, spec, _ in fields:
-        size += len(literal)
-        if name is None:
-            continue
-        # "{0.city}" or "{user[name]}" shows part of an argument: at most all of it.
-        first = _FIELD_ARGUMENT.match(name).group()  # type: ignore[union-attr]
-        key: str | int = first
-        if first == "":
-            key, auto = auto, auto + 1
-        elif first.isdigit():
-            key = int(first)
-        size += sizes.get(key, largest)
-        size += max((int(d) for d in _DIGITS.findall(spec or "")), default=0)
     if size > limits.max_chars:
         raise too_large("formatted string", size, limits)
 
@@ -288,9 +299,12 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
                 if size > limits.max_chars:
                     raise too_large("repetition", size, limits)
                 return
-        if isinstance(left, int) and isinstance(right, int):
-            if left.bit_length() + right.bit_length() > MAX_POWER_BITS:
-                raise RenderLimitError(f"product larger than {MAX_POWER_BITS} bits")
+        if (
+            isinstance(left, int)
+            and isinstance(right, int)
+            and left.bit_length() + right.bit_length() > MAX_POWER_BITS
+        ):
+            raise RenderLimitError(f"product larger than {MAX_POWER_BITS} bits")
     elif operator == "+":
         if isinstance(left, _SIZED) and isinstance(right, _SIZED):
             if isinstance(left, str) and isinstance(right, str):
