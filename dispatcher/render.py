@@ -300,7 +300,8 @@ class Renderer:
         except MemoryError as exc:
             raise _error(name, "render limit: out of memory", exc, TemplateLimitError) from None
         except Exception as exc:  # a filter or test raising on the data
-            raise _error(name, f"{type(exc).__name__}: {exc}", exc) from None
+            # Such messages may quote the data: keep the reason short.
+            raise _error(name, f"{type(exc).__name__}: {str(exc)[:200]}", exc) from None
         finally:
             current_budget.reset(token)
         return "".join(chunks).strip()

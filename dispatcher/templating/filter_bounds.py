@@ -16,6 +16,8 @@ or work in Python per character, are bounded before they run:
     262,144 characters at width 1 take more than a second in one step.
 ``urlize``
     text of at most 16,384 characters (a regular expression per word).
+``urlencode``
+    the encoded text (three characters per UTF-8 byte) within the output limit.
 ``tojson``
     ``indent`` at most 16, and the indented text within the output limit.
 ``batch``
@@ -30,7 +32,9 @@ Globals: ``lipsum()`` is refused (one call builds megabytes of random text in a 
 deadline can interrupt, and a notification has no use for it); ``range()`` is limited to
 the loop-iteration budget (a loop over it stops there anyway).
 
-Method calls on strings are bounded the same way: ``center``/``ljust``/``rjust``/
+``encode()`` and ``to_bytes()`` are refused: templates work on text, and bytes would
+bring every expanding string method back. Method calls on strings are bounded the same
+way as filters: ``center``/``ljust``/``rjust``/
 ``zfill`` widths, ``expandtabs``, ``replace``, ``join``, ``translate``, ``strip`` and
 ``format``/``format_map`` are estimated before they run.
 """
@@ -227,6 +231,17 @@ def _urlize(limits: RenderLimits, a: Mapping[str, Any]) -> None:
         )
 
 
+def _urlencode(limits: RenderLimits, a: Mapping[str, Any]) -> None:
+    value = a["value"]
+    # Three characters per UTF-8 byte at most: an emoji becomes twelve.
+    if isinstance(value, str):
+        size = 3 * len(value.encode("utf-8", "surrogatepass"))
+    else:
+        size = 12 * measure(value, "input of urlencode", limits).chars
+    if size > limits.max_chars:
+        raise too_large("urlencode result", size, limits)
+
+
 def _refuse_strip_chars(chars: Any) -> None:
     if isinstance(chars, str) and len(chars) > MAX_STRIP_CHARS:
         raise RenderLimitError(
@@ -267,7 +282,33 @@ _BOUNDS: dict[str, Callable[[RenderLimits, Mapping[str, Any]], None]] = {
     "tojson": _tojson,
     "batch": _batch,
     "trim": _trim,
+    "urlencode": _urlencode,
 }
+
+
+def _binder(
+    func: Callable[..., Any], offset: int
+) -> Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]:
+    """A fast ``inspect.Signature.bind`` for a filter: arguments by parameter name
+    (``*args`` and ``**kwargs`` under their own names; no defaults filled in)."""
+    params = list(inspect.signature(func).parameters.values())[offset:]
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names = [p.name for p in params if p.kind in kinds]
+    star = next((p.name for p in params if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
+    double = next((p.name for p in params if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+
+    def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        arguments = dict(zip(names, args, strict=False))
+        if star is not None:
+            arguments[star] = args[len(names) :]
+        if double is not None:
+            arguments[double] = {k: v for k, v in kwargs.items() if k not in names}
+            arguments.update((k, v) for k, v in kwargs.items() if k in names)
+        else:
+            arguments.update(kwargs)
+        return arguments
+
+    return bind
 
 
 def guard(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -276,7 +317,7 @@ def guard(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         return func
     offset = 0 if _PassArg.from_obj(func) is None else 1  # context / environment first
     bound = _BOUNDS.get(name)
-    signature = inspect.signature(func) if bound is not None else None
+    bind = _binder(func, offset) if bound is not None else None
     measured = name not in _CONSTANT_TIME
     per_item = name in _PER_ITEM
     what = f"input of {name}"
@@ -300,13 +341,8 @@ def guard(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
                     f"at most {limits.max_items}"
                 )
             _measure_inputs((*args[offset:], *kwargs.values()), what, limits)
-            if bound is not None and signature is not None:
-                try:
-                    arguments = signature.bind(*args, **kwargs).arguments
-                except TypeError:
-                    pass  # the filter itself raises the clearer error
-                else:
-                    bound(limits, arguments)
+            if bound is not None and bind is not None:
+                bound(limits, bind(args[offset:], kwargs))
         result = func(*args, **kwargs)
         return checked_result(name, result, args[offset:], limits)
 
@@ -403,6 +439,11 @@ _STR_METHODS: dict[str, Callable[[str, tuple[Any, ...], Mapping[str, Any], Rende
 }
 
 
+#: Methods that make bytes (``(1).to_bytes(10**9, 'big')`` allocates a gigabyte at once);
+#: bytes have all of str's expanding methods again, and a template has no use for them.
+_REFUSED_METHODS = frozenset({"encode", "to_bytes"})
+
+
 def check_call(
     func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], limits: RenderLimits
 ) -> tuple[Any, ...]:
@@ -413,6 +454,11 @@ def check_call(
             collect(a, "call argument", limits) if isinstance(a, Iterator) else a for a in args
         )
     if isinstance(func, BuiltinMethodType | MethodType):
+        if func.__name__ in _REFUSED_METHODS:
+            raise RenderLimitError(
+                f"{func.__name__}() is refused: templates work on text, and it can "
+                "allocate any size in one step"
+            )
         owner = func.__self__
         if isinstance(owner, str | list | tuple | Mapping):
             measure(owner, f"{func.__name__}() on a value", limits)

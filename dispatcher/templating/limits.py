@@ -182,7 +182,7 @@ def measure(value: Any, what: str, limits: RenderLimits) -> Size:
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         v, level = stack.pop()
-        if isinstance(v, str):
+        if isinstance(v, str | bytes | bytearray):
             chars += len(v)
         elif v is None or isinstance(v, bool | float | Undefined):
             chars += 5
@@ -277,7 +277,7 @@ def check_str_format(fmt: str, args: tuple[Any, ...], kwargs: Mapping[str, Any])
         raise too_large("formatted string", size, limits)
 
 
-_SIZED = (str, list, tuple)
+_SIZED = (str, bytes, bytearray, list, tuple)
 
 
 def check_binop(operator: str, left: Any, right: Any) -> None:
@@ -286,7 +286,7 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
     if operator == "*":
         for seq, times in ((left, right), (right, left)):
             if isinstance(seq, _SIZED) and isinstance(times, int) and times > 0:
-                if isinstance(seq, str):
+                if isinstance(seq, str | bytes | bytearray):
                     if len(seq) * times > limits.max_chars:
                         raise too_large("repetition", len(seq) * times, limits)
                     return
@@ -307,7 +307,7 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
             raise RenderLimitError(f"product larger than {MAX_POWER_BITS} bits")
     elif operator == "+":
         if isinstance(left, _SIZED) and isinstance(right, _SIZED):
-            if isinstance(left, str) and isinstance(right, str):
+            if not isinstance(left, list | tuple) and not isinstance(right, list | tuple):
                 size = len(left) + len(right)
             else:
                 if len(left) + len(right) > limits.max_items:
