@@ -222,6 +222,7 @@ class Dispatcher:
                 self.store, refresh_seconds=self.settings.template_refresh_seconds
             ),
             time_limit=self.settings.template_time_limit_seconds,
+            output_limit=self.settings.template_output_max_chars,
         )
 
     @cached_property

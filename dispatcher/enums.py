@@ -74,6 +74,9 @@ class Reason(StrEnum):
     DIGEST = "digest"
     #: A template did not render.
     TEMPLATE_ERROR = "template_error"
+    #: A template went over its render limits (time, output size, loops) or used a
+    #: refused construct.
+    TEMPLATE_LIMIT = "template_limit"
     #: The subscriber has no address for this channel (no email, no devices).
     NO_ADDRESS = "no_address"
     #: Every push subscription of the subscriber is gone.

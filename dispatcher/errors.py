@@ -16,7 +16,8 @@
      ├── IdempotencyConflictError    same key, different event
      ├── NotFoundError               a row asked for by id does not exist
      ├── TemplateError               a template does not parse or render
-     │    └── TemplateNotFoundError
+     │    ├── TemplateNotFoundError
+     │    └── TemplateLimitError     a render went over its time, size or iteration limit
      ├── BrokerUnavailableError      the broker did not answer
      ├── AuthenticationError         a gateway token is missing, invalid or expired
      └── DeliveryError               a channel could not deliver
@@ -121,6 +122,11 @@ class TemplateError(DispatcherError):
 
 class TemplateNotFoundError(TemplateError):
     """Raised when no template exists for a type, channel, part and locale chain."""
+
+
+class TemplateLimitError(TemplateError):
+    """Raised when a render exceeds its time, output, size or iteration limit, or uses a
+    refused construct (``lipsum()``); ``reason`` starts with ``render limit:``."""
 
 
 class BrokerUnavailableError(DispatcherError):

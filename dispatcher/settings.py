@@ -154,8 +154,12 @@ class Settings(BaseSettings):
     extra_templates_dirs: list[Path] = Field(default_factory=list)
     #: How stale a worker's view of operators' template overrides may be, in seconds.
     template_refresh_seconds: float = 2.0
-    #: Longest one template part may take to render before the delivery fails.
-    template_time_limit_seconds: float = 1.0
+    #: Longest one template part may take to render before the delivery fails (and
+    #: before a save is refused); ordinary parts take about a millisecond.
+    template_time_limit_seconds: float = Field(default=0.25, gt=0, le=30)
+    #: Most characters one template part may render to. No string or list a template
+    #: builds may be larger, and one render may build four times this in all.
+    template_output_max_chars: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     #: Locale used when a subscriber has none and as the last fallback.
     default_locale: str = "en"
     #: Dotted module names imported at start-up to register the app's own types.

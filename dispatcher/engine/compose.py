@@ -15,7 +15,7 @@ from dispatcher import log
 from dispatcher.channels.base import Channel, Message
 from dispatcher.engine.records import Record
 from dispatcher.enums import DeliveryStatus, Reason
-from dispatcher.errors import TemplateError
+from dispatcher.errors import TemplateError, TemplateLimitError
 from dispatcher.policies.base import SEND, Action, Candidate, Decision
 from dispatcher.templating.context import template_context
 from dispatcher.templating.renderer import Renderer
@@ -93,11 +93,11 @@ class Composer:
                     optional=channel.optional_parts,
                 )
             except TemplateError as exc:
-                records.append(
-                    Record(c.delivery_id, DeliveryStatus.FAILED, Reason.TEMPLATE_ERROR, exc.reason)
-                )
+                limit = isinstance(exc, TemplateLimitError)
+                reason = Reason.TEMPLATE_LIMIT if limit else Reason.TEMPLATE_ERROR
+                records.append(Record(c.delivery_id, DeliveryStatus.FAILED, reason, exc.reason))
                 log.error(
-                    "delivery.template_error",
+                    f"delivery.{reason.value}",
                     delivery_id=c.delivery_id,
                     notification_id=c.notification_id,
                     channel=channel.name,

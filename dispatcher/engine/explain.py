@@ -30,7 +30,13 @@ from dispatcher.errors import NotFoundError, ValidationError
 #: Reasons whose detail reads as a continuation (``quiet_hours until 07:00 ...``);
 #: other details are shown in parentheses (``opted_out (rule: ...)``).
 _INLINE = frozenset(
-    {Reason.QUIET_HOURS, Reason.RATE_LIMITED, Reason.TEMPLATE_ERROR, Reason.COLLAPSED}
+    {
+        Reason.QUIET_HOURS,
+        Reason.RATE_LIMITED,
+        Reason.TEMPLATE_ERROR,
+        Reason.TEMPLATE_LIMIT,
+        Reason.COLLAPSED,
+    }
 )
 
 

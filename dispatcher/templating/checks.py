@@ -22,8 +22,9 @@ from dispatcher.clock import utcnow
 from dispatcher.errors import TemplateError, UnknownEventTypeError
 from dispatcher.subscribers.recipient import Recipient
 from dispatcher.templating.context import template_context
+from dispatcher.templating.limits import RenderLimitError
 from dispatcher.templating.overrides import Override
-from dispatcher.templating.renderer import Renderer
+from dispatcher.templating.renderer import Renderer, compile_limit_error
 
 #: Time zone of the sample recipient: it has DST, so date filters show real conversions.
 SAMPLE_TIMEZONE = "Europe/Madrid"
@@ -81,6 +82,7 @@ def compile_named(
 
     Raises:
         TemplateError: it does not parse, with the line.
+        TemplateLimitError: it is too complex or too deeply nested to compile.
     """
     env = renderer.env_for(part)
     try:
@@ -91,6 +93,8 @@ def compile_named(
             reason=f"syntax error at line {exc.lineno}: {exc.message}",
             line=exc.lineno,
         ) from None
+    except (RenderLimitError, RecursionError) as exc:
+        raise compile_limit_error(filename, exc) from None
     return env.template_class.from_code(env, code, env.make_globals(None), None)
 
 

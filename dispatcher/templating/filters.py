@@ -151,17 +151,32 @@ def time_filter(context: Context, value: Any, format: str = "short", tz: str | N
     return str(format_time(local, format, tzinfo=local.tzinfo, locale=_locale(context)))
 
 
+#: Longest text and largest exponent a number filter takes: Babel formats every digit in
+#: Python, so ``"1e9999"`` would cost tens of milliseconds in one step.
+MAX_NUMBER_CHARS = 64
+MAX_NUMBER_EXPONENT = 40
+
+
 def to_decimal(value: Any, filter_name: str) -> Decimal:
     """``value`` as a Decimal; JSON payloads carry amounts as strings."""
     _reject_undefined(value)
     if isinstance(value, bool) or value is None:
         raise TemplateRuntimeError(f"{filter_name} filter: {value!r} is not a number")
     if isinstance(value, Decimal):
-        return value
-    try:
-        return Decimal(str(value).strip())
-    except InvalidOperation:
-        raise TemplateRuntimeError(f"{filter_name} filter: {value!r} is not a number") from None
+        number = value
+    else:
+        text = str(value).strip()
+        if len(text) > MAX_NUMBER_CHARS:
+            raise TemplateRuntimeError(
+                f"{filter_name} filter: a number of {len(text)} characters is too long"
+            )
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            raise TemplateRuntimeError(f"{filter_name} filter: {value!r} is not a number") from None
+    if number.is_finite() and number and abs(number.adjusted()) > MAX_NUMBER_EXPONENT:
+        raise TemplateRuntimeError(f"{filter_name} filter: {value!r} is too large or too small")
+    return number
 
 
 @pass_context

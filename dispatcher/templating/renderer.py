@@ -17,7 +17,6 @@ version wins over the file of the same name; then the next locale is tried.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -26,27 +25,34 @@ from typing import Any
 import jinja2
 from jinja2.exceptions import SecurityError
 
-from dispatcher.errors import TemplateError, TemplateNotFoundError
+from dispatcher.errors import TemplateError, TemplateLimitError, TemplateNotFoundError
 from dispatcher.templating import filters
+from dispatcher.templating.limits import (
+    DEFAULT_TIME_LIMIT,
+    MAX_OUTPUT_CHARS,
+    RenderBudget,
+    RenderLimitError,
+    RenderLimits,
+    current_budget,
+)
 from dispatcher.templating.overrides import (
     OverrideSnapshot,
     TemplateOverrides,
     template_name,
 )
-from dispatcher.templating.sandbox import (
-    MAX_OUTPUT_CHARS,
-    GuardedEnvironment,
-    RenderBudget,
-    RenderLimitError,
-    current_budget,
-)
+from dispatcher.templating.sandbox import GuardedEnvironment
 
-__all__ = ["HTML_PARTS", "MAX_OUTPUT_CHARS", "Renderer", "locale_chain", "template_name"]
+__all__ = [
+    "DEFAULT_TIME_LIMIT",
+    "HTML_PARTS",
+    "MAX_OUTPUT_CHARS",
+    "Renderer",
+    "locale_chain",
+    "template_name",
+]
 
 #: Parts rendered with HTML autoescaping.
 HTML_PARTS = frozenset({"html"})
-#: Default time one part may take to render.
-DEFAULT_TIME_LIMIT = 1.0
 
 
 def locale_chain(locale: str | None, default: str) -> list[str]:
@@ -86,6 +92,8 @@ class Renderer:
         default_locale: Last step of every locale chain.
         overrides: Operators' database versions; None renders files only.
         time_limit: Seconds one part may take to render.
+        output_limit: Characters one part may render to; no value a template builds
+            may be larger, and one render may build four times this in all.
     """
 
     def __init__(
@@ -95,11 +103,12 @@ class Renderer:
         default_locale: str = "en",
         overrides: TemplateOverrides | None = None,
         time_limit: float = DEFAULT_TIME_LIMIT,
+        output_limit: int = MAX_OUTPUT_CHARS,
     ) -> None:
         self.templates_dirs = [Path(p) for p in templates_dirs]
         self.default_locale = default_locale
         self.overrides = overrides
-        self.time_limit = time_limit
+        self.limits = RenderLimits(seconds=time_limit, max_chars=output_limit)
         self._snapshot = OverrideSnapshot()
         self._found: dict[tuple[str, str, str, str | None], str | None] = {}
         loader = jinja2.ChoiceLoader(
@@ -213,6 +222,8 @@ class Renderer:
                 reason=f"syntax error at line {exc.lineno}: {exc.message}",
                 line=exc.lineno,
             ) from None
+        except (RenderLimitError, RecursionError) as exc:
+            raise compile_limit_error(name, exc) from None
 
     def render_file(self, name: str, part: str, context: Mapping[str, Any]) -> str:
         """Render the template called ``name`` (a database version or a file)."""
@@ -232,25 +243,33 @@ class Renderer:
                 reason=f"syntax error at line {exc.lineno}: {exc.message}",
                 line=exc.lineno,
             ) from None
+        except (RenderLimitError, RecursionError) as exc:
+            raise compile_limit_error("<template>", exc) from None
 
     def render_template(
         self, template: jinja2.Template, name: str, context: Mapping[str, Any]
     ) -> str:
         """Render ``template`` within the time, size and iteration budget.
 
+        The output is counted chunk by chunk as it is generated, so a render stops as
+        soon as it passes the output limit, not after building the whole string.
+
         Raises:
+            TemplateLimitError: the render went over a limit; ``reason`` starts with
+                ``render limit:`` and names it.
             TemplateError: ``reason`` is short (``missing variable 'seller'``); ``line`` is
                 the template line where it happened, when known.
         """
-        budget = RenderBudget(time.monotonic() + self.time_limit, self.time_limit)
+        limits = self.limits
+        budget = RenderBudget.start(limits)
         token = current_budget.set(budget)
         chunks: list[str] = []
         size = 0
         try:
             for chunk in template.generate(context):
                 size += len(chunk)
-                if size > MAX_OUTPUT_CHARS:
-                    raise RenderLimitError(f"output exceeds {MAX_OUTPUT_CHARS} characters")
+                if size > limits.max_chars:
+                    raise RenderLimitError(f"output exceeds {limits.max_chars} characters")
                 chunks.append(chunk)
                 budget.check_time()
         except jinja2.UndefinedError as exc:
@@ -260,7 +279,7 @@ class Renderer:
                 reason = f"unsafe: access to attribute {reason[len('missing variable ') :]} refused"
             raise _error(name, reason, exc) from None
         except RenderLimitError as exc:
-            raise _error(name, f"render limit: {exc}", exc) from None
+            raise _error(name, f"render limit: {exc}", exc, TemplateLimitError) from None
         except SecurityError as exc:
             raise _error(name, f"unsafe: {exc}", exc) from None
         except jinja2.TemplateSyntaxError as exc:  # in a template pulled in by extends/include
@@ -275,18 +294,35 @@ class Renderer:
         except jinja2.TemplateError as exc:
             raise _error(name, str(exc), exc) from None
         except RecursionError as exc:
-            raise _error(name, "render limit: recursion too deep", exc) from None
+            raise _error(
+                name, "render limit: recursion too deep", exc, TemplateLimitError
+            ) from None
+        except MemoryError as exc:
+            raise _error(name, "render limit: out of memory", exc, TemplateLimitError) from None
         except Exception as exc:  # a filter or test raising on the data
-            raise _error(name, f"{type(exc).__name__}: {exc}", exc) from None
+            # Such messages may quote the data: keep the reason short.
+            raise _error(name, f"{type(exc).__name__}: {str(exc)[:200]}", exc) from None
         finally:
             current_budget.reset(token)
         return "".join(chunks).strip()
 
 
-def _error(name: str, reason: str, exc: BaseException) -> TemplateError:
+def compile_limit_error(name: str, exc: RenderLimitError | RecursionError) -> TemplateLimitError:
+    """The error for a template too complex or too deeply nested to compile."""
+    reason = (
+        f"render limit: {exc}"
+        if isinstance(exc, RenderLimitError)
+        else "render limit: template nested too deeply to compile"
+    )
+    return TemplateLimitError(f"{name}: {reason}", reason=reason)
+
+
+def _error(
+    name: str, reason: str, exc: BaseException, kind: type[TemplateError] = TemplateError
+) -> TemplateError:
     where, line = _locate(exc.__traceback__)
     prefix = f"{where or name}:{line}" if line else (where or name)
-    return TemplateError(f"{prefix}: {reason}", reason=reason, line=line)
+    return kind(f"{prefix}: {reason}", reason=reason, line=line)
 
 
 def _locate(tb: TracebackType | None) -> tuple[str | None, int | None]:

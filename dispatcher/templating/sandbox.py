@@ -3,21 +3,29 @@
 Operators are not trusted with Python, so templates run in Jinja's
 ``ImmutableSandboxedEnvironment`` (no ``__class__``, no ``|attr`` or ``.format``
 escapes, no mutation of lists and dicts) with ``StrictUndefined``. On top of it this
-module bounds what one render may cost.
+module bounds what one render may cost: its time, the size of any value and of its
+output, and the text it builds in all (:mod:`dispatcher.templating.limits`).
 
 Why a cooperative budget rather than a timer: ``signal.alarm`` only works in a main
 thread (Celery's thread pools, our solo test worker and the gateway run renders
 elsewhere) and fights with Celery's own time-limit signals in prefork children;
 ``sys.settrace`` slows every render several times and breaks coverage and debuggers;
 a watchdog thread cannot stop the thread it watches; a subprocess per render costs far
-more than the render. Instead the compiled template checks a per-render budget (held in
-a :class:`~contextvars.ContextVar`, so threads and prefork children each have their own)
-at every loop iteration (every ``for`` iterable is wrapped in a guard filter at parse
-time), every call (macros, methods, ``loop()``) and every output chunk. One primitive
-operation cannot be interrupted, so those that could be huge in one step are bounded
-before they run:
-``*``, ``+``, ``**`` and ``%`` on strings, lists and numbers, printf/``format`` widths,
-``center``, ``indent``, ``replace``, ``namespace`` attributes and call results.
+more than the render. Instead the compiled template checks the deadline wherever work
+can repeat: every loop iteration (every ``for`` iterable is wrapped in a guard filter at
+parse time), every call (macros, methods, ``loop()``, ``caller()``), every filter and
+every item a lazy filter yields; code between those points is straight-line and bounded
+by the template's size. Every printed value and every piece of literal text is charged
+to the render's text budget, including what goes into ``{% set %}`` blocks and macro
+buffers (a code generator routes them through :meth:`GuardedEnvironment.emit_literal`
+and the ``finalize`` hook). One primitive operation cannot be interrupted, so those that
+could be large in one step are measured or estimated before they run: ``*``, ``+``,
+``**`` and ``%``, ``~``, printf/``format`` widths, every filter's input (and the costly
+filters' results, :mod:`dispatcher.templating.filter_bounds`), string methods, call
+arguments and results, ``namespace`` attributes, ``range``. ``lipsum()`` is refused.
+
+Templates are compiled without Jinja's optimizer: constant folding would run filters at
+compile time, outside any budget (``{{ 'x'|wordwrap(1) }}`` on a long literal, say).
 
 Resource limits at the process level (``--max-memory-per-child``) remain good practice;
 Jinja's own documentation says so.
@@ -25,69 +33,60 @@ Jinja's own documentation says so.
 
 from __future__ import annotations
 
-import re
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextvars import ContextVar
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from jinja2 import nodes, pass_eval_context
-from jinja2.exceptions import SecurityError
-from jinja2.filters import FILTERS
+from jinja2 import Undefined, nodes, pass_eval_context
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
-#: Largest string or list a template may build or output, in characters or items.
-MAX_OUTPUT_CHARS = 256 * 1024
-#: Loop iterations one render may run, over all loops.
-MAX_LOOP_ITERATIONS = 100_000
-#: Widest printf / format field or ``center`` / ``indent`` width.
-MAX_FIELD_WIDTH = 1000
-#: Largest integer a template may compute with ``**``, in bits.
-MAX_POWER_BITS = 4096
+from dispatcher.templating.filter_bounds import (
+    GuardedFilters,
+    bounded_range,
+    check_call,
+    checked_result,
+    refused_lipsum,
+)
+from dispatcher.templating.limits import (
+    DEFAULT_LIMITS,
+    MAX_CALL_DEPTH,
+    MAX_FIELD_WIDTH,
+    MAX_LOOP_ITERATIONS,
+    MAX_OUTPUT_CHARS,
+    RenderBudget,
+    RenderLimitError,
+    RenderLimits,
+    active_limits,
+    check_binop,
+    check_format_string,
+    check_str_format,
+    current_budget,
+    measure,
+    too_large,
+)
 
-# "%5000d", "%*d", "%.5000f"; "{:5000}", "{:{w}}".
-_WIDE_PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(?:\*|\d{4,})|%[-#0 +]*\d*\.(?:\*|\d{4,})")
-_WIDE_FORMAT = re.compile(r"\{[^{}]*:[^{}]*(?:\d{4,}|\{)")
-
-
-class RenderLimitError(SecurityError):
-    """Raised inside a render that would exceed its time, size or iteration budget."""
-
-
-@dataclass
-class RenderBudget:
-    """What is left for one render: a deadline on the monotonic clock and loop iterations."""
-
-    deadline: float
-    seconds: float
-    iterations: int = MAX_LOOP_ITERATIONS
-
-    def check_time(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise RenderLimitError(f"render took longer than {self.seconds:g}s")
-
-    def spend_iteration(self) -> None:
-        self.iterations -= 1
-        if self.iterations < 0:
-            raise RenderLimitError(f"more than {MAX_LOOP_ITERATIONS} loop iterations")
-        self.check_time()
-
-
-#: The budget of the render running in this thread / task; None outside a render.
-current_budget: ContextVar[RenderBudget | None] = ContextVar("render_budget", default=None)
-
-
-def _check_time() -> None:
-    budget = current_budget.get()
-    if budget is not None:
-        budget.check_time()
-
+__all__ = [
+    "LOOP_GUARD",
+    "MAX_FIELD_WIDTH",
+    "MAX_LOOP_ITERATIONS",
+    "MAX_OUTPUT_CHARS",
+    "BoundedNamespace",
+    "GuardedEnvironment",
+    "RenderBudget",
+    "RenderLimitError",
+    "RenderLimits",
+    "current_budget",
+]
 
 #: Name of the filter wrapped around every loop's iterable.
 LOOP_GUARD = "_loop_guard"
+#: Most syntax nodes (tags, expressions, text) one template may have; the built-in
+#: templates have at most 60.
+MAX_TEMPLATE_NODES = 2000
 
 
 class _GuardedIterable:
@@ -111,110 +110,123 @@ class _GuardedIterable:
         return len(self._inner)  # type: ignore[arg-type]
 
 
-def _too_large(what: str, size: int) -> RenderLimitError:
-    return RenderLimitError(f"{what} of {size} would exceed {MAX_OUTPUT_CHARS} characters")
-
-
-def check_format_string(fmt: str) -> None:
-    """Refuse printf and ``str.format`` fields wide enough to build huge strings."""
-    if _WIDE_PRINTF.search(fmt) or _WIDE_FORMAT.search(fmt):
-        raise RenderLimitError(f"format field wider than {MAX_FIELD_WIDTH} characters")
-
-
-def check_binop(operator: str, left: Any, right: Any) -> None:
-    """Refuse an operation whose result would be too large, before computing it."""
-    sized = (str, list, tuple)
-    if operator == "*":
-        for seq, times in ((left, right), (right, left)):
-            if (
-                isinstance(seq, sized)
-                and isinstance(times, int)
-                and len(seq) * times > MAX_OUTPUT_CHARS
-            ):
-                raise _too_large("repetition", len(seq) * times)
-    elif operator == "+":
-        if (
-            isinstance(left, sized)
-            and isinstance(right, sized)
-            and len(left) + len(right) > MAX_OUTPUT_CHARS
-        ):
-            raise _too_large("concatenation", len(left) + len(right))
-    elif operator == "**":
-        if (
-            isinstance(left, int)
-            and isinstance(right, int)
-            and right > 0
-            and max(abs(left).bit_length(), 1) * right > MAX_POWER_BITS
-        ):
-            raise RenderLimitError(f"power result larger than {MAX_POWER_BITS} bits")
-    elif operator == "%" and isinstance(left, str):
-        check_format_string(left)
-
-
 class BoundedNamespace(Namespace):
     """``namespace()`` whose attributes cannot hold oversized strings or lists."""
 
+    def __init__(*args: Any, **kwargs: Any) -> None:  # Namespace's own signature
+        super(BoundedNamespace, args[0]).__init__(*args[1:], **kwargs)
+        limits = active_limits()
+        for value in args[0]._Namespace__attrs.values():
+            measure(value, "namespace value", limits)
+
     def __setitem__(self, name: str, value: Any) -> None:
-        if isinstance(value, str | list | tuple) and len(value) > MAX_OUTPUT_CHARS:
-            raise _too_large("namespace value", len(value))
+        limits = active_limits()
+        if isinstance(value, str) and len(value) > limits.max_chars:
+            raise too_large("namespace value", len(value), limits)
+        measure(value, "namespace value", limits)
         super().__setitem__(name, value)
 
 
-def _width_checked(filter_func: Callable[..., Any], name: str) -> Callable[..., Any]:
-    def guarded(value: Any, width: Any = None, *args: Any, **kwargs: Any) -> Any:
-        w = width
-        if isinstance(w, int) and w > MAX_FIELD_WIDTH:
-            raise RenderLimitError(f"{name} width {w} exceeds {MAX_FIELD_WIDTH}")
-        if isinstance(w, str) and len(w) > MAX_FIELD_WIDTH:
-            raise RenderLimitError(f"{name} width exceeds {MAX_FIELD_WIDTH} characters")
-        if width is None:
-            return filter_func(value, *args, **kwargs)
-        return filter_func(value, width, *args, **kwargs)
-
-    return guarded
-
-
 @pass_eval_context
-def _replace(eval_ctx: Any, s: Any, old: Any, new: Any, count: int | None = None) -> Any:
-    text, o, n = str(s), str(old), str(new)
-    hits = text.count(o) if o else len(text) + 1
-    if count is not None:
-        hits = min(hits, max(count, 0))
-    size = len(text) + hits * (len(n) - len(o))
-    if size > MAX_OUTPUT_CHARS:
-        raise _too_large("replace result", size)
-    return FILTERS["replace"](eval_ctx, s, old, new, count)
+def _finalize(eval_ctx: EvalContext, value: Any) -> Any:
+    """Every ``{{ value }}`` passes here before it is written to an output or a buffer:
+    measured, turned into text here (so its size is known) and charged."""
+    budget = current_budget.get()
+    limits = DEFAULT_LIMITS if budget is None else budget.limits
+    kind = type(value)
+    if kind is str or isinstance(value, str):
+        size = len(value)
+    elif kind is int:
+        value = str(value)
+        size = len(value)
+    elif isinstance(value, Undefined):
+        return value  # StrictUndefined raises, naming the variable, when written
+    else:
+        measure(value, "printed value", limits)
+        if hasattr(value, "__html__"):
+            return value
+        value = str(value)
+        size = len(value)
+    if size > limits.max_chars:
+        raise too_large("printed value", size, limits)
+    if budget is not None:
+        budget.charge(size)
+    return value
 
 
-def _format(value: Any, *args: Any, **kwargs: Any) -> Any:
-    check_format_string(str(value))
-    return FILTERS["format"](value, *args, **kwargs)
+class GuardedCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with literal text and ``~`` going through the budget."""
+
+    def _output_const_repr(self, group: Iterable[Any]) -> str:
+        # Literal text is written by reference, so a loop inside a {% set %} block could
+        # otherwise pile up gigabytes for one join; charging it bounds every buffer.
+        return f"environment.emit_literal({super()._output_const_repr(group)})"
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        if frame.eval_ctx.volatile:  # as Jinja's own visit_Concat
+            join = "(markup_join if context.eval_ctx.volatile else str_join)"
+        elif frame.eval_ctx.autoescape:
+            join = "markup_join"
+        else:
+            join = "str_join"
+        self.write(f"environment.join_values({join}, (")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
 
 
 class GuardedEnvironment(ImmutableSandboxedEnvironment):
     """The immutable sandbox, with a per-render budget checked cooperatively."""
 
     intercepted_binops = frozenset({"*", "+", "**", "%"})
+    code_generator_class = GuardedCodeGenerator
 
     def __init__(self, **options: Any) -> None:
+        options["optimized"] = False  # no filter may run at compile time, outside a budget
+        options["finalize"] = _finalize
         super().__init__(**options)
+        self.filters = GuardedFilters(self.filters)
+        self.filters.install_unguarded(LOOP_GUARD, _GuardedIterable)
         self.globals["namespace"] = BoundedNamespace
-        self.filters["center"] = _width_checked(FILTERS["center"], "center")
-        self.filters["indent"] = _width_checked(FILTERS["indent"], "indent")
-        self.filters["replace"] = _replace
-        self.filters["format"] = _format
-        self.filters[LOOP_GUARD] = _GuardedIterable
+        self.globals["range"] = bounded_range
+        self.globals["lipsum"] = refused_lipsum
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         # Every template is parsed here (files, database versions, from_string), so every
         # ``for`` loop of every template iterates through the budget.
         tree = super()._parse(source, name, filename)
+        # Generating and compiling Python for a template costs about 50 µs per node,
+        # outside any render budget: 9,000 tiny tags fit in 64 KiB and take half a second.
+        count = sum(1 for _ in tree.find_all(nodes.Node))
+        if count > MAX_TEMPLATE_NODES:
+            raise RenderLimitError(
+                f"template too complex: {count} syntax nodes, at most {MAX_TEMPLATE_NODES}"
+            )
         for loop in tree.find_all(nodes.For):
             if not (isinstance(loop.iter, nodes.Filter) and loop.iter.name == LOOP_GUARD):
                 loop.iter = nodes.Filter(
                     loop.iter, LOOP_GUARD, [], [], None, None, lineno=loop.lineno
                 )
         return tree
+
+    def emit_literal(self, text: str) -> str:
+        """Literal template text about to be written: charged to the render."""
+        budget = current_budget.get()
+        if budget is not None:
+            budget.charge(len(text))
+        return text
+
+    def join_values(self, join: Callable[[Iterable[Any]], str], values: tuple[Any, ...]) -> str:
+        """``a ~ b``: measured before the strings are built."""
+        limits = active_limits()
+        size = sum(measure(v, "concatenated value", limits).chars for v in values)
+        if size > limits.max_chars:
+            raise too_large("concatenation", size, limits)
+        budget = current_budget.get()
+        if budget is not None:
+            budget.charge(size)
+        return join(values)
 
     def call(
         __self,  # Jinja's own signature, so keyword arguments named self pass through
@@ -223,18 +235,48 @@ class GuardedEnvironment(ImmutableSandboxedEnvironment):
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        _check_time()
-        result = super().call(__context, __obj, *args, **kwargs)
-        if isinstance(result, str) and len(result) > MAX_OUTPUT_CHARS:
-            raise _too_large("call result", len(result))
-        return result
+        budget = current_budget.get()
+        limits = DEFAULT_LIMITS if budget is None else budget.limits
+        if budget is None:
+            args = check_call(__obj, args, kwargs, limits)
+            return checked_result(
+                "call", super().call(__context, __obj, *args, **kwargs), args, limits
+            )
+        budget.check_time()
+        args = check_call(__obj, args, kwargs, limits)
+        budget.depth += 1
+        try:
+            if budget.depth > MAX_CALL_DEPTH:
+                raise RenderLimitError(f"calls nested deeper than {MAX_CALL_DEPTH} levels")
+            result = super().call(__context, __obj, *args, **kwargs)
+        finally:
+            budget.depth -= 1
+        return checked_result("call", result, args, limits)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         check_binop(operator, left, right)
-        return super().call_binop(context, operator, left, right)
+        result = super().call_binop(context, operator, left, right)
+        if isinstance(result, str) and operator in ("*", "+", "%"):
+            budget = current_budget.get()
+            if budget is not None:
+                budget.charge(len(result))
+        return result
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapped = super().wrap_str_format(value)
-        if wrapped is not None:
-            check_format_string(str(value.__self__))
-        return wrapped
+        if wrapped is None:
+            return None
+        fmt = str(value.__self__)
+        check_format_string(fmt)
+        format_map = value.__name__ == "format_map"
+        inner = wrapped
+
+        @functools.wraps(inner)
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            if format_map and len(args) == 1 and isinstance(args[0], Mapping):
+                check_str_format(fmt, (), args[0])
+            else:
+                check_str_format(fmt, args, kwargs)
+            return inner(*args, **kwargs)
+
+        return bounded

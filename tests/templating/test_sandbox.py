@@ -140,7 +140,12 @@ RUNAWAYS = [
     (
         "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
         "{% endfor %}",
-        "namespace value of",
+        "concatenation of 524288",
+    ),
+    (
+        "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = [ns.l, ns.l] %}"
+        "{% endfor %}",
+        "namespace value of more than",
     ),
     ("{% set s = 'a' * 200000 %}{{ s + s }}", "concatenation of 400000"),
     (
