@@ -13,6 +13,8 @@ from dispatcher.errors import (
     HeaderInjectionError,
     IdempotencyConflictError,
     InvalidAddressError,
+    InvalidIdentifierError,
+    InvalidLocaleError,
     InvalidSubscriptionError,
     InvalidTimeZoneError,
     InvalidUnsubscribeTokenError,
@@ -24,6 +26,7 @@ from dispatcher.errors import (
     TransientDeliveryError,
     UnknownEventTypeError,
     UnknownSubscriberError,
+    UnstorableValueError,
     ValidationError,
 )
 from dispatcher.explain import Explanation
@@ -72,6 +75,8 @@ __all__ = [
     "HeaderInjectionError",
     "IdempotencyConflictError",
     "InvalidAddressError",
+    "InvalidIdentifierError",
+    "InvalidLocaleError",
     "InvalidSubscriptionError",
     "InvalidTimeZoneError",
     "InvalidUnsubscribeTokenError",
@@ -83,5 +88,6 @@ __all__ = [
     "TransientDeliveryError",
     "UnknownEventTypeError",
     "UnknownSubscriberError",
+    "UnstorableValueError",
     "ValidationError",
 ]

@@ -40,6 +40,7 @@ from dispatcher.templating.sandbox import (
     RenderLimitError,
     current_budget,
 )
+from dispatcher.validation import describe_char, first_unstorable
 
 __all__ = ["HTML_PARTS", "MAX_OUTPUT_CHARS", "Renderer", "locale_chain", "template_name"]
 
@@ -280,7 +281,14 @@ class Renderer:
             raise _error(name, f"{type(exc).__name__}: {exc}", exc) from None
         finally:
             current_budget.reset(token)
-        return "".join(chunks).strip()
+        output = "".join(chunks).strip()
+        index = first_unstorable(output)
+        if index is not None:
+            # From a string escape in the template (``"\\x00"``) or a stored payload older
+            # than the door's check: PostgreSQL would refuse it on every retry.
+            reason = f"unstorable output: {describe_char(output[index])} at position {index}"
+            raise TemplateError(f"{name}: {reason}", reason=reason)
+        return output
 
 
 def _error(name: str, reason: str, exc: BaseException) -> TemplateError:
