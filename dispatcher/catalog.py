@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic
+import pydantic_core
 
 from dispatcher.enums import Priority
 from dispatcher.errors import (
@@ -14,6 +15,7 @@ from dispatcher.errors import (
     PayloadValidationError,
     UnknownEventTypeError,
 )
+from dispatcher.validation import json_problem
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,13 @@ class NotificationType:
     def validate(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Return ``data`` validated and normalised to JSON types.
 
+        Besides the model's own rules, every value must be one both stores keep as it
+        is (see :func:`dispatcher.validation.check_json`): no NUL in a string anywhere,
+        integers within 64 bits, finite numbers.
+
         Raises:
-            PayloadValidationError: naming every field that is wrong.
+            PayloadValidationError: naming every field the model refuses, or the first
+                value the stores could not keep (by path and position, not content).
         """
         try:
             model = self.payload.model_validate(dict(data))
@@ -69,7 +76,18 @@ class NotificationType:
                 for err in exc.errors()
             ]
             raise PayloadValidationError(self.name, problems) from None
-        return model.model_dump(mode="json")
+        try:
+            payload = model.model_dump(mode="json")
+        except (pydantic_core.PydanticSerializationError, ValueError, TypeError) as exc:
+            # A free-form field (``dict[str, Any]``) holding bytes, a set of objects...
+            reason = f"cannot be turned into JSON ({type(exc).__name__})"
+            raise PayloadValidationError(self.name, [f"<root>: {reason}"]) from None
+        # What the model accepts, the stores must keep as it is on both backends.
+        problem = json_problem(payload)
+        if problem is not None:
+            path, reason = problem
+            raise PayloadValidationError(self.name, [f"{path.lstrip('.') or '<root>'}: {reason}"])
+        return payload
 
     def is_forced(self, channel: str) -> bool:
         """Whether a subscriber cannot opt out of this type on ``channel``."""

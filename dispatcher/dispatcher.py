@@ -143,7 +143,9 @@ class Dispatcher:
 
         Raises:
             UnknownEventTypeError, PayloadValidationError, UnknownSubscriberError,
-            ValidationError, IdempotencyConflictError: nothing is stored.
+            InvalidIdentifierError, ValidationError, IdempotencyConflictError: nothing
+            is stored. Ids and keys follow :mod:`dispatcher.validation`'s character set;
+            payload values must be ones both stores keep as they are (no NUL).
         """
         return self._outbox.notify(
             type,

@@ -34,6 +34,8 @@ class EventStatus(StrEnum):
     FANNED_OUT = "fanned_out"
     #: Withdrawn before fan-out.
     CANCELLED = "cancelled"
+    #: Fan-out gave up on it; ``reason`` says why (e.g. ``invalid_data``).
+    FAILED = "failed"
 
 
 class DeliveryStatus(StrEnum):
@@ -58,7 +60,8 @@ class DeliveryStatus(StrEnum):
 
 
 class Reason(StrEnum):
-    """Machine-readable reason recorded on a delivery that was not simply sent."""
+    """Machine-readable reason recorded on a delivery that was not simply sent, or on an
+    event that fan-out gave up on."""
 
     #: The channel has no provider configured (e.g. no SMTP host).
     CHANNEL_NOT_CONFIGURED = "channel_not_configured"
@@ -95,3 +98,10 @@ class Reason(StrEnum):
     SUBSCRIBER_GONE = "subscriber_gone"
     #: An operator sent a failed delivery again (``dispatcher deliveries retry``).
     OPERATOR_RETRY = "operator_retry"
+    #: (event) Its data holds what no store can keep (a NUL, a lone surrogate, a number
+    #: out of range), or the database refused it: it would fail the same way forever.
+    INVALID_DATA = "invalid_data"
+    #: (event) No worker that tried to fan it out knew its type.
+    UNKNOWN_TYPE = "unknown_type"
+    #: (event) Fan-out failed on it, alone, too many times.
+    FANOUT_ERROR = "fanout_error"

@@ -76,6 +76,32 @@ class UnknownSubscriberError(ValidationError):
         super().__init__(f"unknown subscriber id(s): {shown}{more}")
 
 
+class InvalidIdentifierError(ValidationError):
+    """Raised when a subscriber id, a recipient id or an idempotency key is empty, too
+    long, or has a character outside the documented set (see :mod:`dispatcher.validation`).
+
+    The message names the position and the code point, not the id.
+    """
+
+
+class InvalidLocaleError(ValidationError):
+    """Raised when a locale is not a tag Babel knows (``es``, ``es-MX``, ``zh-Hant-TW``)."""
+
+
+class UnstorableValueError(ValidationError):
+    """Raised when a value holds what a store cannot keep as it is: a NUL or a lone
+    surrogate in a text, a number that is not finite or does not fit in 64 bits, or
+    something that is not JSON.
+
+    ``field`` is where (``attributes.nick``); ``reason`` what, without the value itself.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
 class InvalidAddressError(ValidationError):
     """Raised when an email address is not a single, well-formed address."""
 

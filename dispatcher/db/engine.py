@@ -31,7 +31,9 @@ class Store:
             parsed = parsed.set(drivername="postgresql+psycopg")
         self.url = parsed
         self.dialect = parsed.get_backend_name()
-        kwargs: dict[str, Any] = {"echo": echo}
+        # A driver error's text would otherwise carry the statement's parameters (a
+        # rendered title, a payload) into logs and task results: ids and reasons only.
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.dialect == "sqlite":
             # Pooled: opening a SQLite connection runs our PRAGMAs, and closing the last
             # one checkpoints the WAL; per-session connections cost more than the work.

@@ -174,6 +174,12 @@ class Event(Base):
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     fanned_out_at: Mapped[datetime | None]
+    #: Times fan-out failed on this event alone; at a bound, it is marked ``failed``.
+    fanout_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Why it ``failed`` (a :class:`~dispatcher.enums.Reason`), and what happened, as
+    #: error classes and field positions, never the event's data.
+    reason: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(String(255))
 
     notifications: Mapped[list[Notification]] = relationship(back_populates="event")
 

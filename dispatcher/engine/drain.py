@@ -12,13 +12,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
-
 from dispatcher import log
 from dispatcher.catalog import Catalog
 from dispatcher.db.engine import Store
 from dispatcher.engine.delivery import Deliverer
 from dispatcher.engine.doorbell import Doorbell
+from dispatcher.engine.failed_events import is_transient, record_failure
 from dispatcher.engine.fanout import FanoutResult, due_event_ids, fanout, fanout_due
 from dispatcher.enums import Priority
 
@@ -39,6 +38,8 @@ class DrainResult:
     deliveries: int
     #: It stopped at its limit and rang a successor to go on.
     handed_on: bool
+    #: Events it marked ``failed`` (see :mod:`dispatcher.engine.failed_events`).
+    failed: int = 0
 
 
 def drain(
@@ -67,21 +68,27 @@ def drain(
     get a turn. Its first full batch rings a helper (a drain without the latch) so that
     a backlog spreads over the workers.
 
-    An event that fails to fan out (a type this worker does not know, a bug) fails its
-    batch; its events are then retried one by one, and the one that fails again is
-    logged and left pending for the rest of this drain, so it does not hold up the
-    others. Database errors are raised: the task retries.
+    An event that fails to fan out (a type this worker does not know, data the database
+    refuses, a bug) fails its batch; its events are then retried one by one, and the
+    one that fails again is skipped for the rest of this drain, so it does not hold up
+    the others. That failure is recorded on the event (``fanout.failed``): one that
+    would repeat exactly marks it ``failed`` at once, others after a bound (see
+    :mod:`dispatcher.engine.failed_events`). Events whose stored data no store can keep are
+    marked ``failed`` as they are loaded. A lost connection or a locked database is
+    raised, and counted against no event: the task retries.
     """
     started = time.monotonic()
     results: list[FanoutResult] = []
+    #: Events skipped for the rest of this drain (they failed alone).
     failed: set[int] = set()
+    gave_up: list[int] = []
     options: dict[str, Any] = {
         "batch_size": batch_size,
         "deliverer": deliverer,
         "inline_limit": inline_limit,
     }
     if first is not None:
-        _fanout_alone(store, catalog, doorbell, first, results, failed, options)
+        _fanout_alone(store, catalog, doorbell, first, results, failed, gave_up, options)
     helped = handed_on = False
     while True:
         if len(results) >= max_events or time.monotonic() - started >= max_seconds:
@@ -93,21 +100,22 @@ def drain(
             batch = fanout_due(
                 store, catalog, doorbell, priority, bulk=bulk, limit=limit, skip=failed, **options
             )
-        except OperationalError:
-            raise
         except Exception as exc:
+            if is_transient(exc):
+                raise
             due = due_event_ids(store, priority, bulk, limit, failed)
             if not due:
                 raise  # not an event's fault: one by one would fail the same way
             log.warning("fanout.batch_failed", priority=priority.value, error=type(exc).__name__)
             for event_id in due:
-                _fanout_alone(store, catalog, doorbell, event_id, results, failed, options)
+                _fanout_alone(store, catalog, doorbell, event_id, results, failed, gave_up, options)
             continue
         if len(batch) == DRAIN_BATCH and not helped:
             doorbell.relay(priority, bulk=bulk, holds_latch=False)
             helped = True
         if batch:
-            results.extend(batch)
+            results.extend(r for r in batch if not r.failed)
+            gave_up.extend(r.event_id for r in batch if r.failed)
         elif holds_latch:
             doorbell.latch.release(priority, bulk)
             holds_latch = False  # and look once more
@@ -118,6 +126,7 @@ def drain(
         sum(r.notifications for r in results),
         sum(r.deliveries for r in results),
         handed_on,
+        len(gave_up),
     )
 
 
@@ -128,16 +137,21 @@ def _fanout_alone(
     event_id: int,
     results: list[FanoutResult],
     failed: set[int],
+    gave_up: list[int],
     options: dict[str, Any],
 ) -> None:
-    """Fan out one event for :func:`drain`: a result if it was done, a failure logged."""
+    """Fan out one event for :func:`drain`: a result if it was done; a failure recorded
+    on the event (and raised if it is the database's, not the event's)."""
     try:
         result = fanout(store, catalog, doorbell, event_id, **options)
-    except OperationalError:
-        raise
     except Exception as exc:
+        if is_transient(exc):
+            raise
         failed.add(event_id)
-        log.error("fanout.failed", event_id=event_id, error=type(exc).__name__, detail=str(exc))
+        if record_failure(store, event_id, exc):
+            gave_up.append(event_id)
         return
-    if result.done:
+    if result.failed:
+        gave_up.append(event_id)
+    elif result.done:
         results.append(result)

@@ -26,6 +26,7 @@ from dispatcher.db.engine import Store
 from dispatcher.db.models import Delivery, DeliveryStep, Event, Notification, Subscriber
 from dispatcher.enums import DeliveryStatus, Reason
 from dispatcher.errors import NotFoundError, ValidationError
+from dispatcher.validation import check_storable
 
 #: Reasons whose detail reads as a continuation (``quiet_hours until 07:00 ...``);
 #: other details are shown in parentheses (``opted_out (rule: ...)``).
@@ -108,6 +109,9 @@ class Explanation:
     send_at: datetime
     fanned_out_at: datetime | None
     recipients: list[RecipientTrail] = field(default_factory=list)
+    #: Why fan-out gave up on a ``failed`` event, and what it met (never the data).
+    reason: str | None = None
+    detail: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (instants as ISO 8601 UTC, summaries included)."""
@@ -129,7 +133,9 @@ class Explanation:
             yield f"  send at {_fmt(self.send_at)}"
         if self.idempotency_key:
             yield f"  idempotency key {self.idempotency_key}"
-        if not self.recipients:
+        if self.reason:
+            yield f"  fan-out failed: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+        if not self.recipients and not self.reason:
             yield "  no notifications yet" if self.fanned_out_at is None else "  no recipients"
         for r in self.recipients:
             yield f"  {r.subscriber_id}  (notification {r.notification_id}, {r.timezone})"
@@ -147,7 +153,7 @@ def parse_ref(ref: str | int) -> tuple[str, str]:
     """
     text = str(ref).strip()
     if text.startswith("key:") and len(text) > 4:
-        return "key", text[4:]
+        return "key", check_storable(text[4:], "idempotency key")
     kind = "event"
     if text[:1].lower() in ("e", "n") and text[1:].isdigit():
         kind = "notification" if text[0].lower() == "n" else "event"
@@ -192,6 +198,8 @@ def explain(store: Store, ref: str | int) -> Explanation:
             send_at=event.send_at,
             fanned_out_at=event.fanned_out_at,
             recipients=_recipients(session, event.id, only),
+            reason=event.reason,
+            detail=event.detail,
         )
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy import Connection, Select, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher import log
@@ -24,7 +24,9 @@ from dispatcher.db.models import Delivery, Event, Notification, Subscriber, tabl
 from dispatcher.db.types import UTCDateTime
 from dispatcher.engine.delivery import Batch, Deliverer, EventFacts, NewDelivery
 from dispatcher.engine.doorbell import Doorbell
-from dispatcher.enums import DeliveryStatus, EventStatus, Priority
+from dispatcher.engine.failed_events import mark_failed
+from dispatcher.enums import DeliveryStatus, EventStatus, Priority, Reason
+from dispatcher.validation import json_problem
 
 LOOKUP_CHUNK = 5000
 
@@ -39,6 +41,8 @@ class FanoutResult:
     missing: int
     #: False when the event was already fanned out, cancelled, or not due yet.
     done: bool
+    #: It was marked ``failed`` instead (data no store can keep).
+    failed: bool = False
 
 
 _EVENTS = table(Event)
@@ -186,6 +190,8 @@ class _Expanded:
     #: Inline deliveries, decided and ready to send.
     inline: Deliverer | None = None
     batch: Batch | None = None
+    #: Events marked ``failed`` instead, with what was wrong (logged after the commit).
+    refused: dict[FanoutResult, str] = field(default_factory=dict)
 
 
 def _expand(
@@ -198,6 +204,9 @@ def _expand(
 ) -> _Expanded:
     """Insert the notifications and deliveries of loaded, pending, due events."""
     conn = session.connection()
+    events, refused = _refuse_unstorable(conn, events)
+    if not events:
+        return _Expanded(results=list(refused), to_ring={}, refused=refused)
     by_id = dict(events)
     types = {event_id: catalog.get(event.type) for event_id, event in events}
     # Decided up front (recipients deleted since ``notify`` only make it smaller).
@@ -284,7 +293,7 @@ def _expand(
     subscriber_of = {nid: sid for nid, _, sid in notifications}
     by_subscriber_id = {row.subscriber_id: row for row in subscribers.values()}
     claimed: list[NewDelivery] = []
-    expanded = _Expanded(results=[], to_ring={})
+    expanded = _Expanded(results=list(refused), to_ring={}, refused=refused)
     for did, nid, channel in due:
         event_id = event_of[nid]
         if event_id in inline:
@@ -312,6 +321,29 @@ def _expand(
     return expanded
 
 
+def _refuse_unstorable(
+    conn: Connection, events: Sequence[tuple[int, Any]]
+) -> tuple[list[tuple[int, Any]], dict[FanoutResult, str]]:
+    """Mark ``failed`` the events whose stored data no store can keep as it is (stored
+    before ``notify`` refused it: a NUL in a payload string, say), which would fail their
+    fan-out or their delivery on every try; return the others, and results for those."""
+    kept: list[tuple[int, Any]] = []
+    refused: dict[FanoutResult, str] = {}
+    for event_id, event in events:
+        problem = json_problem(event.payload)
+        column = "payload"
+        if problem is None:
+            problem, column = json_problem(event.recipients), "recipients"
+        if problem is None:
+            kept.append((event_id, event))
+            continue
+        path, why = problem
+        detail = f"{column}{path}: {why}"
+        mark_failed(conn, event_id, Reason.INVALID_DATA, detail)
+        refused[FanoutResult(event_id, 0, 0, 0, False, failed=True)] = detail
+    return kept, refused
+
+
 def _finish(
     expanded: _Expanded, doorbell: Doorbell, batch_size: int, now: datetime
 ) -> list[FanoutResult]:
@@ -320,7 +352,12 @@ def _finish(
         expanded.inline.send(expanded.batch, now)
     for (priority, bulk, _channel), ids in expanded.to_ring.items():
         doorbell.deliver(ids, priority, bulk=bulk, batch_size=batch_size)
+    for result, detail in expanded.refused.items():
+        reason = Reason.INVALID_DATA.value
+        log.error("fanout.failed", event_id=result.event_id, reason=reason, error=detail)
     for result in expanded.results:
+        if result.failed:
+            continue
         log.info(
             "event.fanned_out",
             event_id=result.event_id,

@@ -23,6 +23,7 @@ from dispatcher.db.models import Event, Subscriber, table
 from dispatcher.engine.doorbell import Doorbell
 from dispatcher.enums import Priority
 from dispatcher.errors import IdempotencyConflictError, UnknownSubscriberError, ValidationError
+from dispatcher.validation import check_identifier
 
 #: Rows per ``IN (...)`` when checking recipients.
 LOOKUP_CHUNK = 5000
@@ -81,8 +82,8 @@ class Outbox:
         if send_at is not None and send_at.tzinfo is None:
             raise ValidationError("send_at must be timezone-aware (e.g. datetime(..., tzinfo=UTC))")
         when = max(send_at, now) if send_at is not None else now
-        if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
-            raise ValidationError("idempotency_key must be 1 to 255 characters")
+        if idempotency_key is not None:
+            check_identifier(idempotency_key, "idempotency_key")
 
         if session is not None:
             receipt = self._store(
@@ -184,12 +185,17 @@ def _priority(value: Priority | str | None, default: Priority) -> Priority:
 
 
 def _recipients(to: str | Iterable[str]) -> list[str]:
-    items = [to] if isinstance(to, str) else list(to)
+    if isinstance(to, str):
+        items = [to]
+    elif isinstance(to, Iterable):
+        items = list(to)
+    else:
+        raise ValidationError(f"'to' must be a subscriber id or several, not {type(to).__name__}")
     if not items:
         raise ValidationError("notify needs at least one recipient in 'to'")
-    for item in items:
-        if not isinstance(item, str) or not item:
-            raise ValidationError(f"recipient ids must be non-empty strings, got {item!r}")
+    single = len(items) == 1 and isinstance(to, str)
+    for index, item in enumerate(items):
+        check_identifier(item, "to" if single else f"to[{index}]")
     return list(dict.fromkeys(items))
 
 

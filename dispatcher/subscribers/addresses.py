@@ -1,11 +1,14 @@
-"""Checking the addresses and time zones subscribers give us."""
+"""Checking the addresses, time zones and locales subscribers and operators give us."""
 
 from __future__ import annotations
 
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dispatcher.errors import InvalidAddressError, InvalidTimeZoneError
+from babel import Locale, UnknownLocaleError
+from babel.core import parse_locale
+
+from dispatcher.errors import InvalidAddressError, InvalidLocaleError, InvalidTimeZoneError
 
 _LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -57,13 +60,41 @@ def validate_timezone(name: str) -> str:
     return name
 
 
-_LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+#: The widest locale column; also bounds the work Babel is asked to do.
+MAX_LOCALE_CHARS = 35
+_LOCALE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*")
 
 
 def validate_locale(locale: str) -> str:
-    """Return the locale as a BCP 47 tag (``es-MX``) or raise ValidationError."""
-    from dispatcher.errors import ValidationError
+    """Return ``locale`` as a BCP 47 tag in canonical case (``es_mx`` → ``es-MX``), or raise.
 
-    if not isinstance(locale, str) or not _LOCALE.match(locale):
-        raise ValidationError(f"invalid locale {locale!r}; use a tag like 'es' or 'es-MX'")
-    return locale.replace("_", "-")
+    The one rule for subscribers' locales and template locales: the tag must name a
+    locale Babel has data for, as given. Babel resolves unknown parts quietly
+    (``es-ZZ`` → ``es_ES``, ``und`` → ``en_US``); such tags are refused, not replaced,
+    so that a template saved for one locale is never silently served to another.
+    Likely subtags Babel adds are not kept: ``zh-TW`` stays ``zh-TW``.
+
+    Raises:
+        InvalidLocaleError: saying what is wrong.
+    """
+    if not isinstance(locale, str) or not locale:
+        raise InvalidLocaleError("invalid locale: use a tag like 'es' or 'es-MX'")
+    if len(locale) > MAX_LOCALE_CHARS:
+        raise InvalidLocaleError(f"invalid locale: longer than {MAX_LOCALE_CHARS} characters")
+    if not _LOCALE.fullmatch(locale):
+        raise InvalidLocaleError(f"invalid locale {locale!r}; use a tag like 'es' or 'es-MX'")
+    identifier = locale.replace("-", "_")
+    try:
+        # Just the parts, in canonical case (``parse_locale`` does no lookup).
+        language, territory, script, variant = parse_locale(identifier)[:4]
+        found = Locale.parse(identifier)
+    except (ValueError, UnknownLocaleError):
+        raise InvalidLocaleError(f"invalid locale {locale!r}: unknown to Babel") from None
+    wanted = (language, territory, script, variant)
+    got = (found.language, found.territory, found.script, found.variant)
+    # Parts the caller gave must come back as given; parts Babel adds are fine.
+    if any(w is not None and w != g for w, g in zip(wanted, got, strict=True)):
+        raise InvalidLocaleError(
+            f"invalid locale {locale!r}: Babel knows it only as {str(found).replace('_', '-')!r}"
+        )
+    return "-".join(part for part in (language, script, territory, variant) if part)

@@ -13,6 +13,7 @@ from dispatcher.db.engine import Store
 from dispatcher.db.models import Subscriber
 from dispatcher.errors import NotFoundError, ValidationError
 from dispatcher.subscribers.addresses import validate_email, validate_locale, validate_timezone
+from dispatcher.validation import check_identifier, check_json, check_storable
 
 _UNSET: Any = object()
 
@@ -22,7 +23,9 @@ def subscriber_pk(session: Session, subscriber_id: str) -> int:
 
     Raises:
         NotFoundError: no such subscriber.
+        ValidationError: ``subscriber_id`` is not a string no store could hold.
     """
+    check_lookup_id(subscriber_id)
     pk = session.scalar(select(Subscriber.id).where(Subscriber.external_id == subscriber_id))
     if pk is None:
         raise NotFoundError(f"no subscriber {subscriber_id!r}")
@@ -50,6 +53,20 @@ class SubscriberInfo:
         )
 
 
+def check_lookup_id(value: object, field: str = "subscriber id") -> None:
+    """Refuse a subscriber id to look up that no store could hold.
+
+    Lookups are laxer than :func:`~dispatcher.validation.check_identifier`, so that a
+    subscriber stored before ids had a character set can still be read and deleted.
+
+    Raises:
+        ValidationError: ``value`` is not a string, or holds a NUL or a lone surrogate.
+    """
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string, not {type(value).__name__}")
+    check_storable(value, field)
+
+
 class Subscribers:
     """Create, update, read and delete subscribers."""
 
@@ -68,11 +85,16 @@ class Subscribers:
     ) -> SubscriberInfo:
         """Create subscriber ``id`` or update the fields given; attributes are merged.
 
+        ``id`` must be in the character set of :mod:`dispatcher.validation` (printable,
+        no control, format or line-separator characters, at most 255 characters); the
+        locale a tag Babel knows; attributes JSON values both stores keep as they are.
+
         Raises:
-            InvalidAddressError, InvalidTimeZoneError, ValidationError: nothing is saved.
+            InvalidIdentifierError, InvalidAddressError, InvalidTimeZoneError,
+            InvalidLocaleError, UnstorableValueError: nothing is saved.
         """
-        if not isinstance(id, str) or not id or len(id) > 255:
-            raise ValidationError("subscriber id must be a string of 1 to 255 characters")
+        check_identifier(id, "subscriber id")
+        check_json(attributes, "attributes")
         values: dict[str, Any] = {}
         if email is not _UNSET:
             values["email"] = validate_email(email) if email is not None else None
@@ -101,6 +123,12 @@ class Subscribers:
         return SubscriberInfo.from_row(row)
 
     def get(self, id: str) -> SubscriberInfo:
+        """Subscriber ``id``.
+
+        Raises:
+            NotFoundError: no such subscriber.
+        """
+        check_lookup_id(id)
         with self.store.session() as session:
             row = session.scalar(select(Subscriber).where(Subscriber.external_id == id))
             if row is None:
@@ -109,6 +137,7 @@ class Subscribers:
 
     def delete(self, id: str) -> bool:
         """Delete the subscriber and everything of theirs; False if there was none."""
+        check_lookup_id(id)
         with self.store.session() as session:
             result = session.execute(delete(Subscriber).where(Subscriber.external_id == id))
             return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -117,5 +146,6 @@ class Subscribers:
         with self.store.session() as session:
             stmt = select(Subscriber).order_by(Subscriber.external_id).limit(limit)
             if after is not None:
+                check_lookup_id(after, "after")
                 stmt = stmt.where(Subscriber.external_id > after)
             return [SubscriberInfo.from_row(r) for r in session.scalars(stmt)]

@@ -12,8 +12,9 @@ from sqlalchemy import Select, func, select, update
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Event, Notification, Subscriber
-from dispatcher.errors import NotFoundError
+from dispatcher.errors import NotFoundError, ValidationError
 from dispatcher.subscribers.directory import subscriber_pk
+from dispatcher.validation import MAX_INT64, MIN_INT64, check_storable
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,18 @@ class Inbox:
         before_id: int | None = None,
         after_id: int | None = None,
     ) -> Select[tuple[Notification, dict[str, Any]]]:
+        """The subscriber's inbox items matching the filters, as a statement.
+
+        Raises:
+            ValidationError: a filter no store could compare (a NUL in ``category``, an
+                id beyond 64 bits); a filter that is merely unknown matches nothing.
+        """
+        for field, text in (("category", category), ("type", type)):
+            if text is not None:
+                check_storable(text, field)
+        for field, number in (("before_id", before_id), ("after_id", after_id)):
+            if number is not None and not MIN_INT64 <= number <= MAX_INT64:
+                raise ValidationError(f"{field} must fit in 64 bits")
         stmt = (
             select(Notification, Event.payload)
             .join(Event, Event.id == Notification.event_id)

@@ -41,6 +41,7 @@ from dispatcher.templating.overrides import (
     template_name,
 )
 from dispatcher.templating.sandbox import GuardedEnvironment
+from dispatcher.validation import describe_char, first_unstorable
 
 __all__ = [
     "DEFAULT_TIME_LIMIT",
@@ -304,7 +305,14 @@ class Renderer:
             raise _error(name, f"{type(exc).__name__}: {str(exc)[:200]}", exc) from None
         finally:
             current_budget.reset(token)
-        return "".join(chunks).strip()
+        output = "".join(chunks).strip()
+        index = first_unstorable(output)
+        if index is not None:
+            # From a string escape in the template (``"\\x00"``) or a stored payload older
+            # than the door's check: PostgreSQL would refuse it on every retry.
+            reason = f"unstorable output: {describe_char(output[index])} at position {index}"
+            raise TemplateError(f"{name}: {reason}", reason=reason)
+        return output
 
 
 def compile_limit_error(name: str, exc: RenderLimitError | RecursionError) -> TemplateLimitError:

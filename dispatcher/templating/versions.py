@@ -28,6 +28,7 @@ from dispatcher.subscribers.addresses import validate_locale
 from dispatcher.templating.checks import TemplateChecker, TemplateProblem, sample_context
 from dispatcher.templating.overrides import template_name
 from dispatcher.templating.renderer import Renderer, locale_chain
+from dispatcher.validation import check_storable
 
 #: Largest template source an operator may save.
 MAX_SOURCE_CHARS = 64 * 1024
@@ -128,6 +129,9 @@ class Templates:
 
         Raises:
             UnknownEventTypeError, ValidationError: the part does not exist.
+            InvalidLocaleError: ``locale`` is not a tag Babel knows.
+            UnstorableValueError: ``source`` or ``created_by`` holds a NUL or a lone
+                surrogate (which PostgreSQL cannot store); nothing is saved.
             TemplateError: the source does not compile or does not render with the type's
                 example payload; ``line`` and ``reason`` say where and why. Nothing is saved.
         """
@@ -136,8 +140,11 @@ class Templates:
             raise ValidationError("template source must be a non-empty string")
         if len(source) > MAX_SOURCE_CHARS:
             raise ValidationError(f"template source exceeds {MAX_SOURCE_CHARS} characters")
-        if created_by is not None and len(created_by) > 128:
-            raise ValidationError("created_by must be at most 128 characters")
+        check_storable(source, "template source")
+        if created_by is not None:
+            if not isinstance(created_by, str) or len(created_by) > 128:
+                raise ValidationError("created_by must be a string of at most 128 characters")
+            check_storable(created_by, "created_by")
         name = template_name(type, locale, channel, part)
         self.checker.check_source(type, channel, locale, part, source, filename=f"{name} (new)")
         for attempt in range(3):
@@ -185,6 +192,7 @@ class Templates:
         self, *, type: str | None = None, channel: str | None = None, locale: str | None = None
     ) -> list[TemplateVersionInfo]:
         """The version in force of every overridden part (newest active), sorted by name."""
+        _check_filters(type=type, channel=channel, locale=locale)
         stmt = select(TemplateVersion).where(TemplateVersion.active.is_(True))
         for column, value in (
             (TemplateVersion.type, type),
@@ -319,5 +327,16 @@ class Templates:
 
 
 def _key(type: str, channel: str, locale: str, part: str) -> list[Any]:
+    _check_filters(type=type, channel=channel, locale=locale, part=part)
     t = TemplateVersion
     return [t.type == type, t.channel == channel, t.locale == locale, t.part == part]
+
+
+def _check_filters(**values: str | None) -> None:
+    """Refuse, as a ValidationError, a filter value no store could hold (else PostgreSQL
+    raises a DataError for a NUL); unknown but storable values simply match nothing."""
+    for field, value in values.items():
+        if value is not None:
+            if not isinstance(value, str):
+                raise ValidationError(f"{field} must be a string, not {type(value).__name__}")
+            check_storable(value, field)

@@ -67,6 +67,7 @@ def register_tasks(app: Celery) -> None:
             "events": drained.events,
             "notifications": drained.notifications,
             "deliveries": drained.deliveries,
+            "failed": drained.failed,
         }
 
     @app.task(name=names.DELIVER, ignore_result=True, **_RETRY)  # type: ignore[untyped-decorator]

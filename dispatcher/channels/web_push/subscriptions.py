@@ -30,6 +30,7 @@ from dispatcher.db.models import PushSubscription
 from dispatcher.errors import InvalidSubscriptionError, NotFoundError, UnknownSubscriberError
 from dispatcher.settings import PushSettings
 from dispatcher.subscribers.directory import subscriber_pk
+from dispatcher.validation import check_storable, first_unstorable
 
 #: The column's size; push services' endpoints are far shorter.
 MAX_ENDPOINT_LENGTH = 2048
@@ -122,6 +123,8 @@ def _check_endpoint(endpoint: str, allow_insecure_loopback: bool) -> None:
         )
     if any(c.isspace() or ord(c) < 32 for c in endpoint):
         raise InvalidSubscriptionError("subscription.endpoint contains whitespace")
+    if first_unstorable(endpoint) is not None:  # a lone surrogate: no UTF-8 for it
+        raise InvalidSubscriptionError("subscription.endpoint has a character no store can hold")
     try:
         parts = urlsplit(endpoint)
         host = parts.hostname or ""
@@ -175,13 +178,14 @@ class PushSubscriptions:
 
         Raises:
             InvalidSubscriptionError: malformed; nothing is stored.
+            UnstorableValueError: ``user_agent`` holds a NUL or a lone surrogate.
             UnknownSubscriberError: no such subscriber; nothing is stored.
         """
         parsed = parse_subscription(
             subscription, allow_insecure_loopback=self.settings.allow_insecure_loopback
         )
         if user_agent is not None:
-            user_agent = user_agent[:512]
+            user_agent = check_storable(user_agent, "user_agent")[:512]
         try:
             return self._add(subscriber_id, parsed, user_agent)
         except IntegrityError:
@@ -233,9 +237,9 @@ class PushSubscriptions:
         """
         with self.store.session(write=True) as session:
             owner = _subscriber_pk(session, subscriber_id)
-            if any(ord(c) < 32 for c in endpoint):
-                # Stored endpoints never hold control characters (``add`` refuses them),
-                # and PostgreSQL refuses a NUL in a text parameter: there is none.
+            if any(ord(c) < 32 for c in endpoint) or first_unstorable(endpoint) is not None:
+                # Stored endpoints never hold control characters or lone surrogates
+                # (``add`` refuses them), and the stores refuse them as parameters.
                 return False
             result = session.execute(
                 delete(PushSubscription)
