@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from dispatcher.errors import AuthenticationError, NotFoundError
 from dispatcher.gateway.auth import Principal
 from dispatcher.gateway.schemas import (
+    ID_MAX,
     NAME_PATTERN,
     Changed,
     EffectiveOut,
@@ -45,8 +46,6 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such notification in your inbox"},
 }
-
-ID_MAX = 2**63 - 1
 
 
 def gateway(request: Request) -> Gateway:
