@@ -122,6 +122,9 @@ class GatewaySettings(BaseSettings):
     max_page_size: int = 200
     #: Redis connections one gateway process may hold (callers wait for a free one).
     redis_pool_size: int = 50
+    #: Longest a client may take to send a request's line and headers (a WebSocket
+    #: handshake included); a slower one gets 408 and its connection is closed.
+    request_head_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
 
 
 class Settings(BaseSettings):

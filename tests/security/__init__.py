@@ -1,0 +1,1 @@
+"""Hostile input: one test module per finding of the security issue."""
