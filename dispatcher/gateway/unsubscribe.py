@@ -32,8 +32,8 @@ Token = Annotated[str, Query(min_length=1, max_length=2048, description="The sig
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title></head>
-<body style="font-family: system-ui, sans-serif; max-width: 36rem; margin: 3rem auto">
+<title>{title}</title><link rel="stylesheet" href="/static/page.css"></head>
+<body>
 <h1>{title}</h1>{body}</body></html>"""
 
 
