@@ -22,6 +22,7 @@ dispatcher.gateway.handshake:BoundedWebSocketProtocol`` (the timeout is then 5 s
 from __future__ import annotations
 
 import asyncio
+import json
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -87,10 +88,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._refused = True
         self._close_head()
         log.info("gateway.request_refused", status=int(status), reason=reason)
-        body = (reason + "\n").encode()
+        body = json.dumps({"detail": reason}).encode()  # the API's error shape
         head = (
             f"HTTP/1.1 {int(status)} {status.phrase}\r\n"
-            "content-type: text/plain; charset=utf-8\r\n"
+            "content-type: application/json\r\n"
             f"content-length: {len(body)}\r\n"
             "connection: close\r\n\r\n"
         ).encode()

@@ -41,6 +41,7 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Invalid input"},
     401: {"model": Problem, "description": "Missing, invalid or expired token"},
     413: {"model": Problem, "description": "Request body too large"},
+    414: {"model": Problem, "description": "URL over 8 KiB"},
     429: {"model": Problem, "description": "Too many requests for this token"},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 
 from dispatcher.errors import InvalidUnsubscribeTokenError, NotFoundError
 from dispatcher.gateway.rest import Gw, run_blocking
+from dispatcher.gateway.schemas import Problem
 from dispatcher.unsubscribe import (
     UnsubscribeToken,
     apply_unsubscribe,
@@ -24,7 +25,14 @@ from dispatcher.unsubscribe import (
 
 router = APIRouter(
     tags=["unsubscribe"],
-    responses={400: {"description": "The token is invalid or expired (an HTML page)"}},
+    responses={
+        400: {"description": "The token is invalid or expired (an HTML page)"},
+        # Answered by the server before any route runs: JSON, like the API's errors.
+        414: {
+            "description": "URL over 8 KiB",
+            "content": {"application/json": {"schema": Problem.model_json_schema()}},
+        },
+    },
 )
 
 Token = Annotated[str, Query(min_length=1, max_length=2048, description="The signed token")]
