@@ -170,6 +170,14 @@ def test_the_same_browser_moves_with_a_record_and_leaves_the_old_owners_pushes_b
     assert len(push_service.for_device(laptop)) == 2
     assert push_service.rejected == []
 
+    # Deleting bob keeps alice's browsers; the record of where they came from goes.
+    assert d.subscribers.delete("bob")
+    assert [s.endpoint for s in d.push_subscriptions.list("alice")] == [
+        phone.endpoint,
+        laptop.endpoint,
+    ]
+    assert _row(d, laptop).moved_from_subscriber_id is None
+
 
 @pytest.fixture
 def pushing(dispatcher: Dispatcher, vapid_key: VapidKey) -> Iterator[Dispatcher]:
