@@ -12,6 +12,7 @@
      │    ├── InvalidTimeZoneError
      │    ├── HeaderInjectionError
      │    ├── InvalidSubscriptionError
+     │    ├── PushEndpointTakenError
      │    └── InvalidUnsubscribeTokenError
      ├── IdempotencyConflictError    same key, different event
      ├── NotFoundError               a row asked for by id does not exist
@@ -116,6 +117,14 @@ class HeaderInjectionError(ValidationError):
 
 class InvalidSubscriptionError(ValidationError):
     """Raised when a browser push subscription is malformed."""
+
+
+class PushEndpointTakenError(ValidationError):
+    """Raised when a push endpoint stored for another subscriber is offered with other keys.
+
+    The browser that owns an endpoint always presents the same keys with it (its auth
+    secret is known only to it and to us), so other keys mean someone else's endpoint.
+    """
 
 
 class InvalidUnsubscribeTokenError(ValidationError):

@@ -8,12 +8,14 @@ in the working directory and Redis on 127.0.0.1:6379.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import pydantic
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dispatcher.errors import ConfigurationError
 
@@ -133,6 +135,53 @@ class GatewaySettings(BaseSettings):
     max_page_size: int = 200
     #: Redis connections one gateway process may hold (callers wait for a free one).
     redis_pool_size: int = 50
+    #: Longest a client may take to send a request's line and headers (a WebSocket
+    #: handshake included); a slower one gets 408 and its connection is closed.
+    request_head_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    #: ``Strict-Transport-Security: max-age=…`` on every answer; set it (31536000, a year)
+    #: only when browsers reach the gateway over HTTPS alone. 0 sends no header.
+    hsts_seconds: int = Field(default=0, ge=0)
+    #: Origins (``https://app.example.com``) whose pages may call the REST API from the
+    #: browser; empty means no cross-origin access. Comma-separated or a JSON list.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @pydantic.field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    raise ValueError("not a JSON list of origins") from None
+            else:
+                value = [o for o in value.split(",") if o.strip()]
+        if isinstance(value, list):
+            return [_origin(o) if isinstance(o, str) else o for o in value]
+        return value
+
+
+def _origin(value: str) -> str:
+    """``scheme://host[:port]`` exactly as a browser sends it in ``Origin``."""
+    value = value.strip()
+    if value == "*":
+        raise ValueError("list the frontend's origins one by one; '*' is not allowed")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
+        raise ValueError(f"{value!r} is not an origin (scheme://host[:port], no path)")
+    return value.lower()
 
 
 class Settings(BaseSettings):

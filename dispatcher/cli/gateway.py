@@ -23,6 +23,7 @@ def gateway(host: str, port: int, access_log: bool, log_level: str) -> None:
     import uvicorn
 
     from dispatcher.gateway import create_app
+    from dispatcher.gateway.handshake import protocol_classes
     from dispatcher.gateway.redaction import install
 
     d = open_dispatcher()
@@ -31,8 +32,12 @@ def gateway(host: str, port: int, access_log: bool, log_level: str) -> None:
     except DispatcherError as exc:
         d.close()
         raise click.ClickException(str(exc)) from None
+    http_protocol, ws_protocol = protocol_classes(d.settings.gateway)
     config = uvicorn.Config(
         app,
+        # Deadlines and size limits on request heads and WebSocket handshakes.
+        http=http_protocol,
+        ws=ws_protocol,
         host=host,
         port=port,
         access_log=access_log,

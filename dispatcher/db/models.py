@@ -77,6 +77,13 @@ class PushSubscription(Base):
     user_agent: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_success_at: Mapped[datetime | None]
+    #: Who had this browser before its last move to ``subscriber_id`` (someone else
+    #: logged in on it), and when it moved; the log line ``push.subscription_moved``
+    #: keeps the whole history.
+    moved_from_subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    moved_at: Mapped[datetime | None]
 
 
 class Preference(Base):

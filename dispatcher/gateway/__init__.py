@@ -4,10 +4,12 @@
 ``uvicorn dispatcher.gateway.asgi:app`` serves it from the environment.
 
 Modules: ``app`` (factory, health, demo page), ``auth`` (JWT), ``rest`` (``/api/``
-routes), ``schemas`` (their JSON shapes), ``websocket`` (the socket protocol), ``hub``
-(one Redis pub/sub subscription per process), ``limits`` (body size, request rate,
-sockets per subscriber), ``redaction`` (tokens out of logs), ``state`` (what a process
-shares).
+routes), ``schemas`` (their JSON shapes), ``websocket`` (the socket protocol),
+``client_messages`` (what a client may send on it), ``hub`` (one Redis pub/sub
+subscription per process), ``limits`` (body size, request rate, sockets per
+subscriber), ``handshake`` (deadline and size of request heads, as uvicorn protocols),
+``headers`` (security headers and CSP), ``redaction`` (tokens out of logs), ``state``
+(what a process shares).
 
 Adding an area's endpoints (push subscriptions, unsubscribe): write a module with an
 ``APIRouter(prefix="/api", responses=rest.COMMON_RESPONSES)`` whose routes take

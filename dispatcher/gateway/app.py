@@ -12,12 +12,14 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.cors import CORSMiddleware
 
 from dispatcher import log, names
 from dispatcher.dispatcher import Dispatcher
 from dispatcher.errors import ValidationError
 from dispatcher.gateway import redaction
 from dispatcher.gateway.auth import TokenVerifier
+from dispatcher.gateway.headers import SecurityHeaders
 from dispatcher.gateway.hub import Hub
 from dispatcher.gateway.limits import BodySizeLimit, ConnectionSlots, RequestRate
 from dispatcher.gateway.push import router as push_router
@@ -95,7 +97,21 @@ def create_app(
         "a WebSocket at `/ws/notifications/{jwt}/`.",
         lifespan=lifespan,
     )
+    # The last one added runs first: headers wrap every answer, CORS answers preflights
+    # before the body limit reads anything.
     app.add_middleware(BodySizeLimit, max_bytes=gs.max_body_bytes)
+    if gs.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=gs.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After"],
+            # Bearer tokens, not cookies: a credentialed request is never needed.
+            allow_credentials=False,
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders, hsts_seconds=gs.hsts_seconds)
     app.include_router(router)
     app.include_router(push_router)
     app.include_router(unsubscribe_router)

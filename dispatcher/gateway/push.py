@@ -2,7 +2,9 @@
 
 A service worker subscribes with the public key from ``GET /api/push/vapid-public-key``
 and posts ``PushSubscription.toJSON()`` here. A malformed subscription answers 400 with
-the reason (:class:`~dispatcher.errors.InvalidSubscriptionError`).
+the reason (:class:`~dispatcher.errors.InvalidSubscriptionError`); another subscriber's
+endpoint with other keys answers 409 (:class:`~dispatcher.errors.PushEndpointTakenError`,
+see :mod:`dispatcher.push_subscriptions` for the rule).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dispatcher.channels.web_push.subscriptions import PushSubscriptionInfo
 from dispatcher.channels.web_push.vapid import VapidKey
-from dispatcher.errors import UnknownSubscriberError
+from dispatcher.errors import PushEndpointTakenError, UnknownSubscriberError
 from dispatcher.gateway.rest import COMMON_RESPONSES, Caller, Gw, run_blocking
+from dispatcher.gateway.schemas import Problem
 
 router = APIRouter(prefix="/api/push", responses=COMMON_RESPONSES, tags=["push"])
 
@@ -85,20 +88,32 @@ async def list_subscriptions(caller: Caller, gw: Gw) -> list[SubscriptionOut]:
     return [SubscriptionOut.of(r) for r in await run_blocking(fetch)]
 
 
-@router.post("/subscriptions", status_code=201, summary="Add this browser")
+@router.post(
+    "/subscriptions",
+    status_code=201,
+    summary="Add this browser",
+    responses={409: {"model": Problem, "description": "Another subscriber's endpoint"}},
+)
 async def add_subscription(
     caller: Caller,
     gw: Gw,
     subscription: SubscriptionIn,
     user_agent: Annotated[str | None, Header(max_length=512)] = None,
 ) -> SubscriptionOut:
-    """Store the subscription for the caller; one already stored for the endpoint moves."""
+    """Store the subscription for the caller.
+
+    An endpoint stored for someone else moves to the caller only with the same keys
+    (the same browser, logged in as someone else); with other keys it is refused (409).
+    """
     data = subscription.model_dump()
-    info = await run_blocking(
-        lambda: gw.dispatcher.push_subscriptions.add(
-            caller.subscriber_id, data, user_agent=user_agent
+    try:
+        info = await run_blocking(
+            lambda: gw.dispatcher.push_subscriptions.add(
+                caller.subscriber_id, data, user_agent=user_agent
+            )
         )
-    )
+    except PushEndpointTakenError as exc:
+        raise HTTPException(409, str(exc)) from None
     return SubscriptionOut.of(info)
 
 

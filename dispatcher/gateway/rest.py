@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from dispatcher.errors import AuthenticationError, NotFoundError
 from dispatcher.gateway.auth import Principal
 from dispatcher.gateway.schemas import (
+    ID_MAX,
     NAME_PATTERN,
     Changed,
     EffectiveOut,
@@ -40,13 +41,12 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Invalid input"},
     401: {"model": Problem, "description": "Missing, invalid or expired token"},
     413: {"model": Problem, "description": "Request body too large"},
+    414: {"model": Problem, "description": "URL over 8 KiB"},
     429: {"model": Problem, "description": "Too many requests for this token"},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such notification in your inbox"},
 }
-
-ID_MAX = 2**63 - 1
 
 
 def gateway(request: Request) -> Gateway:

@@ -12,6 +12,9 @@ from dispatcher.subscribers.inbox import InboxItem
 
 #: Names of types, categories and channels: what the catalog can contain.
 NAME_PATTERN = r"^[A-Za-z0-9_.:*-]{1,100}$"
+#: The largest id the database holds (a signed 64-bit integer on both backends); the
+#: REST paths and the socket's messages refuse anything beyond it.
+ID_MAX = 2**63 - 1
 
 
 class NotificationOut(BaseModel):

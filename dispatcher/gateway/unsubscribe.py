@@ -20,10 +20,18 @@ from dispatcher.channels.email.unsubscribe import (
 )
 from dispatcher.errors import InvalidUnsubscribeTokenError, NotFoundError
 from dispatcher.gateway.rest import Gw, run_blocking
+from dispatcher.gateway.schemas import Problem
 
 router = APIRouter(
     tags=["unsubscribe"],
-    responses={400: {"description": "The token is invalid or expired (an HTML page)"}},
+    responses={
+        400: {"description": "The token is invalid or expired (an HTML page)"},
+        # Answered by the server before any route runs: JSON, like the API's errors.
+        414: {
+            "description": "URL over 8 KiB",
+            "content": {"application/json": {"schema": Problem.model_json_schema()}},
+        },
+    },
 )
 
 Token = Annotated[str, Query(min_length=1, max_length=2048, description="The signed token")]
@@ -31,8 +39,8 @@ Token = Annotated[str, Query(min_length=1, max_length=2048, description="The sig
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title></head>
-<body style="font-family: system-ui, sans-serif; max-width: 36rem; margin: 3rem auto">
+<title>{title}</title><link rel="stylesheet" href="/static/page.css"></head>
+<body>
 <h1>{title}</h1>{body}</body></html>"""
 
 

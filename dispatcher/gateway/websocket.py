@@ -6,13 +6,19 @@ Server → client::
     {"type": "notification", "notification": {...}}
     {"type": "pong"} · {"type": "heartbeat"} · {"type": "resync"}
     {"type": "resumed", "count": K}                after the missed ones of a resume
-    {"type": "error", "error": "not_found" | "bad_request" | "rate_limited", ...}
+    {"type": "error", "error": "not_found", "id": 123}
+    {"type": "error", "error": "bad_request", "detail": "id must be an integer from 1 to ..."}
+    {"type": "error", "error": "rate_limited"}
 
 Client → server::
 
     {"type": "ping"}
     {"type": "mark_read", "id": 123}
     {"type": "resume", "since": <last notification id, or an ISO timestamp>}
+
+A malformed message (not JSON, an unknown ``type``, an id outside 1..2**63-1, a
+``since`` that is neither an id nor a timestamp) gets ``bad_request`` with a ``detail``
+saying which rule it broke; the socket stays open.
 
 Each socket has one bounded queue fed by the process's :class:`~dispatcher.gateway.hub.Hub`
 and one task that drains it, so a slow client only fills its own queue. When the queue
@@ -26,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
@@ -36,8 +43,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from dispatcher import log
 from dispatcher.errors import AuthenticationError, NotFoundError
+from dispatcher.gateway import client_messages
 from dispatcher.gateway.auth import BEARER_SUBPROTOCOL, Principal, subprotocol_token
+from dispatcher.gateway.client_messages import BadMessage, ClientMessage, MarkRead, Ping
 from dispatcher.gateway.hub import RESYNC, Live
+from dispatcher.gateway.schemas import ID_MAX
 from dispatcher.gateway.state import Gateway
 from dispatcher.subscribers.inbox import InboxItem
 
@@ -46,6 +56,8 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_MANY = 4429
 #: How many sent ids a socket remembers to drop duplicates.
 REMEMBERED_IDS = 4096
+#: A ``since`` given as digits; ASCII only (``"²".isdigit()`` is true, ``int("²")`` fails).
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class SocketSession:
@@ -129,20 +141,19 @@ class SocketSession:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            raw = message.get("text")
-            if raw is None:
-                raw = (message.get("bytes") or b"").decode("utf-8", "replace")
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = None
-            if not isinstance(body, dict):
-                await self._locked({"type": "error", "error": "bad_request"})
-                continue
-            # Client messages count against the token's request rate, like REST calls.
+            # Every message counts against the token's request rate, like REST calls,
+            # malformed ones included (they cost an answer too).
             allowed, _ = await self.gw.rate.allow(self.token_key)
             if not allowed:
                 await self._locked({"type": "error", "error": "rate_limited"})
+                continue
+            raw = message.get("text")
+            try:
+                body = client_messages.parse(
+                    raw if raw is not None else message.get("bytes") or b""
+                )
+            except BadMessage as exc:
+                await self._bad_request(exc.detail)
                 continue
             await self.handle(body)
 
@@ -150,21 +161,18 @@ class SocketSession:
         async with self._send_lock:
             await self._send(body)
 
-    async def handle(self, body: dict[str, Any]) -> None:
-        kind = body.get("type")
-        if kind == "ping":
-            await self._locked({"type": "pong"})
-        elif kind == "mark_read":
-            await self.mark_read(body.get("id"))
-        elif kind == "resume":
-            await self.resume(body.get("since"))
-        else:
-            await self._locked({"type": "error", "error": "bad_request"})
+    async def _bad_request(self, detail: str) -> None:
+        await self._locked({"type": "error", "error": "bad_request", "detail": detail})
 
-    async def mark_read(self, notification_id: object) -> None:
-        if not isinstance(notification_id, int) or isinstance(notification_id, bool):
-            await self._locked({"type": "error", "error": "bad_request"})
-            return
+    async def handle(self, body: ClientMessage) -> None:
+        if isinstance(body, Ping):
+            await self._locked({"type": "pong"})
+        elif isinstance(body, MarkRead):
+            await self.mark_read(body.id)
+        else:
+            await self.resume(body.since)
+
+    async def mark_read(self, notification_id: int) -> None:
         inbox = self.gw.dispatcher.inboxes
         try:
             await run_in_threadpool(inbox.mark_read, self.subscriber_id, notification_id)
@@ -173,11 +181,11 @@ class SocketSession:
             return
         await self.gw.inbox_changed(self.subscriber_id)
 
-    async def resume(self, since: object) -> None:
+    async def resume(self, since: int | str | None) -> None:
         """Send what arrived after ``since`` (an id or a timestamp), oldest first."""
         after_id = await run_in_threadpool(self._after_id, since)
         if after_id is None:
-            await self._locked({"type": "error", "error": "bad_request"})
+            await self._bad_request(client_messages.FIELD_RULES["since"])
             return
         limit = self.gw.settings.resume_limit
         items = await run_in_threadpool(self._missed, after_id, limit + 1)
@@ -199,23 +207,23 @@ class SocketSession:
         except NotFoundError:
             return []
 
-    def _after_id(self, since: object) -> int | None:
-        if isinstance(since, bool):
-            return None
+    def _after_id(self, since: int | str | None) -> int | None:
+        """The id to replay after, or None when ``since`` is neither an id nor a time."""
         if since is None:
             return 0
         if isinstance(since, int):
-            return max(since, 0)
-        if not isinstance(since, str):
-            return None
-        if since.isdigit():
-            return int(since)
+            return max(since, 0)  # the message schema bounds it to 64 bits
+        if _DIGITS.fullmatch(since):
+            after = int(since)
+            return after if after <= ID_MAX else None
         try:
             moment = datetime.fromisoformat(since.replace("Z", "+00:00"))
-        except ValueError:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            # 0001-01-01T00:00+05:00 parses, but has no UTC instant (OverflowError).
+            moment = moment.astimezone(UTC)
+        except (ValueError, OverflowError):
             return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
         return self._last_id_at(moment)
 
     def _last_id_at(self, moment: datetime) -> int:

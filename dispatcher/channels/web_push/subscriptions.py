@@ -5,12 +5,31 @@ A subscription is what the browser's ``PushSubscription.toJSON()`` returns::
     {"endpoint": "https://fcm.googleapis.com/fcm/send/...",
      "keys": {"p256dh": "<65-byte P-256 point, base64url>", "auth": "<16 bytes, base64url>"}}
 
-The endpoint is unique: a browser that logs in as someone else moves its subscription
-to them instead of notifying both people.
+Who owns an endpoint
+--------------------
+An endpoint is a capability URL: the browser and its push service know it, and the
+browser alone holds the matching private key and auth secret. The endpoint is unique
+here, and offering one that is stored for somebody else is decided by the keys:
+
+* **The same keys**: the same browser, now logged in as someone else (a shared
+  computer, a log-out and log-in). The subscription **moves** to the new subscriber
+  instead of notifying both people; the row records who had it
+  (``moved_from_subscriber_id``, ``moved_at``), the log says ``push.subscription_moved``
+  with both ids, and ``last_success_at`` starts over.
+* **Other keys**: not that browser (its auth secret is never shown to anyone), so
+  :class:`~dispatcher.errors.PushEndpointTakenError` is raised (the gateway answers 409),
+  nothing changes, and the log says ``push.subscription_move_refused``.
+
+The previous owner's pushes never follow the browser: the web push channel picks the
+devices of a delivery's subscriber when it sends, not when the event arrives, so the
+previous owner's pending, scheduled and retried pushes go to the devices they still
+have (none left: ``skipped: no_address``). Only a push already on the wire when the move
+commits (at most ``DISPATCHER_PUSH_TIMEOUT``) can still reach the browser.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import json
 from collections.abc import Mapping
@@ -24,10 +43,17 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dispatcher import log
 from dispatcher.channels.web_push.vapid import b64url_decode, b64url_encode
+from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import PushSubscription
-from dispatcher.errors import InvalidSubscriptionError, NotFoundError, UnknownSubscriberError
+from dispatcher.errors import (
+    InvalidSubscriptionError,
+    NotFoundError,
+    PushEndpointTakenError,
+    UnknownSubscriberError,
+)
 from dispatcher.settings import PushSettings
 from dispatcher.subscribers.directory import subscriber_pk
 from dispatcher.validation import check_storable, first_unstorable
@@ -174,11 +200,14 @@ class PushSubscriptions:
         """Store a browser subscription for ``subscriber_id``.
 
         The same endpoint again updates its keys; an endpoint stored for another
-        subscriber moves to this one.
+        subscriber moves to this one when the keys are the same (the same browser,
+        logged in as someone else; see the module's docstring).
 
         Raises:
             InvalidSubscriptionError: malformed; nothing is stored.
             UnstorableValueError: ``user_agent`` holds a NUL or a lone surrogate.
+            PushEndpointTakenError: the endpoint is another subscriber's, with other
+                keys; nothing changes.
             UnknownSubscriberError: no such subscriber; nothing is stored.
         """
         parsed = parse_subscription(
@@ -204,8 +233,10 @@ class PushSubscriptions:
             if row is None:
                 row = PushSubscription(endpoint=parsed.endpoint)
                 session.add(row)
-            elif row.subscriber_id != owner or row.p256dh != parsed.p256dh:
-                row.last_success_at = None  # a new owner or new keys: no success yet
+            elif row.subscriber_id != owner:
+                _move(row, owner, parsed)
+            elif row.p256dh != parsed.p256dh:
+                row.last_success_at = None  # new keys: no success yet
             row.subscriber_id = owner
             row.p256dh = parsed.p256dh
             row.auth = parsed.auth
@@ -247,6 +278,35 @@ class PushSubscriptions:
                 .where(PushSubscription.endpoint == endpoint)
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _move(row: PushSubscription, owner: int, parsed: BrowserSubscription) -> None:
+    """Hand ``row`` to ``owner`` if the same browser offers it, else refuse."""
+    # Constant-time: the auth secret is the proof of being that browser.
+    same_keys = hmac.compare_digest(row.p256dh, parsed.p256dh) & hmac.compare_digest(
+        row.auth, parsed.auth
+    )
+    if not same_keys:
+        log.warning(
+            "push.subscription_move_refused",
+            push_subscription_id=row.id,
+            owner=row.subscriber_id,
+            requested_by=owner,
+            reason="keys_differ",
+        )
+        raise PushEndpointTakenError(
+            "this push endpoint is registered to another subscriber with other keys; "
+            "subscribe again in this browser to get an endpoint of its own"
+        )
+    log.info(
+        "push.subscription_moved",
+        push_subscription_id=row.id,
+        moved_from=row.subscriber_id,
+        moved_to=owner,
+    )
+    row.moved_from_subscriber_id = row.subscriber_id
+    row.moved_at = utcnow()
+    row.last_success_at = None  # a new owner: no success yet
 
 
 def _subscriber_pk(session: Session, subscriber_id: str) -> int:
