@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 import string
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -140,6 +141,24 @@ def charge(chars: int) -> None:
     budget = current_budget.get()
     if budget is not None:
         budget.charge(chars)
+
+
+@contextmanager
+def uncounted() -> Iterator[None]:
+    """Time spent inside does not count against the running render.
+
+    For one-off loads a render may trigger but should not pay for: a locale's data the
+    first time a process formats money in it, a layout compiled the first time a part
+    extends it. Their cost is bounded elsewhere (a template's size and node count) and
+    paid once per process, not per message.
+    """
+    budget = current_budget.get()
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        if budget is not None:
+            budget.deadline += time.monotonic() - started
 
 
 def too_large(what: str, size: int, limits: RenderLimits) -> RenderLimitError:

@@ -34,9 +34,10 @@ Jinja's own documentation says so.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
+import jinja2
 from jinja2 import Undefined, nodes, pass_eval_context
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.nodes import EvalContext
@@ -44,13 +45,8 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
-from dispatcher.templating.filter_bounds import (
-    GuardedFilters,
-    bounded_range,
-    check_call,
-    checked_result,
-    refused_lipsum,
-)
+from dispatcher.templating.call_bounds import bounded_range, check_call, refused_lipsum
+from dispatcher.templating.filter_bounds import GuardedFilters, checked_result
 from dispatcher.templating.limits import (
     DEFAULT_LIMITS,
     MAX_CALL_DEPTH,
@@ -67,6 +63,7 @@ from dispatcher.templating.limits import (
     current_budget,
     measure,
     too_large,
+    uncounted,
 )
 
 __all__ = [
@@ -209,6 +206,15 @@ class GuardedEnvironment(ImmutableSandboxedEnvironment):
                     loop.iter, LOOP_GUARD, [], [], None, None, lineno=loop.lineno
                 )
         return tree
+
+    def _load_template(
+        self, name: str, globals: MutableMapping[str, Any] | None
+    ) -> jinja2.Template:
+        # A layout or partial is compiled the first time a render extends or includes it,
+        # once per process; its cost is bounded by its size and node count, not charged
+        # to the message that happened to need it first.
+        with uncounted():
+            return super()._load_template(name, globals)
 
     def emit_literal(self, text: str) -> str:
         """Literal template text about to be written: charged to the render."""
