@@ -90,7 +90,9 @@ class RenderBudget:
     limits: RenderLimits
     deadline: float
     iterations: int
+    #: Characters of text built so far, and the most allowed (hot paths compare inline).
     built: int = 0
+    max_built: int = 0
     depth: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -98,7 +100,13 @@ class RenderBudget:
     def start(cls, limits: RenderLimits) -> RenderBudget:
         """A fresh budget whose clock starts now."""
         now = time.monotonic()
-        return cls(limits, now + limits.seconds, limits.max_iterations, started=now)
+        return cls(
+            limits,
+            now + limits.seconds,
+            limits.max_iterations,
+            max_built=limits.max_built_chars,
+            started=now,
+        )
 
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
@@ -113,7 +121,7 @@ class RenderBudget:
     def charge(self, chars: int) -> None:
         """Count ``chars`` characters of new text against the render."""
         self.built += chars
-        if self.built > self.limits.max_built_chars:
+        if self.built > self.max_built:
             raise RenderLimitError(
                 f"render built more than {self.limits.max_built_chars} characters of text"
             )
