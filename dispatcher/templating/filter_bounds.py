@@ -28,15 +28,7 @@ or work in Python per character, are bounded before they run:
 ``list``, ``sort``, ``unique``, ``map``, ``select``, ``join``, ... on a string
     at most 10,000 characters: each character becomes an item.
 
-Globals: ``lipsum()`` is refused (one call builds megabytes of random text in a step no
-deadline can interrupt, and a notification has no use for it); ``range()`` is limited to
-the loop-iteration budget (a loop over it stops there anyway).
-
-``encode()`` and ``to_bytes()`` are refused: templates work on text, and bytes would
-bring every expanding string method back. Method calls on strings are bounded the same
-way as filters: ``center``/``ljust``/``rjust``/
-``zfill`` widths, ``expandtabs``, ``replace``, ``join``, ``translate``, ``strip`` and
-``format``/``format_map`` are estimated before they run.
+Method calls and globals are bounded in :mod:`dispatcher.templating.call_bounds`.
 """
 
 from __future__ import annotations
@@ -44,8 +36,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sized
-from types import BuiltinMethodType, MethodType
-from typing import Any, NoReturn
+from typing import Any
 
 from jinja2.utils import _PassArg
 
@@ -54,7 +45,6 @@ from dispatcher.templating.limits import (
     MAX_FIELD_WIDTH,
     RenderLimitError,
     RenderLimits,
-    active_limits,
     charge,
     check_printf,
     current_budget,
@@ -150,7 +140,7 @@ def checked_result(what: str, result: Any, inputs: tuple[Any, ...], limits: Rend
     return result
 
 
-def _measure_inputs(values: tuple[Any, ...], what: str, limits: RenderLimits) -> None:
+def measure_inputs(values: tuple[Any, ...], what: str, limits: RenderLimits) -> None:
     """Each input within the size limits, and all of them within the item limit."""
     items = 0
     for value in values:
@@ -170,7 +160,9 @@ def _refuse_width(name: str, width: Any) -> None:
         raise RenderLimitError(f"{name} width exceeds {MAX_FIELD_WIDTH} characters")
 
 
-def _check_replace(text: str, old: Any, new: Any, count: Any, limits: RenderLimits) -> None:
+def check_replace(text: str, old: Any, new: Any, count: Any, limits: RenderLimits) -> None:
+    """Refuse ``text.replace(old, new, count)`` if its result would pass the limit
+    (``'a' * 1000).replace('', s)`` builds 1,001 copies of ``s``)."""
     o, n = str(old), str(new)
     hits = text.count(o) if o else len(text) + 1
     if isinstance(count, int) and count >= 0:
@@ -195,7 +187,7 @@ def _indent(limits: RenderLimits, a: Mapping[str, Any]) -> None:
 
 
 def _replace(limits: RenderLimits, a: Mapping[str, Any]) -> None:
-    _check_replace(str(a["s"]), a["old"], a["new"], a.get("count"), limits)
+    check_replace(str(a["s"]), a["old"], a["new"], a.get("count"), limits)
 
 
 def _format(limits: RenderLimits, a: Mapping[str, Any]) -> None:
@@ -242,7 +234,8 @@ def _urlencode(limits: RenderLimits, a: Mapping[str, Any]) -> None:
         raise too_large("urlencode result", size, limits)
 
 
-def _refuse_strip_chars(chars: Any) -> None:
+def refuse_strip_chars(chars: Any) -> None:
+    """Refuse stripping more than :data:`MAX_STRIP_CHARS` different characters."""
     if isinstance(chars, str) and len(chars) > MAX_STRIP_CHARS:
         raise RenderLimitError(
             f"strip of {len(chars)} different characters: at most {MAX_STRIP_CHARS}"
@@ -250,7 +243,7 @@ def _refuse_strip_chars(chars: Any) -> None:
 
 
 def _trim(limits: RenderLimits, a: Mapping[str, Any]) -> None:
-    _refuse_strip_chars(a.get("chars"))
+    refuse_strip_chars(a.get("chars"))
 
 
 def _tojson(limits: RenderLimits, a: Mapping[str, Any]) -> None:
@@ -340,7 +333,7 @@ def guard(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
                     f"{name} of a string of {len(value)} characters: one item each, "
                     f"at most {limits.max_items}"
                 )
-            _measure_inputs((*args[offset:], *kwargs.values()), what, limits)
+            measure_inputs((*args[offset:], *kwargs.values()), what, limits)
             if bound is not None and bind is not None:
                 bound(limits, bind(args[offset:], kwargs))
         result = func(*args, **kwargs)
@@ -371,129 +364,3 @@ class GuardedFilters(dict[str, Callable[..., Any]]):
     def install_unguarded(self, name: str, func: Callable[..., Any]) -> None:
         """Install an internal filter as it is (the loop guard counts per item itself)."""
         super().__setitem__(name, func)
-
-
-# --- method calls -------------------------------------------------------------------------
-
-
-def _str_width(
-    owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], lim: RenderLimits
-) -> None:
-    width = args[0] if args else kwargs.get("width")
-    if isinstance(width, int) and width > max(len(owner), MAX_FIELD_WIDTH):
-        raise RenderLimitError(f"string width {width} exceeds {MAX_FIELD_WIDTH}")
-
-
-def _str_expandtabs(
-    owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], lim: RenderLimits
-) -> None:
-    size = args[0] if args else kwargs.get("tabsize", 8)
-    if isinstance(size, int) and len(owner) + owner.count("\t") * size > lim.max_chars:
-        raise too_large("expandtabs result", len(owner) + owner.count("\t") * size, lim)
-
-
-def _str_replace(
-    owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], lim: RenderLimits
-) -> None:
-    if len(args) >= 2:
-        _check_replace(owner, args[0], args[1], args[2] if len(args) > 2 else -1, lim)
-
-
-def _str_join(
-    owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], lim: RenderLimits
-) -> None:
-    if args and isinstance(args[0], Sized):
-        size = measure(args[0], "join argument", lim).chars + len(owner) * len(args[0])
-        if size > lim.max_chars:
-            raise too_large("join result", size, lim)
-
-
-def _str_strip(
-    owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], lim: RenderLimits
-) -> None:
-    _refuse_strip_chars(args[0] if args else None)
-
-
-def _str_translate(
-    owner: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], lim: RenderLimits
-) -> None:
-    table = args[0] if args else None
-    if isinstance(table, Mapping):
-        longest = max((len(v) for v in table.values() if isinstance(v, str)), default=1)
-        if len(owner) * longest > lim.max_chars:
-            raise too_large("translate result", len(owner) * longest, lim)
-
-
-_STR_METHODS: dict[str, Callable[[str, tuple[Any, ...], Mapping[str, Any], RenderLimits], None]] = {
-    "center": _str_width,
-    "ljust": _str_width,
-    "rjust": _str_width,
-    "zfill": _str_width,
-    "expandtabs": _str_expandtabs,
-    "replace": _str_replace,
-    "join": _str_join,
-    "translate": _str_translate,
-    "strip": _str_strip,
-    "lstrip": _str_strip,
-    "rstrip": _str_strip,
-}
-
-
-#: Methods that make bytes (``(1).to_bytes(10**9, 'big')`` allocates a gigabyte at once);
-#: bytes have all of str's expanding methods again, and a template has no use for them.
-_REFUSED_METHODS = frozenset({"encode", "to_bytes"})
-
-
-def check_call(
-    func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], limits: RenderLimits
-) -> tuple[Any, ...]:
-    """Refuse a call whose inputs or estimated result are too large; returns the
-    arguments with iterators collected into lists."""
-    if any(isinstance(a, Iterator) for a in args):
-        args = tuple(
-            collect(a, "call argument", limits) if isinstance(a, Iterator) else a for a in args
-        )
-    if isinstance(func, BuiltinMethodType | MethodType):
-        if func.__name__ in _REFUSED_METHODS:
-            raise RenderLimitError(
-                f"{func.__name__}() is refused: templates work on text, and it can "
-                "allocate any size in one step"
-            )
-        owner = func.__self__
-        if isinstance(owner, str | list | tuple | Mapping):
-            measure(owner, f"{func.__name__}() on a value", limits)
-        if isinstance(owner, str):
-            bound = _STR_METHODS.get(func.__name__)
-            if bound is not None:
-                bound(owner, args, kwargs, limits)
-    if args or kwargs:
-        _measure_inputs((*args, *kwargs.values()), "call arguments", limits)
-    return args
-
-
-# --- globals ------------------------------------------------------------------------------
-
-
-def bounded_range(*args: int) -> range:
-    """``range`` limited to the loop-iteration budget."""
-    limits = active_limits()
-    rng = range(*args)
-    try:
-        length = len(rng)
-    except OverflowError:
-        length = limits.max_iterations + 1
-    if length > limits.max_iterations:
-        raise RenderLimitError(
-            f"range of {length} items exceeds {limits.max_iterations} (the loop limit)"
-        )
-    return rng
-
-
-def refused_lipsum(*args: Any, **kwargs: Any) -> NoReturn:
-    """``lipsum()`` is refused: one call can build megabytes of text in a single step."""
-    raise RenderLimitError(
-        "lipsum() is refused: one call builds up to megabytes of text in a single step"
-    )
-
-
-refused_lipsum.__name__ = "lipsum"

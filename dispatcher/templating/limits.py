@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 import string
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -89,7 +90,9 @@ class RenderBudget:
     limits: RenderLimits
     deadline: float
     iterations: int
+    #: Characters of text built so far, and the most allowed (hot paths compare inline).
     built: int = 0
+    max_built: int = 0
     depth: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -97,7 +100,13 @@ class RenderBudget:
     def start(cls, limits: RenderLimits) -> RenderBudget:
         """A fresh budget whose clock starts now."""
         now = time.monotonic()
-        return cls(limits, now + limits.seconds, limits.max_iterations, started=now)
+        return cls(
+            limits,
+            now + limits.seconds,
+            limits.max_iterations,
+            max_built=limits.max_built_chars,
+            started=now,
+        )
 
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
@@ -112,7 +121,7 @@ class RenderBudget:
     def charge(self, chars: int) -> None:
         """Count ``chars`` characters of new text against the render."""
         self.built += chars
-        if self.built > self.limits.max_built_chars:
+        if self.built > self.max_built:
             raise RenderLimitError(
                 f"render built more than {self.limits.max_built_chars} characters of text"
             )
@@ -140,6 +149,24 @@ def charge(chars: int) -> None:
     budget = current_budget.get()
     if budget is not None:
         budget.charge(chars)
+
+
+@contextmanager
+def uncounted() -> Iterator[None]:
+    """Time spent inside does not count against the running render.
+
+    For one-off loads a render may trigger but should not pay for: a locale's data the
+    first time a process formats money in it, a layout compiled the first time a part
+    extends it. Their cost is bounded elsewhere (a template's size and node count) and
+    paid once per process, not per message.
+    """
+    budget = current_budget.get()
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        if budget is not None:
+            budget.deadline += time.monotonic() - started
 
 
 def too_large(what: str, size: int, limits: RenderLimits) -> RenderLimitError:

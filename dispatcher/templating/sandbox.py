@@ -34,9 +34,10 @@ Jinja's own documentation says so.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
+import jinja2
 from jinja2 import Undefined, nodes, pass_eval_context
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.nodes import EvalContext
@@ -44,13 +45,8 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
-from dispatcher.templating.filter_bounds import (
-    GuardedFilters,
-    bounded_range,
-    check_call,
-    checked_result,
-    refused_lipsum,
-)
+from dispatcher.templating.call_bounds import bounded_range, check_call, refused_lipsum
+from dispatcher.templating.filter_bounds import GuardedFilters, checked_result
 from dispatcher.templating.limits import (
     DEFAULT_LIMITS,
     MAX_CALL_DEPTH,
@@ -67,6 +63,7 @@ from dispatcher.templating.limits import (
     current_budget,
     measure,
     too_large,
+    uncounted,
 )
 
 __all__ = [
@@ -150,7 +147,9 @@ def _finalize(eval_ctx: EvalContext, value: Any) -> Any:
     if size > limits.max_chars:
         raise too_large("printed value", size, limits)
     if budget is not None:
-        budget.charge(size)
+        budget.built += size  # budget.charge, inlined: this runs for every {{ value }}
+        if budget.built > budget.max_built:
+            budget.charge(0)
     return value
 
 
@@ -210,11 +209,22 @@ class GuardedEnvironment(ImmutableSandboxedEnvironment):
                 )
         return tree
 
+    def _load_template(
+        self, name: str, globals: MutableMapping[str, Any] | None
+    ) -> jinja2.Template:
+        # A layout or partial is compiled the first time a render extends or includes it,
+        # once per process; its cost is bounded by its size and node count, not charged
+        # to the message that happened to need it first.
+        with uncounted():
+            return super()._load_template(name, globals)
+
     def emit_literal(self, text: str) -> str:
         """Literal template text about to be written: charged to the render."""
         budget = current_budget.get()
         if budget is not None:
-            budget.charge(len(text))
+            budget.built += len(text)  # budget.charge, inlined: this runs for every text
+            if budget.built > budget.max_built:
+                budget.charge(0)
         return text
 
     def join_values(self, join: Callable[[Iterable[Any]], str], values: tuple[Any, ...]) -> str:
