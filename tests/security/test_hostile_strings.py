@@ -10,6 +10,7 @@ exception, a half-written row or an event left pending fails the test.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -94,6 +95,27 @@ def counts(d: Dispatcher) -> dict[str, int]:
         }
 
 
+def portable(value: Any) -> bool:
+    """Whether both stores keep ``value`` as it is: no NUL and no lone surrogate in any
+    string. Written apart from ``dispatcher.validation``, so that it checks it."""
+    if isinstance(value, str):
+        return not any(c == "\x00" or 0xD800 <= ord(c) <= 0xDFFF for c in value)
+    if isinstance(value, dict):
+        return all(portable(k) and portable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(portable(v) for v in value)
+    return True
+
+
+def a_clean_id(value: str) -> bool:
+    """The documented id character set, written apart from ``dispatcher.validation``."""
+    return (
+        0 < len(value) <= 255
+        and value == value.strip(" ")
+        and all(c == " " or unicodedata.category(c)[0] in "LMNPS" for c in value)
+    )
+
+
 @contextmanager
 def refused_or_stored(d: Dispatcher) -> Iterator[list[bool]]:
     """Run a call that must either raise a ``dispatcher`` error (then no table changed)
@@ -123,8 +145,10 @@ def test_notify_payload_strings(
         return
     with dispatcher.store.session() as s:
         payload = s.scalar(select(Event.payload).where(Event.id == receipt.id))
-    # Read back as the type's model normalised it (the seed types strip whitespace).
+    # Read back as the type's model normalised it (the seed types strip whitespace),
+    # and only what PostgreSQL could store too was accepted.
     assert payload == dispatcher.catalog.get("system_alert").validate(data)
+    assert portable(payload)
     # Fan-out and delivery cope with it: the event does not stay pending, no delivery
     # is left claimed, and nothing raises a driver error.
     runtime(dispatcher).drain("urgent")
@@ -162,12 +186,14 @@ def test_notify_ids_and_keys(dispatcher: Dispatcher, recipient: str, key: str) -
     fresh(dispatcher)
     with refused_or_stored(dispatcher) as stored:
         dispatcher.subscribers.upsert(recipient)
+    assert stored[0] == a_clean_id(recipient)
     if not stored[0]:
         return
     with refused_or_stored(dispatcher) as stored:
         receipt = dispatcher.notify(
             "payout_sent", to=recipient, data={"payout_id": 1, "amount": "1"}, idempotency_key=key
         )
+    assert stored[0] == a_clean_id(key)
     if stored[0]:
         assert dispatcher.explain(f"key:{key}").event_id == receipt.id
 
@@ -193,6 +219,7 @@ def test_subscriber_fields(
         if stored[0]:
             again = dispatcher.subscribers.get("ana")
             assert again == info
+            assert portable(again.attributes)
             if key in fields:
                 assert again.attributes[key] == value
                 dispatcher.subscribers.upsert("ana", **{key: "pro" if key == "plan" else None})
@@ -200,6 +227,7 @@ def test_subscriber_fields(
             assert dispatcher.subscribers.get("ana").attributes.get("plan") == "pro"
     with refused_or_stored(dispatcher) as stored:
         dispatcher.subscribers.upsert(id, locale="es")
+    assert stored[0] == a_clean_id(id)
     if stored[0]:
         assert dispatcher.subscribers.get(id).id == id
     # Lookups with hostile ids: a precise error or nothing found, never a driver error.
@@ -222,6 +250,7 @@ def test_template_saves(dispatcher: Dispatcher, text: str, locale: str, created_
                 "system_alert", "in_app", where, "title", source, created_by=author
             )
         if stored[0]:
+            assert portable(source) and portable(author) and len(saved.locale) <= 35
             history = dispatcher.templates.history("system_alert", "in_app", saved.locale, "title")
             assert history[0].source == source
             assert history[0].created_by == author
