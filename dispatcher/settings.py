@@ -232,10 +232,28 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     #: Keep sent/failed/skipped deliveries this many days before purging.
     retention_days: int = 90
+    #: Queues a worker consumes, most urgent first: short (``urgent``) or full
+    #: (``dispatcher.urgent``) names, comma-separated or a JSON list. Empty means every
+    #: queue. A ``-Q`` on the worker's command line wins.
+    worker_queues: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Pool processes per worker; 0 means one per CPU. A ``-c`` on the command line wins.
+    worker_concurrency: int = Field(default=0, ge=0, le=1024)
 
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     push: PushSettings = Field(default_factory=PushSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+
+    @pydantic.field_validator("worker_queues", mode="before")
+    @classmethod
+    def _queue_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                try:
+                    return json.loads(value)
+                except ValueError:
+                    raise ValueError("not a JSON list of queue names") from None
+            return [q.strip() for q in value.split(",") if q.strip()]
+        return value
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

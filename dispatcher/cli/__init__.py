@@ -11,6 +11,7 @@ from dispatcher.cli.core import migrate
 from dispatcher.cli.demo import demo
 from dispatcher.cli.explain import explain
 from dispatcher.cli.gateway import gateway
+from dispatcher.cli.health import health
 from dispatcher.cli.operations import deliveries, send, stats
 from dispatcher.cli.templates import templates
 from dispatcher.cli.vapid import vapid
@@ -31,3 +32,4 @@ main.add_command(templates)
 main.add_command(vapid)
 main.add_command(explain)
 main.add_command(gateway)
+main.add_command(health)

@@ -12,14 +12,17 @@ from celery import Celery
 
 from dispatcher.engine.broker import celery_app
 from dispatcher.settings import Settings
+from dispatcher.worker.consumption import configure
 from dispatcher.worker.runtime import Runtime
 from dispatcher.worker.tasks import register_tasks
 
 
 def create_app(settings: Settings | None = None) -> Celery:
     """The Celery app with dispatcher's tasks, for ``settings`` (default: the environment)."""
-    app = celery_app(settings or Settings.from_env())
+    settings = settings or Settings.from_env()
+    app = celery_app(settings)
     register_tasks(app)
+    configure(app, settings)
     return app
 
 
