@@ -41,19 +41,29 @@ class SmtpSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DISPATCHER_SMTP_", extra="ignore")
 
+    #: SMTP server's host name; unset means email is not configured.
     host: str | None = None
+    #: SMTP server's port (587 for STARTTLS, 465 for implicit TLS).
     port: int = 587
     #: "starttls" (require STARTTLS), "tls" (implicit TLS, usually port 465) or "none".
     security: Literal["starttls", "tls", "none"] = "starttls"
+    #: SMTP login, if the server wants one.
     username: str | None = None
+    #: SMTP password (never logged).
     password: SecretStr | None = None
+    #: Seconds to wait for the SMTP server on connect and on each command.
     timeout: float = Field(default=10.0, gt=0)
     #: Persistent connections per worker process; a batch is sent over all of them.
     pool_size: int = Field(default=4, ge=1, le=64)
+    #: ``From`` of every email: a mailbox, with a display name if you like.
     from_address: str = "Dispatcher <notifications@example.com>"
+    #: ``Reply-To`` mailbox of every email; unset sends none.
     reply_to: str | None = None
+    #: Sends of one email before a transient failure becomes final.
     max_attempts: int = Field(default=8, ge=1)
+    #: First retry delay after a transient SMTP failure; it doubles per attempt.
     backoff_base_seconds: float = Field(default=30.0, ge=0)
+    #: Longest retry delay after a transient SMTP failure.
     backoff_cap_seconds: float = Field(default=3600.0, ge=0)
     #: Verify the server's TLS certificate (keep on outside tests).
     validate_certs: bool = True
@@ -72,9 +82,15 @@ class PushSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DISPATCHER_PUSH_", extra="ignore")
 
+    #: VAPID private key (PEM or base64url); unset (and no key file) turns web push off.
     vapid_private_key: SecretStr | None = None
+    #: File holding the VAPID private key, instead of the variable (for secrets mounted as
+    #: files).
     vapid_private_key_file: Path | None = None
+    #: VAPID public key (base64url) that browsers subscribe with; ``dispatcher vapid`` makes a
+    #: pair.
     vapid_public_key: str | None = None
+    #: VAPID ``sub`` claim: a ``mailto:`` or ``https:`` contact for push services.
     vapid_subject: str = "mailto:admin@localhost"
     #: Seconds per push request; never unbounded (a silent push service would hang).
     timeout: float = Field(default=10.0, gt=0)
@@ -82,9 +98,14 @@ class PushSettings(BaseSettings):
     concurrency: int = Field(default=64, gt=0)
     #: TTL for types without ``push_ttl_seconds``; 0 would drop pushes to offline devices.
     default_ttl_seconds: int = Field(default=86400, gt=0)
+    #: Accept ``http://`` push endpoints on loopback addresses (tests and local push services
+    #: only).
     allow_insecure_loopback: bool = False
+    #: Sends of one push before a transient failure becomes final.
     max_attempts: int = 8
+    #: First retry delay after a transient push failure; it doubles per attempt.
     backoff_base_seconds: float = 30.0
+    #: Longest retry delay after a transient push failure.
     backoff_cap_seconds: float = 3600.0
 
     def private_key_text(self) -> str | None:
@@ -118,16 +139,28 @@ class GatewaySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DISPATCHER_GATEWAY_", extra="ignore")
 
+    #: Secret of HS256/384/512 tokens your app signs for the gateway's clients.
     jwt_secret: SecretStr | None = None
+    #: PEM public key of RS*/ES*/EdDSA tokens, instead of a shared secret.
     jwt_public_key: str | None = None
+    #: Algorithm the gateway's JWTs are signed with.
     jwt_algorithm: str = "HS256"
+    #: Required ``aud`` claim of the tokens; unset checks none.
     jwt_audience: str | None = None
+    #: Required ``iss`` claim of the tokens; unset checks none.
     jwt_issuer: str | None = None
+    #: Base URL at which clients reach the gateway (links in emails use
+    #: ``DISPATCHER_PUBLIC_URL``).
     public_url: str = "http://127.0.0.1:8000"
+    #: Largest request body, and WebSocket message, the gateway accepts.
     max_body_bytes: int = 64 * 1024
+    #: REST requests one token may make per minute (counted in Redis, across gateways).
     requests_per_minute: int = 600
+    #: Open WebSockets one subscriber may hold across gateways.
     max_connections_per_subscriber: int = 10
+    #: Seconds between heartbeat messages and protocol pings on a WebSocket.
     heartbeat_seconds: float = 20.0
+    #: Messages waiting for one slow WebSocket before it is told to resync.
     socket_queue_size: int = 256
     #: Most notifications one ``resume`` replays; beyond that the client is told to resync.
     resume_limit: int = 1000
