@@ -4,6 +4,7 @@
 
     DispatcherError
      ├── ConfigurationError          a setting is missing or invalid
+ │    └── MissingExtraError       an optional dependency (an extra) is not installed
      ├── ValidationError             bad input from the calling app or an operator
      │    ├── UnknownEventTypeError
      │    ├── PayloadValidationError
@@ -41,6 +42,19 @@ class DispatcherError(Exception):
 
 class ConfigurationError(DispatcherError):
     """Raised when a setting is missing or invalid; the message names the variable."""
+
+
+class MissingExtraError(ConfigurationError, ImportError):
+    """Raised when a feature needs an optional dependency that is not installed; the
+    message names the extra to install (``pip install dispatcher[gateway]``)."""
+
+    def __init__(self, extra: str, feature: str, module: str) -> None:
+        self.extra = extra
+        self.feature = feature
+        self.module = module
+        super().__init__(
+            f"{feature} needs `pip install dispatcher[{extra}]` ({module} is not installed)"
+        )
 
 
 class ValidationError(DispatcherError, ValueError):

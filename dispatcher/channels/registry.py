@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from dispatcher.errors import ConfigurationError
+from dispatcher.errors import ConfigurationError, MissingExtraError
+from dispatcher.extras import extra_for
 
 if TYPE_CHECKING:
     from dispatcher.channels.base import Channel
@@ -96,6 +97,9 @@ def _load(name: str, ref: str) -> type[Channel]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        extra = extra_for(exc.name)
+        if extra is not None:
+            raise MissingExtraError(extra, f"the {name} channel", exc.name or "") from exc
         raise ConfigurationError(
             f"channel {name!r} ({ref}) cannot be imported: {exc}; if it is a missing "
             "dependency, install it (pip install 'dispatcher[all]')"

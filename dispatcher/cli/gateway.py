@@ -6,6 +6,7 @@ import click
 
 from dispatcher.cli.core import open_dispatcher
 from dispatcher.errors import DispatcherError
+from dispatcher.extras import needs
 
 
 @click.command()
@@ -20,11 +21,15 @@ from dispatcher.errors import DispatcherError
 @click.option("--log-level", default="info", show_default=True)
 def gateway(host: str, port: int, access_log: bool, log_level: str) -> None:
     """Serve the REST inbox and the WebSocket (DISPATCHER_GATEWAY_* settings)."""
-    import uvicorn
+    try:
+        with needs("gateway", "`dispatcher gateway`"):
+            import uvicorn
 
-    from dispatcher.gateway import create_app
-    from dispatcher.gateway.handshake import protocol_classes
-    from dispatcher.gateway.redaction import install
+            from dispatcher.gateway import create_app
+            from dispatcher.gateway.handshake import protocol_classes
+            from dispatcher.gateway.redaction import install
+    except DispatcherError as exc:
+        raise click.ClickException(str(exc)) from None
 
     d = open_dispatcher()
     try:

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
-from dispatcher.channels.web_push.vapid import VapidKey, check_subject
 from dispatcher.errors import ConfigurationError
+from dispatcher.extras import needs
 from dispatcher.settings import PushSettings
 
 
 @click.group()
 def vapid() -> None:
     """VAPID keys for web push (DISPATCHER_PUSH_VAPID_*)."""
+
+
+def _vapid() -> Any:
+    """The VAPID module, or a clean CLI error naming the extra it needs."""
+    try:
+        with needs("webpush", "`dispatcher vapid`"):
+            from dispatcher.channels.web_push import vapid as module
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    return module
 
 
 @vapid.command()
@@ -36,11 +47,12 @@ def generate(subject: str, private_key_file: Path | None) -> None:
     pushManager.subscribe(). Keep the private key secret: anyone holding it can push
     to your subscribers. Changing it invalidates every existing subscription.
     """
+    module = _vapid()
     try:
-        check_subject(subject)
+        module.check_subject(subject)
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc), param_hint="--subject") from None
-    key = VapidKey.generate()
+    key = module.VapidKey.generate()
     if private_key_file is not None:
         try:
             fd = os.open(private_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -64,7 +76,7 @@ def generate(subject: str, private_key_file: Path | None) -> None:
 def public_key() -> None:
     """Print the applicationServerKey of the configured private key."""
     try:
-        key = VapidKey.from_settings(PushSettings())
+        key = _vapid().VapidKey.from_settings(PushSettings())
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(key.public_key_b64)

@@ -17,6 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from dispatcher.db.models import Base
 from dispatcher.errors import ConfigurationError
+from dispatcher.extras import needs
 
 
 class Store:
@@ -44,7 +45,8 @@ class Store:
         else:
             kwargs["pool_pre_ping"] = True
             kwargs["pool_size"] = 5
-        self.engine: Engine = create_engine(parsed, **kwargs)
+        with needs("postgres", "a PostgreSQL database"):
+            self.engine: Engine = create_engine(parsed, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)

@@ -20,6 +20,9 @@ Public pages that do not take a JWT (one-click unsubscribe) use a router without
 ``Caller``; the body-size limit applies to every route.
 """
 
-from dispatcher.gateway.app import create_app
+from dispatcher.extras import needs
+
+with needs("gateway", "the gateway"):
+    from dispatcher.gateway.app import create_app
 
 __all__ = ["create_app"]

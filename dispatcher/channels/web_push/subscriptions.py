@@ -38,13 +38,12 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatcher import log
-from dispatcher.channels.web_push.vapid import b64url_decode, b64url_encode
+from dispatcher.channels.web_push.base64url import b64url_decode, b64url_encode
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import PushSubscription
@@ -54,6 +53,7 @@ from dispatcher.errors import (
     PushEndpointTakenError,
     UnknownSubscriberError,
 )
+from dispatcher.extras import needs
 from dispatcher.settings import PushSettings
 from dispatcher.subscribers.directory import subscriber_pk
 from dispatcher.validation import check_storable, first_unstorable
@@ -128,6 +128,8 @@ def parse_subscription(
             f"subscription.keys.p256dh must be an uncompressed P-256 point (65 bytes "
             f"starting 0x04), got {len(p256dh)} bytes"
         )
+    with needs("webpush", "checking a push subscription's keys"):
+        from cryptography.hazmat.primitives.asymmetric import ec
     try:
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), p256dh)
     except ValueError:

@@ -11,8 +11,6 @@ next push service, which answers 403.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,30 +20,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 
+from dispatcher.channels.web_push.base64url import b64url_decode, b64url_encode
 from dispatcher.clock import utcnow
 from dispatcher.errors import ConfigurationError
 from dispatcher.settings import PushSettings
 
 #: ``sub`` must let a push service operator reach us (RFC 8292 section 2.1).
 _SUBJECT = re.compile(r"^(mailto:[^@\s]+@[^@\s]+|https://[^\s/]+(/\S*)?)$", re.IGNORECASE)
-
-
-def b64url_encode(data: bytes) -> str:
-    """Unpadded base64url, the form browsers and push services use for keys."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    """Decode base64url with or without padding; raise ValueError on anything else."""
-    if not re.fullmatch(r"[A-Za-z0-9_-]*={0,2}", text):
-        raise ValueError("not base64url (only A-Z a-z 0-9 - _ are allowed)")
-    stripped = text.rstrip("=")
-    if len(stripped) % 4 == 1:
-        raise ValueError("not base64url (impossible length)")
-    try:
-        return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
-    except binascii.Error as exc:  # pragma: no cover - the pattern above rules it out
-        raise ValueError(f"not base64url ({exc})") from None
 
 
 class VapidKey:
