@@ -232,6 +232,17 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     #: Keep sent/failed/skipped deliveries this many days before purging.
     retention_days: int = 90
+    #: A worker process's liveness key expires this many seconds after the process
+    #: dies; the sweep then takes back its claims instead of waiting out their lease.
+    liveness_seconds: float = Field(default=10.0, ge=1, le=300)
+    #: Messages sent between two writes of their outcomes (and lease renewals); 0: as
+    #: many as the channel has on the wire at once (SMTP connections, push requests).
+    record_group_size: int = Field(default=0, ge=0)
+    #: How long ``notify`` may wait to connect to the broker (and Redis, for the
+    #: fan-out latch) before it gives up ringing; the sweep rings later.
+    ring_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
+    #: After a failed ring, stop trying for this many seconds (rings are skipped at once).
+    ring_pause_seconds: float = Field(default=5.0, ge=0, le=600)
 
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     push: PushSettings = Field(default_factory=PushSettings)
