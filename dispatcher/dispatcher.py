@@ -17,8 +17,7 @@ from dispatcher.channels.registry import ChannelRegistry
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.channels.web_push.subscriptions import PushSubscriptions
 from dispatcher.db.engine import Store
-from dispatcher.engine.broker import celery_app
-from dispatcher.engine.doorbell import Doorbell, Latch
+from dispatcher.engine.doorbell import Doorbell
 from dispatcher.engine.explain import Explanation, explain
 from dispatcher.engine.operations import Deliveries
 from dispatcher.engine.outbox import EventReceipt, Outbox
@@ -71,10 +70,7 @@ class Dispatcher:
         self.channel_registry = ChannelRegistry(channels)
         #: The send-time policies, in the order they run (workers set them up).
         self.policies: list[Policy] = list(default_policies() if policies is None else policies)
-        self._doorbell = Doorbell(
-            lambda: celery_app(self.settings),
-            Latch(self.settings.redis_url, self.settings.redis_prefix, self.settings.broker_url),
-        )
+        self._doorbell = Doorbell.for_settings(self.settings)
         self._outbox = Outbox(self.store, self.catalog, self._doorbell)
         #: Every subscriber's in-app inbox: read, mark, archive, count.
         self.inboxes = Inbox(self.store)

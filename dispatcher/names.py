@@ -90,3 +90,9 @@ def gateway_connections(prefix: str, subscriber_id: str) -> str:
 def gateway_client(prefix: str) -> str:
     """The Redis ``CLIENT SETNAME`` of a gateway connection."""
     return f"{prefix}:gateway"
+
+
+def worker_alive(prefix: str, process: str) -> str:
+    """The key a worker process (``host:pid``) keeps alive while it runs; when it has
+    expired, the sweep takes back the process's claims."""
+    return f"{prefix}:alive:{process}"

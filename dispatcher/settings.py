@@ -271,6 +271,17 @@ class Settings(BaseSettings):
     worker_queues: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Pool processes per worker; 0 means one per CPU. A ``-c`` on the command line wins.
     worker_concurrency: int = Field(default=0, ge=0, le=1024)
+    #: A worker process's liveness key expires this many seconds after the process
+    #: dies; the sweep then takes back its claims instead of waiting out their lease.
+    liveness_seconds: float = Field(default=10.0, ge=1, le=300)
+    #: Messages sent between two writes of their outcomes (and lease renewals); 0: as
+    #: many as the channel has on the wire at once (SMTP connections, push requests).
+    record_group_size: int = Field(default=0, ge=0)
+    #: How long ``notify`` may wait to connect to the broker (and Redis, for the
+    #: fan-out latch) before it gives up ringing; the sweep rings later.
+    ring_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
+    #: After a failed ring, stop trying for this many seconds (rings are skipped at once).
+    ring_pause_seconds: float = Field(default=5.0, ge=0, le=600)
 
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     push: PushSettings = Field(default_factory=PushSettings)

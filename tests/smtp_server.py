@@ -8,6 +8,7 @@ module to get the ``smtp_server`` fixture.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import threading
@@ -121,6 +122,8 @@ class Recorder:
     strict: bool = True
     rules: dict[str, Rule] = field(default_factory=dict)
     connections: int = 0
+    #: Seconds to wait before answering ``RCPT`` and ``DATA`` (a slow relay).
+    delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _rule(self, address: str, stage: str) -> Rule | None:
@@ -149,6 +152,8 @@ class Recorder:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         rule = self._rule(address, "rcpt")
         if rule is not None:
             if rule.reply == DROP:
@@ -160,6 +165,8 @@ class Recorder:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         for address in envelope.rcpt_tos:
             rule = self._rule(address, "data")
             if rule is not None:
@@ -227,6 +234,10 @@ class SmtpServer:
     def messages(self) -> list[Received]:
         return list(self.recorder.messages)
 
+    def message_ids(self) -> list[str]:
+        """The ``Message-ID`` of every accepted message, in arrival order."""
+        return [str(m.parse()["Message-ID"]) for m in self.messages]
+
     def to(self, address: str) -> list[Received]:
         """Messages whose envelope names ``address``."""
         return [m for m in self.messages if address in m.rcpt_tos]
@@ -245,6 +256,7 @@ class SmtpServer:
             self.recorder.violations.clear()
             self.recorder.rules.clear()
             self.recorder.connections = 0
+            self.recorder.delay = 0.0
 
     def env(self, **extra: str) -> dict[str, str]:
         """Environment variables pointing a worker at this server, no TLS."""

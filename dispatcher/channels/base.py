@@ -147,6 +147,13 @@ class Channel:
         """How transient failures are retried on this channel."""
         return RetryPolicy()
 
+    @property
+    def in_flight(self) -> int:
+        """How many messages :meth:`send` has on the wire at once (connections,
+        concurrent requests). The deliverer records outcomes after every group of this
+        many, so a process killed mid-batch leaves at most this many sent but unrecorded."""
+        return 1
+
     def address_missing(self, recipient: Recipient) -> bool:
         """Whether the recipient has no address on this channel (no email, no device);
         by default, whether they lack an address of :attr:`address_kind`."""

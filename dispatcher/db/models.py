@@ -246,6 +246,10 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None]
+    #: The claim's fencing token: status writes of a claim count only while it matches.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    #: The process holding the claim (``host:pid``), whose liveness the sweep checks.
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
 
     notification: Mapped[Notification] = relationship(back_populates="deliveries")
     steps: Mapped[list[DeliveryStep]] = relationship(

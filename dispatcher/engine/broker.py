@@ -52,3 +52,27 @@ def celery_app(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
     )
     return app
+
+
+def ringing_app(settings: Settings) -> Celery:
+    """:func:`celery_app` for the doorbell: a producer that gives up on the broker within
+    ``ring_timeout_seconds`` instead of retrying a connection for seconds (its caller
+    is an app's request thread; the sweep rings what it could not)."""
+    app = celery_app(settings)
+    timeout = settings.ring_timeout_seconds
+    app.conf.update(
+        broker_connection_timeout=timeout,
+        broker_connection_max_retries=1,
+        broker_transport_options={
+            **app.conf.broker_transport_options,
+            # kombu's ``default_channel`` reconnects with these (forever by default).
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.1,
+            "interval_max": 0.1,
+            # redis-py's sockets (the Redis transport).
+            "socket_connect_timeout": timeout,
+            "socket_timeout": max(1.0, timeout),
+        },
+    )
+    return app

@@ -1,12 +1,19 @@
 """Delivering: claim rows, decide, render, send through the channel, record the outcome.
 
-Every path ends in a recorded status. Sent rows get ``sent``; decisions not to send get
-``skipped`` or ``scheduled`` with a reason; failures are retried with back-off in
-``scheduled_for`` until the channel's attempts run out.
+Every path ends in a recorded status, written only while this process still holds the
+claim (see :mod:`dispatcher.engine.claim`). Sends are recorded a group at a time (as
+many messages as the channel has on the wire), and the claim's lease is renewed
+between groups, so a long batch keeps its rows, a killed one leaves at most a group
+sent but unrecorded, and one whose rows were taken back stops sending them.
+
+Sent rows get ``sent``; decisions not to send get ``skipped`` or ``scheduled`` with a
+reason; failures are retried with back-off in ``scheduled_for`` until the channel's
+attempts run out.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,8 +29,9 @@ from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
-from dispatcher.engine.claim import claim
+from dispatcher.engine.claim import Ticket, claim, renew
 from dispatcher.engine.compose import Composer, Row
+from dispatcher.engine.liveness import Liveness
 from dispatcher.engine.records import Record, record_for_outcome, write_records, write_records_in
 from dispatcher.enums import DeliveryStatus, Priority, Reason
 from dispatcher.errors import TransientDeliveryError, UnknownEventTypeError
@@ -53,6 +61,8 @@ class Batch:
     sends: list[tuple[Channel, list[Row], dict[int, Decision]]] = field(default_factory=list)
     #: Channels that stored in the transaction, with what to announce after it.
     announcements: list[tuple[Channel, list[Message]]] = field(default_factory=list)
+    #: The claim: its writes count only while the rows carry its token.
+    ticket: Ticket | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,8 @@ class Deliverer:
         lease: timedelta,
         default_locale: str = "en",
         context_extras: Mapping[str, Any] | None = None,
+        liveness: Liveness | None = None,
+        record_group_size: int = 0,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -130,6 +142,14 @@ class Deliverer:
         self.policies = policies
         self.lease = lease
         self.default_locale = default_locale
+        self.liveness = liveness
+        self.record_group_size = record_group_size
+
+    def ticket(self) -> Ticket:
+        """A new claim for this process (whose liveness key is alive from now on)."""
+        if self.liveness is not None:
+            return Ticket(owner=self.liveness.beat())
+        return Ticket()
 
     def deliver(self, delivery_ids: Sequence[int], *, now: datetime | None = None) -> DeliverReport:
         """Claim and send those of ``delivery_ids`` that are due; safe to call twice."""
@@ -148,8 +168,8 @@ class Deliverer:
         only after that. Fan-out calls this in its own transaction, so a small event is
         stored, claimed and decided in one commit.
         """
-        batch = Batch()
-        claimed = claim(session, delivery_ids, now=now, lease=self.lease)
+        batch = Batch(ticket=self.ticket())
+        claimed = claim(session, delivery_ids, now=now, lease=self.lease, ticket=batch.ticket)
         batch.claimed = len(claimed)
         if not claimed:
             return batch
@@ -159,11 +179,15 @@ class Deliverer:
         return batch
 
     def prepare_claimed(
-        self, session: Session, deliveries: Sequence[NewDelivery], now: datetime
+        self,
+        session: Session,
+        deliveries: Sequence[NewDelivery],
+        now: datetime,
+        ticket: Ticket | None = None,
     ) -> Batch:
         """:meth:`prepare` for first attempts that fan-out has just inserted already
-        claimed in ``session`` (of one event or several): what :meth:`prepare` would
-        load is in hand."""
+        claimed in ``session`` with ``ticket`` (of one event or several): what
+        :meth:`prepare` would load is in hand."""
         rows = [
             Row(
                 Candidate(
@@ -182,7 +206,7 @@ class Deliverer:
             )
             for d in deliveries
         ]
-        batch = Batch(claimed=len(rows))
+        batch = Batch(claimed=len(rows), ticket=ticket)
         self._decide(session, batch, rows, now)
         return batch
 
@@ -236,7 +260,8 @@ class Deliverer:
                     reachable.append(r)
             decisions = self.policies.decide(session, [r.candidate for r in reachable], now)
             if channel.stores_in_transaction:
-                records, messages = self._store(session, channel, reachable, decisions, now)
+                token = batch.ticket.token if batch.ticket else None
+                records, messages = self._store(session, channel, reachable, decisions, now, token)
                 batch.records.extend(records)
                 if messages:
                     batch.announcements.append((channel, messages))
@@ -246,12 +271,15 @@ class Deliverer:
     def send(self, batch: Batch, now: datetime) -> DeliverReport:
         """Send a committed :class:`Batch` through its channels and record the outcomes."""
         report = DeliverReport(claimed=batch.claimed)
-        records = list(batch.records)
+        token = batch.ticket.token if batch.ticket else None
         for channel, messages in batch.announcements:
             self._announce(channel, messages)
+        records = [r for r in batch.records if r.written]
+        records += write_records(
+            self.store, [r for r in batch.records if not r.written], now, token=token
+        )
         for channel, channel_rows, decisions in batch.sends:
-            records.extend(self._send(channel, channel_rows, decisions, now))
-        write_records(self.store, [r for r in records if not r.written], now)
+            records.extend(self._send(channel, channel_rows, decisions, now, token))
         for rec in records:
             report.add(rec.status)
         return report
@@ -306,6 +334,7 @@ class Deliverer:
         rows: Sequence[Row],
         decisions: Mapping[int, Decision],
         now: datetime,
+        token: str | None,
     ) -> tuple[list[Record], list[Message]]:
         """For a channel that stores in a transaction: render, store and record the
         whole batch in ``session``; return its records (all written) and the messages
@@ -314,7 +343,10 @@ class Deliverer:
         if messages:
             outcomes = channel.store(session, messages)
             records.extend(self._records(channel, messages, outcomes, now))
-        write_records_in(session, [r for r in records if not r.written], now)
+        written = write_records_in(session, [r for r in records if not r.written], now, token=token)
+        kept = {r.delivery_id for r in written}
+        records = [r for r in records if r.written or r.delivery_id in kept]
+        messages = [m for m in messages if m.delivery_id in kept]
         for r in records:
             r.written = True
         return records, messages
@@ -337,14 +369,36 @@ class Deliverer:
         rows: Sequence[Row],
         decisions: Mapping[int, Decision],
         now: datetime,
+        token: str | None,
     ) -> list[Record]:
-        records, messages = self.composer.messages(channel, rows, decisions)
-        if not messages:
-            return records
+        """Send a group at a time, record each group's outcomes as it comes back, and
+        renew the claim between groups; return the records written."""
+        early, messages = self.composer.messages(channel, rows, decisions)
+        recorded = write_records(self.store, early, now, token=token)
+        size = self.record_group_size or max(1, channel.in_flight)
+        started = time.monotonic()
+        renewed = started
+        remaining = list(messages)
+        while remaining:
+            at = now + timedelta(seconds=time.monotonic() - started)
+            if token is not None and time.monotonic() - renewed > self.lease.total_seconds() / 4:
+                remaining = self._still_held(remaining, token, at)
+                renewed = time.monotonic()
+                if not remaining:
+                    break
+            group, remaining = remaining[:size], remaining[size:]
+            records = self._records(channel, group, self._send_group(channel, group), at)
+            written = write_records(self.store, records, at, token=token)
+            recorded.extend(written)
+            if len(written) < len(records):
+                renewed = float("-inf")  # the claim was taken back: check the rest now
+        return recorded
+
+    def _send_group(self, channel: Channel, messages: Sequence[Message]) -> Iterable[Outcome]:
         try:
             self.channels.open(channel)
-            outcomes: Iterable[Outcome] = self.channels.run(channel.send(messages))
-        except Exception as exc:  # the whole batch failed; each message is retried
+            return self.channels.run(channel.send(messages))
+        except Exception as exc:  # the whole group failed; each message is retried
             log.error(
                 "delivery.batch_failed",
                 channel=channel.name,
@@ -353,8 +407,21 @@ class Deliverer:
                 error=type(exc).__name__,
             )
             error = TransientDeliveryError(f"{type(exc).__name__}: {exc}", reason="channel_error")
-            outcomes = [Outcome.failed(m.delivery_id, error) for m in messages]
-        return records + self._records(channel, messages, outcomes, now)
+            return [Outcome.failed(m.delivery_id, error) for m in messages]
+
+    def _still_held(self, messages: Sequence[Message], token: str, now: datetime) -> list[Message]:
+        """Renew the claim on ``messages``; keep those this process still holds."""
+        with self.store.session(write=True) as session:
+            held = set(
+                renew(session, [m.delivery_id for m in messages], token, now=now, lease=self.lease)
+            )
+        if len(held) < len(messages):
+            log.warning(
+                "delivery.claim_lost",
+                stopped=len(messages) - len(held),
+                first_delivery_id=messages[0].delivery_id,
+            )
+        return [m for m in messages if m.delivery_id in held]
 
     def _records(
         self,

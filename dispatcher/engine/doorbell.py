@@ -12,11 +12,19 @@ left, and then looks once more: a producer that found the latch held had committ
 event before the release, so that last look finds it; one that comes after the release
 rings anew. An idle system still sends one message per event; a busy one sends one per
 burst, which is when the per-message cost matters. See :func:`dispatcher.engine.drain.drain`.
+
+The caller never waits on the doorbell (DESIGN principle 11). The ringing connection
+has short timeouts (``DISPATCHER_RING_TIMEOUT_SECONDS``), and a :class:`Breaker` stops
+trying for ``DISPATCHER_RING_PAUSE_SECONDS`` after a failure: while it is open, rings
+are skipped at once and the sweep rings the rows instead. It logs once when it starts
+skipping and once when a ring gets through again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +38,10 @@ from dispatcher.enums import Priority
 if TYPE_CHECKING:
     from celery import Celery
 
-#: Publishing gives up quickly: the sweep is the real guarantee.
-PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5}
+    from dispatcher.settings import Settings
+
+#: Publishing gives up quickly (one reconnect, at once): the sweep is the real guarantee.
+PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
 
 _PENDING_KEY = "dispatcher.doorbell.pending"
 
@@ -51,9 +61,16 @@ class Latch:
     """
 
     def __init__(
-        self, redis_url: str, prefix: str, broker_url: str, *, seconds: float = LATCH_SECONDS
+        self,
+        redis_url: str,
+        prefix: str,
+        broker_url: str,
+        *,
+        seconds: float = LATCH_SECONDS,
+        timeout: float = 2.0,
     ) -> None:
         self._redis_url = redis_url
+        self._timeout = timeout
         broker = hashlib.sha256(broker_url.encode()).hexdigest()[:12]
         self._prefix = prefix
         self._broker = broker
@@ -64,7 +81,9 @@ class Latch:
     def client(self) -> redis.Redis:
         if self._client is None:
             self._client = redis.Redis.from_url(
-                self._redis_url, socket_timeout=2, socket_connect_timeout=2
+                self._redis_url,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
             )
         return self._client
 
@@ -93,13 +112,77 @@ class Latch:
             self._client = None
 
 
+class Breaker:
+    """Stops ringing for ``pause`` seconds after a failed ring.
+
+    After the pause one ring is let through; if it fails too, the pause starts again.
+    Logs ``doorbell.skipping`` when it opens and ``doorbell.resumed`` (with how many
+    rings it skipped) when a ring gets through again.
+    """
+
+    def __init__(self, pause: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.pause = pause
+        self._clock = clock
+        self._until = 0.0
+        self._open = False
+        self._lock = threading.Lock()
+        #: Rings skipped since the breaker last opened.
+        self.skipped = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def allows(self) -> bool:
+        """Whether to try a ring now; counts the ring as skipped if not."""
+        if self._clock() >= self._until:
+            return True
+        with self._lock:
+            self.skipped += 1
+        return False
+
+    def failed(self, error: str) -> None:
+        with self._lock:
+            self._until = self._clock() + self.pause
+            if self._open:
+                return
+            self._open = True
+            self.skipped = 0
+        log.warning("doorbell.skipping", seconds=self.pause, error=error)
+
+    def succeeded(self) -> None:
+        if not self._open:
+            return
+        with self._lock:
+            if not self._open:
+                return
+            self._open = False
+            skipped = self.skipped
+        log.info("doorbell.resumed", skipped=skipped)
+
+
 class Doorbell:
     """Enqueues fan-out and delivery tasks on the right queues."""
 
-    def __init__(self, app_factory: Callable[[], Celery], latch: Latch) -> None:
+    def __init__(
+        self, app_factory: Callable[[], Celery], latch: Latch, breaker: Breaker | None = None
+    ) -> None:
         self._app_factory = app_factory
         self._app: Celery | None = None
         self.latch = latch
+        self.breaker = breaker or Breaker(5.0)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Doorbell:
+        """The doorbell of ``settings``' broker, with its short timeouts and breaker."""
+        from dispatcher.engine.broker import ringing_app
+
+        timeout = settings.ring_timeout_seconds
+        return cls(
+            lambda: ringing_app(settings),
+            Latch(settings.redis_url, settings.redis_prefix, settings.broker_url, timeout=timeout),
+            Breaker(settings.ring_pause_seconds),
+        )
 
     @property
     def app(self) -> Celery:
@@ -115,6 +198,8 @@ class Doorbell:
         kwargs: dict[str, Any] | None = None,
         **ids: Any,
     ) -> bool:
+        if not self.breaker.allows():
+            return False
         try:
             self.app.send_task(
                 name,
@@ -126,7 +211,9 @@ class Doorbell:
             )
         except Exception as exc:  # kombu raises several unrelated types when Redis is away
             log.warning("doorbell.failed", task=name, queue=queue, error=type(exc).__name__, **ids)
+            self.breaker.failed(type(exc).__name__)
             return False
+        self.breaker.succeeded()
         return True
 
     def fanout(self, event_id: int | None, priority: Priority | str, *, bulk: bool = False) -> bool:
@@ -136,6 +223,8 @@ class Doorbell:
         Returns False only when the broker refused the message (the sweep rings later).
         """
         priority = Priority(priority)
+        if self.breaker.is_open and not self.breaker.allows():
+            return False  # neither the latch nor the broker is asked: the sweep rings
         if not self.latch.take(priority, bulk):
             return True
         sent = self._send_drain(event_id, priority, bulk, holds_latch=True)

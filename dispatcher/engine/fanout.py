@@ -253,6 +253,7 @@ def _expand(
     )
     event_of = {nid: event_id for nid, event_id, _ in notifications}
     lease_until = now + deliverer.lease if deliverer is not None else None
+    ticket = deliverer.ticket() if deliverer is not None and inline else None
     due = sorted(
         insert_ignore(
             session,
@@ -272,9 +273,17 @@ def _expand(
                             "status": DeliveryStatus.SENDING,
                             "attempts": 1,
                             "lease_until": lease_until,
+                            "claim_token": ticket.token if ticket else None,
+                            "claimed_by": ticket.owner if ticket else None,
                         }
                         if event_id in inline
-                        else {"status": DeliveryStatus.PENDING, "attempts": 0, "lease_until": None}
+                        else {
+                            "status": DeliveryStatus.PENDING,
+                            "attempts": 0,
+                            "lease_until": None,
+                            "claim_token": None,
+                            "claimed_by": None,
+                        }
                     ),
                 }
                 for nid, event_id, _ in notifications
@@ -305,7 +314,7 @@ def _expand(
             expanded.to_ring.setdefault(kind, []).append(did)
     if claimed and deliverer is not None:  # (inline is empty without a deliverer)
         expanded.inline = deliverer
-        expanded.batch = deliverer.prepare_claimed(session, claimed, now)
+        expanded.batch = deliverer.prepare_claimed(session, claimed, now, ticket)
     notified = Counter(event_id for _, event_id, _ in notifications)
     deliveries_of = Counter(event_of[nid] for _, nid, _ in due)
     for event_id, event in events:

@@ -16,6 +16,7 @@ from dispatcher.channels.base import Outcome, RetryPolicy
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Delivery, DeliveryStep, table
 from dispatcher.db.types import UTCDateTime
+from dispatcher.engine.claim import held
 from dispatcher.enums import DeliveryStatus, Reason
 from dispatcher.errors import TransientDeliveryError
 
@@ -77,51 +78,71 @@ def record_for_outcome(
 
 _DELIVERIES = table(Delivery)
 #: Built once: constructing a statement costs more than running it on SQLite.
-_MARK_SENT = (
+_SENT_VALUES = {
+    "status": DeliveryStatus.SENT,
+    "sent_at": bindparam("now", type_=UTCDateTime()),
+    "lease_until": None,
+    "claim_token": None,
+    "updated_at": bindparam("now", type_=UTCDateTime()),
+    "reason": None,
+    "detail": bindparam("detail"),
+    "provider_id": bindparam("provider_id"),
+}
+_BY_IDS = _DELIVERIES.c.id.in_(bindparam("ids", expanding=True))
+_MARK_SENT = update(_DELIVERIES).where(_BY_IDS).values(**_SENT_VALUES)
+#: Only where the claim with ``token`` still holds: returns the rows it wrote.
+_MARK_SENT_FENCED = (
     update(_DELIVERIES)
-    .where(_DELIVERIES.c.id.in_(bindparam("ids", expanding=True)))
-    .values(
-        status=DeliveryStatus.SENT,
-        sent_at=bindparam("now", type_=UTCDateTime()),
-        lease_until=None,
-        updated_at=bindparam("now", type_=UTCDateTime()),
-        reason=None,
-        detail=bindparam("detail"),
-        provider_id=bindparam("provider_id"),
-    )
+    .where(_BY_IDS, held(bindparam("token")))
+    .values(**_SENT_VALUES)
+    .returning(_DELIVERIES.c.id)
 )
 
 
-def write_records(store: Store, records: Sequence[Record], now: datetime) -> None:
-    """Write a batch's new states, and a step for every one that was not simply sent."""
+def write_records(
+    store: Store, records: Sequence[Record], now: datetime, *, token: str | None = None
+) -> list[Record]:
+    """Write a batch's new states, and a step for every one that was not simply sent.
+
+    With ``token``, only rows still claimed with it are written (see
+    :mod:`dispatcher.engine.claim`); returns the records written.
+    """
     if not records:
-        return
+        return []
     with store.session(write=True) as session:
-        write_records_in(session, records, now)
+        return write_records_in(session, records, now, token=token)
 
 
-def write_records_in(session: Session, records: Sequence[Record], now: datetime) -> None:
+def write_records_in(
+    session: Session, records: Sequence[Record], now: datetime, *, token: str | None = None
+) -> list[Record]:
     """:func:`write_records` inside the caller's transaction."""
     if not records:
-        return
+        return []
     sent = [r for r in records if r.status is DeliveryStatus.SENT]
     others = [r for r in records if r.status is not DeliveryStatus.SENT]
     conn = session.connection()
+    refused: set[int] = set()
     # Sent rows mostly share detail and provider id (None for in-app): one
     # ``UPDATE … WHERE id IN (…)`` per distinct pair, not one statement per row.
     groups: dict[tuple[str | None, str | None], list[int]] = {}
     for r in sent:
         groups.setdefault((r.detail, r.provider_id), []).append(r.delivery_id)
     for (detail, provider_id), ids in groups.items():
-        conn.execute(
-            _MARK_SENT, {"ids": ids, "now": now, "detail": detail, "provider_id": provider_id}
-        )
+        params = {"ids": ids, "now": now, "detail": detail, "provider_id": provider_id}
+        if token is None:
+            conn.execute(_MARK_SENT, params)
+        else:
+            written = set(conn.scalars(_MARK_SENT_FENCED, {**params, "token": token}))
+            refused.update(i for i in ids if i not in written)
+    kept: list[Record] = []
     for r in others:
         values: dict[str, Any] = {
             "status": r.status,
             "reason": r.reason,
             "detail": r.detail,
             "lease_until": None,
+            "claim_token": None,
             "updated_at": now,
         }
         if r.scheduled_for is not None:
@@ -130,7 +151,18 @@ def write_records_in(session: Session, records: Sequence[Record], now: datetime)
             values["attempts"] = _DELIVERIES.c.attempts - 1
         if r.provider_id is not None:
             values["provider_id"] = r.provider_id
-        conn.execute(update(_DELIVERIES).where(_DELIVERIES.c.id == r.delivery_id).values(**values))
+        statement = update(_DELIVERIES).where(_DELIVERIES.c.id == r.delivery_id)
+        if token is not None:
+            statement = statement.where(held(token))
+        if conn.execute(statement.values(**values)).rowcount == 0 and token is not None:
+            refused.add(r.delivery_id)
+        else:
+            kept.append(r)
+    others = kept
+    if refused:
+        # Another process holds these now (this claim's lease ran out, or the sweep
+        # found this process gone): its outcome is the one that counts.
+        log.warning("delivery.claim_lost", count=len(refused), first_delivery_id=min(refused))
     if others:
         session.execute(
             DeliveryStep.__table__.insert(),  # type: ignore[attr-defined]
@@ -152,6 +184,7 @@ def write_records_in(session: Session, records: Sequence[Record], now: datetime)
             reason=r.reason,
             until=r.scheduled_for.isoformat() if r.scheduled_for else None,
         )
+    return [r for r in records if r.delivery_id not in refused]
 
 
 def backoff(attempt: int, policy: RetryPolicy) -> timedelta:

@@ -3,8 +3,10 @@
 It re-rings the doorbell for work the database says is due but no worker holds:
 events not fanned out, deliveries still pending after the grace period (their message
 was lost), scheduled deliveries whose time has come (quiet hours, retries, rate limits)
-and claims whose lease expired (the worker died). Ringing twice is harmless because
-workers claim rows before sending.
+and claims whose lease expired or whose process is gone (its liveness key expired: see
+:mod:`dispatcher.engine.liveness`). Ringing twice is harmless because workers claim rows
+before sending; a row taken back loses its claim token, so its old holder can no longer
+record it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
 
 from dispatcher import log
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Delivery, Event
 from dispatcher.engine.doorbell import Doorbell
+from dispatcher.engine.liveness import Liveness
 from dispatcher.enums import DeliveryStatus, EventStatus, Priority
 
 
@@ -36,6 +40,7 @@ def sweep(
     batch_size: int = 500,
     limit: int = 50_000,
     now: datetime | None = None,
+    liveness: Liveness | None = None,
 ) -> SweepResult:
     """Re-ring due, unclaimed events and deliveries; returns how many were rung."""
     now = now or utcnow()
@@ -51,10 +56,12 @@ def sweep(
             .order_by(Event.id)
             .limit(limit)
         ).all()
+        gone = _gone(session, liveness, now)
         due_condition = or_(
             and_(Delivery.status == DeliveryStatus.PENDING, Delivery.updated_at <= stale),
             and_(Delivery.status == DeliveryStatus.SCHEDULED, Delivery.scheduled_for <= now),
             and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_until < now),
+            and_(Delivery.status == DeliveryStatus.SENDING, Delivery.claimed_by.in_(gone)),
         )
         deliveries = session.execute(
             select(Delivery.id, Delivery.priority, Delivery.channel)
@@ -72,7 +79,13 @@ def sweep(
                     update(Delivery)
                     .where(Delivery.id.in_(ids[start : start + 5000]))
                     .where(due_condition)
-                    .values(status=DeliveryStatus.PENDING, updated_at=now, lease_until=None),
+                    .values(
+                        status=DeliveryStatus.PENDING,
+                        updated_at=now,
+                        lease_until=None,
+                        claim_token=None,
+                        claimed_by=None,
+                    ),
                     execution_options={"synchronize_session": False},
                 )
     for event_id, priority, campaign_id in events:
@@ -82,6 +95,24 @@ def sweep(
         groups.setdefault((priority, channel), []).append(delivery_id)
     for (priority, _channel), ids in groups.items():
         doorbell.deliver(ids, priority, batch_size=batch_size)
+    if gone:
+        log.warning("sweep.processes_gone", processes=len(gone), first=sorted(gone)[0])
     if events or deliveries:
         log.info("sweep.rang", events=len(events), deliveries=len(deliveries))
     return SweepResult(len(events), len(deliveries))
+
+
+def _gone(session: Session, liveness: Liveness | None, now: datetime) -> list[str]:
+    """The processes holding unexpired claims whose liveness key has expired."""
+    if liveness is None:
+        return []
+    owners = session.scalars(
+        select(Delivery.claimed_by)
+        .where(
+            Delivery.status == DeliveryStatus.SENDING,
+            Delivery.lease_until >= now,
+            Delivery.claimed_by.is_not(None),
+        )
+        .distinct()
+    ).all()
+    return sorted(liveness.gone([o for o in owners if o]))

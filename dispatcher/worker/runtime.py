@@ -14,11 +14,11 @@ from datetime import timedelta
 from functools import cached_property
 
 from dispatcher.dispatcher import Dispatcher
-from dispatcher.engine.broker import celery_app
 from dispatcher.engine.delivery import Deliverer, DeliverReport
-from dispatcher.engine.doorbell import Doorbell, Latch
+from dispatcher.engine.doorbell import Doorbell
 from dispatcher.engine.drain import DrainResult, drain
 from dispatcher.engine.fanout import FanoutResult, fanout
+from dispatcher.engine.liveness import Liveness
 from dispatcher.engine.purge import PurgeResult, purge
 from dispatcher.engine.sweep import SweepResult, sweep
 from dispatcher.enums import Priority
@@ -40,7 +40,13 @@ class Runtime:
     def doorbell(self) -> Doorbell:
         """Rings delivery tasks from fan-out, and drains from the sweep."""
         s = self.settings
-        return Doorbell(lambda: celery_app(s), Latch(s.redis_url, s.redis_prefix, s.broker_url))
+        return Doorbell.for_settings(s)
+
+    @cached_property
+    def liveness(self) -> Liveness:
+        """This process's liveness key, and the sweep's view of the others'."""
+        s = self.settings
+        return Liveness(s.redis_url, s.redis_prefix, seconds=s.liveness_seconds)
 
     @cached_property
     def policies(self) -> PolicyChain:
@@ -61,6 +67,8 @@ class Runtime:
             self.policies,
             lease=timedelta(seconds=self.settings.lease_seconds),
             default_locale=self.settings.default_locale,
+            liveness=self.liveness,
+            record_group_size=self.settings.record_group_size,
         )
 
     def fanout(self, event_id: int) -> FanoutResult:
@@ -111,6 +119,7 @@ class Runtime:
             self.doorbell,
             grace=timedelta(seconds=self.settings.sweep_grace_seconds),
             batch_size=self.settings.delivery_batch_size,
+            liveness=self.liveness,
         )
 
     def purge(self) -> PurgeResult:
@@ -126,3 +135,5 @@ class Runtime:
                 policy.close()
         if "doorbell" in self.__dict__:
             self.doorbell.latch.close()
+        if "liveness" in self.__dict__:
+            self.liveness.close()

@@ -56,6 +56,10 @@ class EmailChannel(Channel):
         return bool(self.smtp.host)
 
     @property
+    def in_flight(self) -> int:
+        return self.smtp.pool_size
+
+    @property
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
             max_attempts=self.smtp.max_attempts,

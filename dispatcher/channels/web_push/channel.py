@@ -122,6 +122,10 @@ class WebPushChannel(Channel):
         return self.push.is_configured()
 
     @property
+    def in_flight(self) -> int:
+        return self.push.concurrency
+
+    @property
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
             max_attempts=self.push.max_attempts,

@@ -1,0 +1,128 @@
+"""Liveness: which processes holding claims are still running.
+
+Every claim names the process that holds it (``claimed_by``, ``host:pid``). That
+process keeps a Redis key with a short expiry alive from a background thread; when
+the process dies (SIGKILL, a lost machine), its key expires within
+``DISPATCHER_LIVENESS_SECONDS`` and the sweep takes its claims back at once instead of
+waiting out their lease. A key that vanished for another reason (a flushed or
+restarted Redis) can make the sweep take back the claims of a live process; its
+fenced writes are then refused, and it stops sending that batch at its next renewal
+(see :mod:`dispatcher.engine.claim`), so the cost is at most the group in flight.
+When Redis cannot be asked, nobody counts as gone: leases still expire.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Collection
+
+import redis
+
+from dispatcher import log, names
+from dispatcher.engine.claim import process_name
+
+
+class Liveness:
+    """This process's liveness key, and the question "which of these processes are gone?"."""
+
+    def __init__(self, redis_url: str, prefix: str, *, seconds: float = 10.0) -> None:
+        self._redis_url = redis_url
+        self._prefix = prefix
+        self.seconds = seconds
+        self._client: redis.Redis | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._pid = 0
+        self._owner = ""
+        self._last = 0.0
+        self._failing = False
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            timeout = max(0.2, min(2.0, self.seconds / 5))
+            self._client = redis.Redis.from_url(
+                self._redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+        return self._client
+
+    @property
+    def owner(self) -> str:
+        """This process as ``claimed_by`` records it."""
+        if self._pid != os.getpid():
+            self._pid, self._owner = os.getpid(), process_name()
+            # A forked child inherits neither the thread nor safe sockets.
+            self._thread, self._client, self._last = None, None, 0.0
+        return self._owner
+
+    def key(self, owner: str) -> str:
+        return names.worker_alive(self._prefix, owner)
+
+    def beat(self) -> str:
+        """Make sure this process's key is alive and kept alive; return its name.
+
+        Called before every claim: a claim is never written for a process whose key
+        was never set.
+        """
+        owner = self.owner
+        if time.monotonic() - self._last > self.seconds / 3:
+            self._refresh(owner)
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._keep, args=(owner,), name="dispatcher-liveness", daemon=True
+            )
+            self._thread.start()
+        return owner
+
+    def _refresh(self, owner: str) -> None:
+        try:
+            self.client.set(self.key(owner), "1", px=int(self.seconds * 1000))
+        except redis.RedisError as exc:
+            if not self._failing:
+                log.warning("liveness.failed", process=owner, error=type(exc).__name__)
+            self._failing = True
+            return
+        if self._failing:
+            log.info("liveness.restored", process=owner)
+        self._failing = False
+        self._last = time.monotonic()
+
+    def _keep(self, owner: str) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            if os.getpid() != self._pid:
+                return
+            self._refresh(owner)
+
+    def gone(self, owners: Collection[str]) -> set[str]:
+        """Those of ``owners`` whose key has expired; none if Redis cannot say."""
+        owners = [o for o in owners if o]
+        if not owners:
+            return set()
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for owner in owners:
+                pipe.exists(self.key(owner))
+            alive = pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("liveness.unknown", processes=len(owners), error=type(exc).__name__)
+            return set()
+        return {o for o, found in zip(owners, alive, strict=True) if not found}
+
+    def close(self) -> None:
+        """Stop keeping the key alive and delete it (its claims are finished or
+        abandoned: either way the sweep may have them)."""
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=2)
+        self._thread = None
+        if self._client is not None:
+            if self._owner and self._pid == os.getpid():
+                with contextlib.suppress(redis.RedisError):
+                    self._client.delete(self.key(self._owner))
+            self._client.close()
+            self._client = None
+        self._last = 0.0
