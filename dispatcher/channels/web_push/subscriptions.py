@@ -44,6 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatcher import log
+from dispatcher.arguments import checked_methods
 from dispatcher.channels.web_push.vapid import b64url_decode, b64url_encode
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
@@ -183,6 +184,7 @@ def _decode_key(value: object, name: str) -> bytes:
         raise InvalidSubscriptionError(f"subscription.keys.{name} is {exc}") from None
 
 
+@checked_methods
 class PushSubscriptions:
     """Add, list and remove a subscriber's browser push subscriptions."""
 
