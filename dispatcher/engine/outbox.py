@@ -71,7 +71,7 @@ class Outbox:
         self,
         type: str,
         *,
-        to: str | Iterable[str | Mapping[str, Any]],
+        to: str | Mapping[str, Any] | Iterable[str | Mapping[str, Any]],
         data: Mapping[str, Any] | None = None,
         priority: Priority | str | None = None,
         idempotency_key: str | None = None,
