@@ -12,6 +12,7 @@ import pydantic_core
 from dispatcher.enums import Priority
 from dispatcher.errors import (
     ConfigurationError,
+    InvalidArgumentError,
     PayloadValidationError,
     UnknownEventTypeError,
 )
@@ -68,6 +69,10 @@ class NotificationType:
             PayloadValidationError: naming every field the model refuses, or the first
                 value the stores could not keep (by path and position, not content).
         """
+        if not isinstance(data, Mapping):
+            # A list or a string would reach ``dict()`` and fail with a bare TypeError.
+            reason = f"must be an object of field names to values, not {type(data).__name__}"
+            raise PayloadValidationError(self.name, [f"<root>: {reason}"])
         try:
             model = self.payload.model_validate(dict(data))
         except pydantic.ValidationError as exc:
@@ -116,6 +121,10 @@ class Catalog:
         Raises:
             UnknownEventTypeError: if no such type is registered.
         """
+        if not isinstance(name, str):
+            raise InvalidArgumentError(
+                "type", f"type must be a notification type's name, not {type(name).__name__}"
+            )
         try:
             return self._types[name]
         except KeyError:

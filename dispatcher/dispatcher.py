@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from dispatcher.arguments import checked, checked_except
 from dispatcher.catalog import Catalog, NotificationType
 from dispatcher.channels.base import Channel, ChannelContext
 from dispatcher.channels.email.unsubscribe import UnsubscribeToken, verify_unsubscribe_token
@@ -108,17 +109,19 @@ class Dispatcher:
 
     # -- types --------------------------------------------------------------------
 
+    @checked
     def register(self, notification_type: NotificationType) -> None:
         """Add an app-defined notification type to this dispatcher's catalog."""
         self.catalog.register(notification_type)
 
     # -- sending ------------------------------------------------------------------
 
+    @checked_except("data")
     def notify(
         self,
         type: str,
         *,
-        to: str | Iterable[str],
+        to: str | Mapping[str, Any] | Iterable[str | Mapping[str, Any]],
         data: Mapping[str, Any] | None = None,
         priority: Priority | str | None = None,
         idempotency_key: str | None = None,
@@ -129,7 +132,10 @@ class Dispatcher:
 
         Parameters:
             type: A registered notification type.
-            to: One subscriber id or several.
+            to: One subscriber id or several. An item may be a mapping instead,
+                ``{"id": "u1", "email": ..., "timezone": ..., "locale": ...}`` (other
+                keys are attributes): that subscriber is created or updated in the
+                same transaction as the event.
             data: The event's payload, validated against the type's schema.
             priority: ``low``, ``medium``, ``high`` or ``urgent``; defaults to the type's.
             idempotency_key: Calls with the same key store one event.
@@ -153,6 +159,7 @@ class Dispatcher:
             session=session,
         )
 
+    @checked
     def inbox(
         self,
         subscriber_id: str,
@@ -175,6 +182,7 @@ class Dispatcher:
             archived=archived,
         )
 
+    @checked
     def explain(self, ref: str | int) -> Explanation:
         """What happened to an event, per recipient and channel, and why.
 
@@ -187,6 +195,7 @@ class Dispatcher:
         """
         return explain(self.store, ref)
 
+    @checked
     def unsubscribe(
         self, token: str, *, now: datetime | None = None
     ) -> tuple[UnsubscribeToken, PreferenceRule]:

@@ -61,6 +61,15 @@ class ValidationError(DispatcherError, ValueError):
     """Raised when input from the calling app or an operator is not acceptable."""
 
 
+class InvalidArgumentError(ValidationError, TypeError):
+    """Raised when a public call gets an argument of the wrong type or shape (a list
+    where a mapping belongs, a keyword that does not exist); ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
 class UnknownEventTypeError(ValidationError):
     """Raised when ``notify`` is called with a type that is not in the catalog."""
 

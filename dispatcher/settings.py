@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pydantic
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from dispatcher.errors import ConfigurationError
 
@@ -233,7 +233,8 @@ class Settings(BaseSettings):
     #: Folder of the built-in file templates.
     templates_dir: Path = DEFAULT_TEMPLATES_DIR
     #: The app's own template folders, searched before ``templates_dir``.
-    extra_templates_dirs: list[Path] = Field(default_factory=list)
+    #: Comma-separated (``/a,/b``) or a JSON list.
+    extra_templates_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     #: How stale a worker's view of operators' template overrides may be, in seconds.
     template_refresh_seconds: float = 2.0
     #: Longest one template part may take to render before the delivery fails (and
@@ -245,7 +246,8 @@ class Settings(BaseSettings):
     #: Locale used when a subscriber has none and as the last fallback.
     default_locale: str = "en"
     #: Dotted module names imported at start-up to register the app's own types.
-    types_modules: list[str] = Field(default_factory=list)
+    #: Comma-separated (``app.types,billing.types``) or a JSON list.
+    types_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: How long a worker holds a claimed delivery before the sweep may take it back.
     lease_seconds: int = 300
     #: Deliveries per ``dispatcher.deliver`` task.
@@ -298,6 +300,10 @@ class Settings(BaseSettings):
                     raise ValueError("not a JSON list of queue names") from None
             return [q.strip() for q in value.split(",") if q.strip()]
         return value
+    @pydantic.field_validator("extra_templates_dirs", "types_modules", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return split_list(value)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -313,18 +319,40 @@ class Settings(BaseSettings):
         return _load(cls, **overrides)
 
 
+def split_list(value: object) -> object:
+    """A list setting's text as a list: a JSON list (``["/a", "/b"]``) or comma-separated
+    values (``/a,/b``; blanks around each dropped, empty ones ignored)."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("["):
+        try:
+            loaded = json.loads(value)
+        except ValueError:
+            raise ValueError(
+                "not a JSON list; give a JSON list or comma-separated values"
+            ) from None
+        return loaded
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 def _load(cls: type[_S], **values: Any) -> _S:
     try:
         return cls(**values)
     except pydantic.ValidationError as exc:
         raise ConfigurationError(_describe(exc, cls)) from None
+    except SettingsError as exc:
+        # pydantic-settings could not decode a variable (its message is a traceback's
+        # worth of text): name the variable in one line.
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigurationError(f"invalid configuration: {first}") from None
 
 
 def _describe(exc: pydantic.ValidationError, cls: type[BaseSettings]) -> str:
     prefix = str(cls.model_config.get("env_prefix", ""))
     problems = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"])
+        # A list item's index is not part of the variable's name.
+        field = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
         variable = (prefix + field.replace(".", "_")).upper()
         problems.append(f"{variable}: {err['msg']}")
     return "invalid configuration: " + "; ".join(problems)

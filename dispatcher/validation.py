@@ -33,7 +33,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from dispatcher.errors import InvalidIdentifierError, UnstorableValueError
+from dispatcher.errors import InvalidIdentifierError, UnstorableValueError, ValidationError
 
 #: Longest external id (the width of the columns that hold them).
 MAX_ID_CHARS = 255
@@ -173,3 +173,15 @@ def _step(key: str, number: int) -> str:
     if len(key) <= 64 and _ASCII_ID.fullmatch(key) and "." not in key:
         return f".{key}"
     return f".<key #{number}>"
+
+
+def check_limit(value: int, field: str = "limit") -> int:
+    """Return a page size if it is at least 1 (PostgreSQL refuses a negative ``LIMIT``,
+    SQLite reads it as none at all).
+
+    Raises:
+        ValidationError: naming ``field``.
+    """
+    if value < 1:
+        raise ValidationError(f"{field} must be at least 1, not {value}")
+    return value

@@ -44,3 +44,42 @@ def test_unparseable_database_url_is_a_configuration_error() -> None:
 
     with pytest.raises(ConfigurationError, match="DISPATCHER_DATABASE_URL: cannot parse"):
         Store("not a url")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("/a,/b", ["/a", "/b"]),
+        ("/a", ["/a"]),
+        (" /a , /b ,", ["/a", "/b"]),
+        ('["/a", "/b,c"]', ["/a", "/b,c"]),
+        ("", []),
+    ],
+)
+def test_list_settings_take_commas_or_json(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: list[str]
+) -> None:
+    monkeypatch.setenv("DISPATCHER_EXTRA_TEMPLATES_DIRS", value)
+    monkeypatch.setenv("DISPATCHER_TYPES_MODULES", value.replace("/", ""))
+    settings = Settings.from_env()
+    assert [str(p) for p in settings.extra_templates_dirs] == expected
+    assert settings.types_modules == [e.replace("/", "") for e in expected]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DISPATCHER_EXTRA_TEMPLATES_DIRS", "[/a"),
+        ("DISPATCHER_TYPES_MODULES", '["a", '),
+        ("DISPATCHER_EXTRA_TEMPLATES_DIRS", "[1, [2]]"),
+    ],
+)
+def test_a_bad_list_setting_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env()
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"invalid configuration: {variable}: ")

@@ -158,7 +158,7 @@ def parse_ref(ref: str | int) -> tuple[str, str]:
     if text[:1].lower() in ("e", "n") and text[1:].isdigit():
         kind = "notification" if text[0].lower() == "n" else "event"
         text = text[1:]
-    if not text.isdigit():
+    if not text.isdigit() or len(text) > 18:
         raise ValidationError(
             f"cannot explain {ref!r}: use an event id (123 or e123), "
             "a notification id (n456) or key:<idempotency key>"

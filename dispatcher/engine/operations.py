@@ -13,11 +13,14 @@ from datetime import datetime
 from sqlalchemy import func, insert, select, update
 
 from dispatcher import log
+from dispatcher.arguments import checked_methods
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Delivery, DeliveryStep, Event, Notification, Subscriber
 from dispatcher.engine.doorbell import Doorbell
 from dispatcher.enums import DeliveryStatus, EventStatus, Priority, Reason
+from dispatcher.errors import ValidationError
+from dispatcher.validation import check_limit, check_storable
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class DeliveryStats:
     by_reason: dict[str, int]
 
 
+@checked_methods
 class Deliveries:
     """``Dispatcher.deliveries``: the operator's view of delivery rows."""
 
@@ -73,14 +77,21 @@ class Deliveries:
             .join(Notification, Notification.id == Delivery.notification_id)
             .join(Subscriber, Subscriber.id == Notification.subscriber_id)
             .order_by(Delivery.id.desc())
-            .limit(limit)
+            .limit(check_limit(limit))
         )
         if status:
-            stmt = stmt.where(Delivery.status == DeliveryStatus(status))
+            try:
+                wanted = DeliveryStatus(status)
+            except ValueError:
+                known = ", ".join(s.value for s in DeliveryStatus)
+                raise ValidationError(f"unknown status {status!r}; use one of: {known}") from None
+            stmt = stmt.where(Delivery.status == wanted)
         if channel:
-            stmt = stmt.where(Delivery.channel == channel)
+            stmt = stmt.where(Delivery.channel == check_storable(channel, "channel"))
         if subscriber_id:
-            stmt = stmt.where(Subscriber.external_id == subscriber_id)
+            stmt = stmt.where(
+                Subscriber.external_id == check_storable(subscriber_id, "subscriber_id")
+            )
         with self.store.session() as s:
             return [
                 DeliveryRow(

@@ -22,7 +22,13 @@ from dispatcher.db.engine import Store
 from dispatcher.db.models import Event, Subscriber, table
 from dispatcher.engine.doorbell import Doorbell
 from dispatcher.enums import Priority
-from dispatcher.errors import IdempotencyConflictError, UnknownSubscriberError, ValidationError
+from dispatcher.errors import (
+    IdempotencyConflictError,
+    InvalidArgumentError,
+    UnknownSubscriberError,
+    ValidationError,
+)
+from dispatcher.subscribers.inline import Recipients, parse_recipients, upsert_inline
 from dispatcher.validation import check_identifier
 
 #: Rows per ``IN (...)`` when checking recipients.
@@ -65,7 +71,7 @@ class Outbox:
         self,
         type: str,
         *,
-        to: str | Iterable[str],
+        to: str | Mapping[str, Any] | Iterable[str | Mapping[str, Any]],
         data: Mapping[str, Any] | None = None,
         priority: Priority | str | None = None,
         idempotency_key: str | None = None,
@@ -77,8 +83,16 @@ class Outbox:
         notification_type = self.catalog.get(type)
         payload = notification_type.validate(data or {})
         chosen = _priority(priority, notification_type.priority)
-        recipients = _recipients(to)
+        parsed = parse_recipients(to)
         now = utcnow()
+        if send_at is not None and not isinstance(send_at, datetime):
+            raise InvalidArgumentError(
+                "send_at", f"send_at must be a datetime or None, not {send_at.__class__.__name__}"
+            )
+        if session is not None and not isinstance(session, Session):
+            raise InvalidArgumentError(
+                "session", f"session must be a SQLAlchemy Session, not {session.__class__.__name__}"
+            )
         if send_at is not None and send_at.tzinfo is None:
             raise ValidationError("send_at must be timezone-aware (e.g. datetime(..., tzinfo=UTC))")
         when = max(send_at, now) if send_at is not None else now
@@ -87,7 +101,7 @@ class Outbox:
 
         if session is not None:
             receipt = self._store(
-                session, type, payload, recipients, chosen, idempotency_key, when, now, campaign_id
+                session, type, payload, parsed, chosen, idempotency_key, when, now, campaign_id
             )
             if self._due(receipt, now):
                 bulk = campaign_id is not None
@@ -97,7 +111,7 @@ class Outbox:
             return receipt
         with self.store.session(write=True) as own:
             receipt = self._store(
-                own, type, payload, recipients, chosen, idempotency_key, when, now, campaign_id
+                own, type, payload, parsed, chosen, idempotency_key, when, now, campaign_id
             )
         # Rung once the session is closed: on SQLite, after the writer lock is released,
         # so workers do not wait on our trip to the broker.
@@ -115,7 +129,7 @@ class Outbox:
         session: Session,
         type: str,
         payload: dict[str, Any],
-        recipients: list[str],
+        parsed: Recipients,
         priority: Priority,
         key: str | None,
         send_at: datetime,
@@ -127,6 +141,9 @@ class Outbox:
             existing = conn.execute(_BY_KEY, {"key": key}).one_or_none()
             if existing is not None:
                 return _replay(existing, type, payload)
+        recipients = parsed.ids
+        # Inline recipients join the event's transaction: a refused event stores neither.
+        upsert_inline(session, parsed.inline)
         _check_recipients(session, recipients)
         row = {
             "type": type,
@@ -182,21 +199,6 @@ def _priority(value: Priority | str | None, default: Priority) -> Priority:
         raise ValidationError(
             f"unknown priority {value!r}; use one of: {', '.join(p.value for p in Priority)}"
         ) from None
-
-
-def _recipients(to: str | Iterable[str]) -> list[str]:
-    if isinstance(to, str):
-        items = [to]
-    elif isinstance(to, Iterable):
-        items = list(to)
-    else:
-        raise ValidationError(f"'to' must be a subscriber id or several, not {type(to).__name__}")
-    if not items:
-        raise ValidationError("notify needs at least one recipient in 'to'")
-    single = len(items) == 1 and isinstance(to, str)
-    for index, item in enumerate(items):
-        check_identifier(item, "to" if single else f"to[{index}]")
-    return list(dict.fromkeys(items))
 
 
 def _check_recipients(session: Session, recipients: list[str]) -> None:

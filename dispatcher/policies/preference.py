@@ -33,6 +33,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
+from dispatcher.arguments import checked_methods
 from dispatcher.catalog import Catalog, NotificationType
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
@@ -99,6 +100,7 @@ def resolve(rules: Iterable[PreferenceRule], type: NotificationType, channel: st
     return Effective(channel in type.channels, "default")
 
 
+@checked_methods
 class Preferences:
     """Read and write subscribers' preference rules (by their external id)."""
 
@@ -200,6 +202,7 @@ class Preferences:
     ) -> bool:
         """Remove one rule so the next less specific one applies; False if there was none."""
         scope, value = self._scope(type, category)
+        channel = self._channel(channel)
         with self.store.session(write=True) as session:
             pk = subscriber_pk(session, subscriber_id)
             result = session.execute(

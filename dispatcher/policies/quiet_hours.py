@@ -40,6 +40,7 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from dispatcher import log
+from dispatcher.arguments import checked_methods
 from dispatcher.db.engine import Store
 from dispatcher.db.models import QuietHoursWindow, table
 from dispatcher.enums import Priority, Reason
@@ -221,6 +222,7 @@ def parse_window(spec: QuietWindow | Sequence[object]) -> QuietWindow:
     return QuietWindow(start, end, days)
 
 
+@checked_methods
 class QuietHours:
     """Read and write subscribers' quiet-hours windows (by their external id)."""
 

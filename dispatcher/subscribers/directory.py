@@ -9,11 +9,12 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from dispatcher.arguments import checked_methods
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Subscriber
 from dispatcher.errors import NotFoundError, ValidationError
 from dispatcher.subscribers.addresses import validate_email, validate_locale, validate_timezone
-from dispatcher.validation import check_identifier, check_json, check_storable
+from dispatcher.validation import check_identifier, check_json, check_limit, check_storable
 
 _UNSET: Any = object()
 
@@ -67,6 +68,7 @@ def check_lookup_id(value: object, field: str = "subscriber id") -> None:
     check_storable(value, field)
 
 
+@checked_methods
 class Subscribers:
     """Create, update, read and delete subscribers."""
 
@@ -144,7 +146,7 @@ class Subscribers:
 
     def list(self, *, limit: int = 100, after: str | None = None) -> list[SubscriberInfo]:
         with self.store.session() as session:
-            stmt = select(Subscriber).order_by(Subscriber.external_id).limit(limit)
+            stmt = select(Subscriber).order_by(Subscriber.external_id).limit(check_limit(limit))
             if after is not None:
                 check_lookup_id(after, "after")
                 stmt = stmt.where(Subscriber.external_id > after)

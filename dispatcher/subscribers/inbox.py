@@ -9,12 +9,13 @@ from typing import Any
 
 from sqlalchemy import Select, func, select, update
 
+from dispatcher.arguments import checked_methods
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Event, Notification, Subscriber
 from dispatcher.errors import NotFoundError, ValidationError
 from dispatcher.subscribers.directory import subscriber_pk
-from dispatcher.validation import MAX_INT64, MIN_INT64, check_storable
+from dispatcher.validation import MAX_INT64, MIN_INT64, check_limit, check_storable
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class InboxItem:
         )
 
 
+@checked_methods
 class Inbox:
     """Read and update the in-app inbox of subscribers (by their external id)."""
 
@@ -142,7 +144,9 @@ class Inbox:
                 type=type,
                 before_id=before_id,
             )
-            rows = session.execute(stmt.order_by(Notification.id.desc()).limit(limit)).all()
+            rows = session.execute(
+                stmt.order_by(Notification.id.desc()).limit(check_limit(limit))
+            ).all()
             return [InboxItem.from_row(n, payload) for n, payload in rows]
 
     def since(
@@ -152,7 +156,9 @@ class Inbox:
         with self.store.session() as session:
             pk = subscriber_pk(session, subscriber_id)
             stmt = self.query(pk, archived=None, after_id=after_id)
-            rows = session.execute(stmt.order_by(Notification.id.asc()).limit(limit)).all()
+            rows = session.execute(
+                stmt.order_by(Notification.id.asc()).limit(check_limit(limit))
+            ).all()
             return [InboxItem.from_row(n, payload) for n, payload in rows]
 
     def last_id_at(self, subscriber_id: str, moment: datetime) -> int:

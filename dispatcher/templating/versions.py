@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dispatcher import log
+from dispatcher.arguments import checked_methods
 from dispatcher.catalog import Catalog
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.db.engine import Store
@@ -78,6 +79,7 @@ class EffectiveTemplate:
     path: Path | None = None
 
 
+@checked_methods
 class Templates:
     """Save, list, restore and deactivate database versions of template parts.
 

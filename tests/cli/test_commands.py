@@ -102,6 +102,10 @@ def test_send_list_stats_and_retry(dispatcher) -> None:  # type: ignore[no-untyp
     assert "already stored (same idempotency key)" in again.output
     bad = runner.invoke(main, ["send", "payout_sent", "--to", "u1", "--data", "{"], env=env)
     assert bad.exit_code == 1 and "--data is not valid JSON" in bad.output
+    listed = runner.invoke(main, ["send", "payout_sent", "--to", "u1", "--data", "[1,2]"], env=env)
+    assert listed.exit_code == 1
+    assert "invalid payload for 'payout_sent': <root>: must be an object" in listed.output
+    assert "Traceback" not in listed.output
     unknown = runner.invoke(main, ["send", "nope", "--to", "u1"], env=env)
     assert unknown.exit_code == 1 and "unknown notification type 'nope'" in unknown.output
 

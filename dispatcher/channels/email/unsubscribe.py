@@ -115,6 +115,8 @@ def verify_unsubscribe_token(
     """
     if not isinstance(token, str) or not token or len(token) > 2048:
         raise InvalidUnsubscribeTokenError("unsubscribe token is missing or too long")
+    if not token.isascii():
+        raise InvalidUnsubscribeTokenError("unsubscribe token is not valid: not ASCII")
     try:
         # Expiry is checked below against dispatcher.clock, not the wall clock.
         claims = jwt.decode(

@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher import log
 from dispatcher.channels.web_push.base64url import b64url_decode, b64url_encode
+from dispatcher.arguments import checked_methods
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import PushSubscription
@@ -185,6 +186,7 @@ def _decode_key(value: object, name: str) -> bytes:
         raise InvalidSubscriptionError(f"subscription.keys.{name} is {exc}") from None
 
 
+@checked_methods
 class PushSubscriptions:
     """Add, list and remove a subscriber's browser push subscriptions."""
 
