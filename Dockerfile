@@ -2,7 +2,8 @@
 #   docker build -t dispatcher .
 #   docker run --env-file .env dispatcher                                   # worker
 #   docker run --env-file .env dispatcher celery -A worker beat --loglevel INFO
-#   docker run --env-file .env -p 5555:5555 dispatcher celery -A worker flower
+#   docker run --env-file .env -e FLOWER_BASIC_AUTH=ops:<password> -p 127.0.0.1:5555:5555 \
+#       dispatcher celery -A worker flower --port=5555 --address=0.0.0.0
 #   docker run --env-file .env -p 8000:8000 dispatcher dispatcher gateway --host 0.0.0.0
 #   docker run --env-file .env dispatcher dispatcher migrate
 FROM python:3.11-slim-bookworm AS build
@@ -24,4 +25,5 @@ COPY templates ./templates
 USER 10001
 # Flower's /metrics and /healthcheck are never behind auth: keep port 5555 internal.
 EXPOSE 8000 5555
-CMD ["celery", "-A", "worker", "worker", "--loglevel", "INFO", "-E"]
+# No -E: Flower turns task events on while it runs (DISPATCHER_TASK_EVENTS, default off).
+CMD ["celery", "-A", "worker", "worker", "--loglevel", "INFO"]
