@@ -23,7 +23,7 @@ from dispatcher.engine.explain import Explanation, explain
 from dispatcher.engine.operations import Deliveries
 from dispatcher.engine.outbox import EventReceipt, Outbox
 from dispatcher.enums import Priority
-from dispatcher.errors import ConfigurationError
+from dispatcher.errors import ConfigurationError, DispatcherError
 from dispatcher.policies import Policy, default_policies
 from dispatcher.policies.preference import PreferenceRule, Preferences
 from dispatcher.policies.quiet_hours import QuietHours
@@ -243,6 +243,13 @@ class Dispatcher:
 
         upgrade(self.store)
 
+    def schema_revisions(self) -> tuple[str | None, str | None]:
+        """The database's schema revision (None if it has none) and the newest one this
+        version ships: equal when :meth:`migrate` has nothing to do."""
+        from dispatcher.db.migrate import revisions
+
+        return revisions(self.store)
+
     def close(self) -> None:
         """Close channel connections and the database engine."""
         if "channels" in self.__dict__:
@@ -255,3 +262,12 @@ class Dispatcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def operator_problem(exc: BaseException, settings: Settings) -> DispatcherError | None:
+    """What a driver error means for an operator (the database down, its schema missing
+    or old), as one of our errors with the fix in its message; None for anything else.
+    Tools facing a person (the CLI) show that instead of a traceback."""
+    from dispatcher.db.problems import database_problem
+
+    return database_problem(exc, settings.database_url)

@@ -22,9 +22,14 @@
      │    └── TemplateLimitError     a render went over its time, size or iteration limit
      ├── BrokerUnavailableError      the broker did not answer
      ├── AuthenticationError         a gateway token is missing, invalid or expired
-     └── DeliveryError               a channel could not deliver
-          ├── TransientDeliveryError  try again later (drives retries)
-          └── PermanentDeliveryError  never try again
+     ├── DeliveryError               a channel could not deliver
+     │    ├── TransientDeliveryError  try again later (drives retries)
+     │    └── PermanentDeliveryError  never try again
+     ├── TaskOutcomeError            (worker tasks only) what Flower shows for a batch
+     │    ├── DeliveriesFailedError
+     │    └── DeliveriesRetryingError
+     ├── DatabaseNotMigratedError    the schema is missing or behind (run ``dispatcher migrate``)
+     └── DatabaseUnavailableError    the database does not answer
 
 Messages name the offending value or setting so a caller can fix the call without
 reading our source; they never contain secrets.
@@ -222,3 +227,28 @@ class TransientDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """Raised when a delivery will never succeed as it stands."""
+
+
+class TaskOutcomeError(DispatcherError):
+    """Raised by a worker task, never to an app, so that a monitor such as Flower shows
+    what the task's deliveries did; the rows already hold every outcome."""
+
+
+class DeliveriesFailedError(TaskOutcomeError):
+    """Raised when a task's deliveries failed for good, or every one of them failed:
+    the task ends ``FAILURE`` in Flower. Its message holds counts and reason codes only."""
+
+
+class DeliveriesRetryingError(TaskOutcomeError):
+    """Carried by the ``Retry`` a task raises when some of its deliveries failed
+    transiently: the task shows ``RETRY`` with the time the first retry is due."""
+
+
+class DatabaseNotMigratedError(DispatcherError):
+    """Raised when the database has no dispatcher schema, or an older one than this
+    version needs; ``dispatcher migrate`` fixes it."""
+
+
+class DatabaseUnavailableError(DispatcherError):
+    """Raised when the database does not answer (server down, file not writable); the
+    message names it without its password."""

@@ -12,12 +12,13 @@ from dispatcher.cli.demo import demo
 from dispatcher.cli.explain import explain
 from dispatcher.cli.gateway import gateway
 from dispatcher.cli.health import health
+from dispatcher.cli.group import DispatcherGroup
 from dispatcher.cli.operations import deliveries, send, stats
 from dispatcher.cli.templates import templates
 from dispatcher.cli.vapid import vapid
 
 
-@click.group()
+@click.group(cls=DispatcherGroup)
 @click.version_option(package_name="dispatcher")
 def main() -> None:
     """Operate a dispatcher: migrate, demo, send, explain, templates, deliveries..."""

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from dispatcher.cli.core import open_dispatcher
-from dispatcher.errors import DispatcherError
+from dispatcher.cli.output import emit, json_option
 
 
 @click.command()
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@json_option
 def explain(ref: str, as_json: bool) -> None:
     """Show what happened to an event or notification, per recipient and channel.
 
@@ -20,12 +18,9 @@ def explain(ref: str, as_json: bool) -> None:
     key:<idempotency key>.
     """
     with open_dispatcher() as d:
-        try:
-            explanation = d.explain(ref)
-        except DispatcherError as exc:
-            raise click.ClickException(str(exc)) from None
+        explanation = d.explain(ref)
         if as_json:
-            click.echo(json.dumps(explanation.to_dict(), indent=2))
+            emit(explanation.to_dict())
         else:
             for line in explanation.lines():
                 click.echo(line)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from dispatcher.cli.output import emit, json_option
 from dispatcher.errors import ConfigurationError
 from dispatcher.extras import needs
 from dispatcher.settings import PushSettings
@@ -40,7 +41,8 @@ def _vapid() -> Any:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the private key as PEM to this new file (mode 0600).",
 )
-def generate(subject: str, private_key_file: Path | None) -> None:
+@json_option
+def generate(subject: str, private_key_file: Path | None, as_json: bool) -> None:
     """Create a key pair and print the settings to paste.
 
     The public key is the frontend's applicationServerKey for
@@ -62,6 +64,18 @@ def generate(subject: str, private_key_file: Path | None) -> None:
             ) from None
         with os.fdopen(fd, "w") as handle:
             handle.write(key.private_pem())
+    if as_json:
+        settings = {
+            "DISPATCHER_PUSH_VAPID_PUBLIC_KEY": key.public_key_b64,
+            "DISPATCHER_PUSH_VAPID_SUBJECT": subject,
+        }
+        if private_key_file is not None:
+            settings["DISPATCHER_PUSH_VAPID_PRIVATE_KEY_FILE"] = str(private_key_file.resolve())
+        else:
+            settings["DISPATCHER_PUSH_VAPID_PRIVATE_KEY"] = key.private_key_b64
+        emit(settings)
+        return
+    if private_key_file is not None:
         click.echo(f"# private key written to {private_key_file}")
         click.echo(f"DISPATCHER_PUSH_VAPID_PRIVATE_KEY_FILE={private_key_file.resolve()}")
     else:
@@ -73,10 +87,14 @@ def generate(subject: str, private_key_file: Path | None) -> None:
 
 
 @vapid.command("public-key")
-def public_key() -> None:
+@json_option
+def public_key(as_json: bool) -> None:
     """Print the applicationServerKey of the configured private key."""
     try:
         key = _vapid().VapidKey.from_settings(PushSettings())
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
+    if as_json:
+        emit({"public_key": key.public_key_b64})
+        return
     click.echo(key.public_key_b64)

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from sqlalchemy import Engine, Table, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -45,8 +46,14 @@ class Store:
         else:
             kwargs["pool_pre_ping"] = True
             kwargs["pool_size"] = 5
-        with needs("postgres", "a PostgreSQL database"):
-            self.engine: Engine = create_engine(parsed, **kwargs)
+        try:
+            with needs("postgres", "a PostgreSQL database"):
+                self.engine: Engine = create_engine(parsed, **kwargs)
+        except (ImportError, NoSuchModuleError) as exc:  # mysql:// without MySQLdb, foo://
+            raise ConfigurationError(
+                f"DISPATCHER_DATABASE_URL: no driver for {parsed.drivername!r} ({exc}); "
+                "dispatcher runs on sqlite:///path.db and postgresql+psycopg://"
+            ) from None
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)

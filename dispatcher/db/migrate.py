@@ -32,3 +32,15 @@ def downgrade(store: Store, revision: str) -> None:
     with store.engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.downgrade(cfg, revision)
+
+
+def revisions(store: Store) -> tuple[str | None, str | None]:
+    """The database's schema revision (None when it has none) and the newest one this
+    version ships; equal when the database is up to date."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(store)).get_current_head()
+    with store.engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return current, head

@@ -42,11 +42,50 @@ from dispatcher.templating.renderer import Renderer
 
 @dataclass
 class DeliverReport:
+    """What one batch did: counts by new status, and what an operator watching the
+    task must see (failures by reason, retries and when the first one is due)."""
+
     claimed: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    #: Deliveries that failed for good, by reason.
+    failed: dict[str, int] = field(default_factory=dict)
+    #: Deliveries whose attempt failed transiently, by the error's reason, and the
+    #: earliest time one of them is tried again.
+    retrying: dict[str, int] = field(default_factory=dict)
+    next_retry: datetime | None = None
 
     def add(self, status: DeliveryStatus) -> None:
         self.counts[status.value] = self.counts.get(status.value, 0) + 1
+
+    def note(self, record: Record) -> None:
+        """Count ``record``'s outcome."""
+        self.add(record.status)
+        if record.status is DeliveryStatus.FAILED:
+            reason = record.reason or "unknown"
+            self.failed[reason] = self.failed.get(reason, 0) + 1
+        elif record.status is DeliveryStatus.SCHEDULED and record.reason == Reason.RETRYING:
+            # The detail starts with the transient error's reason code (never its text:
+            # a provider's message may quote an address).
+            why = (record.detail or "").split(":", 1)[0] or "unknown"
+            self.retrying[why] = self.retrying.get(why, 0) + 1
+            due = record.scheduled_for
+            if due is not None and (self.next_retry is None or due < self.next_retry):
+                self.next_retry = due
+
+    def merge(self, other: DeliverReport) -> None:
+        """Add ``other``'s counts to this report."""
+        self.claimed += other.claimed
+        for mine, theirs in (
+            (self.counts, other.counts),
+            (self.failed, other.failed),
+            (self.retrying, other.retrying),
+        ):
+            for key, n in theirs.items():
+                mine[key] = mine.get(key, 0) + n
+        if other.next_retry is not None and (
+            self.next_retry is None or other.next_retry < self.next_retry
+        ):
+            self.next_retry = other.next_retry
 
 
 @dataclass
@@ -281,7 +320,7 @@ class Deliverer:
         for channel, channel_rows, decisions in batch.sends:
             records.extend(self._send(channel, channel_rows, decisions, now, token))
         for rec in records:
-            report.add(rec.status)
+            report.note(rec)
         return report
 
     def _load(self, session: Session, ids: Sequence[int]) -> tuple[list[Row], list[Record]]:

@@ -196,6 +196,8 @@ class Doorbell:
         args: list[Any],
         queue: str,
         kwargs: dict[str, Any] | None = None,
+        *,
+        shadow: str | None = None,
         **ids: Any,
     ) -> bool:
         if not self.breaker.allows():
@@ -208,6 +210,7 @@ class Doorbell:
                 queue=queue,
                 retry=True,
                 retry_policy=PUBLISH_RETRY,
+                shadow=shadow,
             )
         except Exception as exc:  # kombu raises several unrelated types when Redis is away
             log.warning("doorbell.failed", task=name, queue=queue, error=type(exc).__name__, **ids)
@@ -216,10 +219,21 @@ class Doorbell:
         self.breaker.succeeded()
         return True
 
-    def fanout(self, event_id: int | None, priority: Priority | str, *, bulk: bool = False) -> bool:
+    def fanout(
+        self,
+        event_id: int | None,
+        priority: Priority | str,
+        *,
+        bulk: bool = False,
+        type_name: str | None = None,
+        recipients: int | None = None,
+        via: str | None = None,
+    ) -> bool:
         """Ask a worker to fan out event ``event_id`` (if given) and every other due event
         of its kind; nothing is sent while a draining task holds the kind's latch.
 
+        ``type_name``, ``recipients`` and ``via`` (who rang: ``swept``...) only name the
+        task in Flower (:func:`fanout_label`).
         Returns False only when the broker refused the message (the sweep rings later).
         """
         priority = Priority(priority)
@@ -227,7 +241,8 @@ class Doorbell:
             return False  # neither the latch nor the broker is asked: the sweep rings
         if not self.latch.take(priority, bulk):
             return True
-        sent = self._send_drain(event_id, priority, bulk, holds_latch=True)
+        label = fanout_label(event_id, type_name, recipients, via)
+        sent = self._send_drain(event_id, priority, bulk, holds_latch=True, label=label)
         if not sent:
             self.latch.release(priority, bulk)
         return sent
@@ -236,17 +251,26 @@ class Doorbell:
         """Ring a draining fan-out task from a drain: its successor (which takes over
         the latch it holds) or a helper (which holds none)."""
         priority = Priority(priority)
-        sent = self._send_drain(None, priority, bulk, holds_latch=holds_latch)
+        label = f"fanout drain {priority.value}{' campaign' if bulk else ''}"
+        sent = self._send_drain(None, priority, bulk, holds_latch=holds_latch, label=label)
         if not sent and holds_latch:
             self.latch.release(priority, bulk)  # nobody would release it: let notify ring
         return sent
 
     def _send_drain(
-        self, event_id: int | None, priority: Priority, bulk: bool, *, holds_latch: bool
+        self,
+        event_id: int | None,
+        priority: Priority,
+        bulk: bool,
+        *,
+        holds_latch: bool,
+        label: str,
     ) -> bool:
         drain = {"priority": priority.value, "bulk": bulk, "holds_latch": holds_latch}
         queue = names.for_priority(priority, bulk=bulk)
-        return self._send(names.FANOUT, [event_id], queue, {"drain": drain}, event_id=event_id)
+        return self._send(
+            names.FANOUT, [event_id], queue, {"drain": drain}, shadow=label, event_id=event_id
+        )
 
     def deliver(
         self,
@@ -255,15 +279,27 @@ class Doorbell:
         *,
         bulk: bool = False,
         batch_size: int = 500,
+        channel: str | None = None,
+        types: Sequence[str] = (),
+        via: str | None = None,
     ) -> int:
-        """Ask workers to send these deliveries, ``batch_size`` per task; returns tasks sent."""
+        """Ask workers to send these deliveries, ``batch_size`` per task; returns tasks sent.
+
+        ``channel``, ``types`` and ``via`` only name the tasks in Flower
+        (:func:`deliver_label`)."""
         queue = names.for_priority(priority, bulk=bulk)
         sent = 0
         ids = list(delivery_ids)
         for start in range(0, len(ids), batch_size):
             chunk = ids[start : start + batch_size]
+            label = deliver_label(channel, types, len(chunk), via)
             if self._send(
-                names.DELIVER, [chunk], queue, first_delivery_id=chunk[0], count=len(chunk)
+                names.DELIVER,
+                [chunk],
+                queue,
+                shadow=label,
+                first_delivery_id=chunk[0],
+                count=len(chunk),
             ):
                 sent += 1
         return sent
@@ -294,3 +330,39 @@ def _forget_pending(session: Session) -> None:
     pending = session.info.get(_PENDING_KEY)
     if pending:
         pending.clear()
+
+
+# -- What Flower shows -----------------------------------------------------------------
+# A task's display name (Celery's ``shadow``) says what it carries, so an operator can
+# tell an email batch from a fan-out at a glance. Names hold types, channels, ids and
+# counts only: never an address, a subscriber id or payload data.
+
+
+def deliver_label(
+    channel: str | None, types: Sequence[str] = (), count: int = 1, via: str | None = None
+) -> str:
+    """``deliver email ticket_created x2``; ``deliver email x3 (swept)``."""
+    parts = ["deliver", channel or "any"]
+    if len(types) == 1:
+        parts.append(types[0])
+    elif types:
+        parts.append(f"{types[0]}+{len(types) - 1}")
+    parts.append(f"x{count}")
+    if via:
+        parts.append(f"({via})")
+    return " ".join(parts)
+
+
+def fanout_label(
+    event_id: int | None,
+    type_name: str | None = None,
+    recipients: int | None = None,
+    via: str | None = None,
+) -> str:
+    """``fanout ticket_created → 3``; ``fanout event 12 (swept)``."""
+    parts = ["fanout", type_name or (f"event {event_id}" if event_id is not None else "due")]
+    if recipients is not None:
+        parts.append(f"→ {recipients}")
+    if via:
+        parts.append(f"({via})")
+    return " ".join(parts)

@@ -9,13 +9,14 @@ turns events into rows.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from dispatcher import log
 from dispatcher.catalog import Catalog
 from dispatcher.db.engine import Store
-from dispatcher.engine.delivery import Deliverer
+from dispatcher.engine.delivery import Deliverer, DeliverReport
 from dispatcher.engine.doorbell import Doorbell
 from dispatcher.engine.failed_events import is_transient, record_failure
 from dispatcher.engine.fanout import FanoutResult, due_event_ids, fanout, fanout_due
@@ -40,6 +41,8 @@ class DrainResult:
     handed_on: bool
     #: Events it marked ``failed`` (see :mod:`dispatcher.engine.failed_events`).
     failed: int = 0
+    #: What its inline sends did, all batches together (None if it sent nothing inline).
+    sent: DeliverReport | None = None
 
 
 def drain(
@@ -127,7 +130,20 @@ def drain(
         sum(r.deliveries for r in results),
         handed_on,
         len(gave_up),
+        _merged(r.sent for r in results),
     )
+
+
+def _merged(reports: Iterable[DeliverReport | None]) -> DeliverReport | None:
+    """One report for the inline sends of several transactions (each shared by the
+    results of its transaction, so counted once)."""
+    seen: dict[int, DeliverReport] = {id(r): r for r in reports if r is not None}
+    if not seen:
+        return None
+    total = DeliverReport()
+    for report in seen.values():
+        total.merge(report)
+    return total
 
 
 def _fanout_alone(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store, insert_ignore
 from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
 from dispatcher.db.types import UTCDateTime
-from dispatcher.engine.delivery import Batch, Deliverer, EventFacts, NewDelivery
+from dispatcher.engine.delivery import Batch, Deliverer, DeliverReport, EventFacts, NewDelivery
 from dispatcher.engine.doorbell import Doorbell
 from dispatcher.engine.failed_events import mark_failed
 from dispatcher.enums import DeliveryStatus, EventStatus, Priority, Reason
@@ -43,6 +43,9 @@ class FanoutResult:
     done: bool
     #: It was marked ``failed`` instead (data no store can keep).
     failed: bool = False
+    #: What sending its deliveries inline did (shared by the events fanned out in the
+    #: same transaction); None when nothing was sent inline.
+    sent: DeliverReport | None = field(default=None, compare=False)
 
 
 _EVENTS = table(Event)
@@ -187,6 +190,8 @@ class _Expanded:
     results: list[FanoutResult]
     #: Deliveries for the workers, by (priority, campaign or not, channel).
     to_ring: dict[tuple[Priority, bool, str], list[int]]
+    #: The types of the deliveries in each ``to_ring`` entry (for the task's name).
+    ring_types: dict[tuple[Priority, bool, str], set[str]] = field(default_factory=dict)
     #: Inline deliveries, decided and ready to send.
     inline: Deliverer | None = None
     batch: Batch | None = None
@@ -312,6 +317,7 @@ def _expand(
             event = by_id[event_id]
             kind = (Priority(event.priority), event.campaign_id is not None, channel)
             expanded.to_ring.setdefault(kind, []).append(did)
+            expanded.ring_types.setdefault(kind, set()).add(event.type)
     if claimed and deliverer is not None:  # (inline is empty without a deliverer)
         expanded.inline = deliverer
         expanded.batch = deliverer.prepare_claimed(session, claimed, now, ticket)
@@ -358,9 +364,13 @@ def _finish(
 ) -> list[FanoutResult]:
     """After the fan-out committed: send inline deliveries, and ring for the rest."""
     if expanded.inline is not None and expanded.batch is not None:
-        expanded.inline.send(expanded.batch, now)
-    for (priority, bulk, _channel), ids in expanded.to_ring.items():
-        doorbell.deliver(ids, priority, bulk=bulk, batch_size=batch_size)
+        sent = expanded.inline.send(expanded.batch, now)
+        expanded.results = [r if r.failed else replace(r, sent=sent) for r in expanded.results]
+    for (priority, bulk, channel), ids in expanded.to_ring.items():
+        types = sorted(expanded.ring_types.get((priority, bulk, channel), ()))
+        doorbell.deliver(
+            ids, priority, bulk=bulk, batch_size=batch_size, channel=channel, types=types
+        )
     for result, detail in expanded.refused.items():
         reason = Reason.INVALID_DATA.value
         log.error("fanout.failed", event_id=result.event_id, reason=reason, error=detail)

@@ -128,7 +128,9 @@ class Deliveries:
                     reason=None,
                     detail=None,
                 )
-                .returning(Delivery.id, Delivery.priority, Delivery.notification_id)
+                .returning(
+                    Delivery.id, Delivery.priority, Delivery.notification_id, Delivery.channel
+                )
             ).all()
             requeued = sorted(r.id for r in rows)
             if requeued:
@@ -152,12 +154,14 @@ class Deliveries:
                         .where(Notification.id.in_({r.notification_id for r in rows}))
                     ).all()
                 )
-        groups: dict[tuple[Priority, bool], list[int]] = {}
+        groups: dict[tuple[Priority, bool, str], list[int]] = {}
         for row in rows:
             bulk = campaign.get(row.notification_id) is not None
-            groups.setdefault((row.priority, bulk), []).append(row.id)
-        for (priority, bulk), group in groups.items():
-            self._doorbell.deliver(sorted(group), priority, bulk=bulk)
+            groups.setdefault((row.priority, bulk, row.channel), []).append(row.id)
+        for (priority, bulk, channel), group in groups.items():
+            self._doorbell.deliver(
+                sorted(group), priority, bulk=bulk, channel=channel, via="operator retry"
+            )
         if requeued:
             log.info("deliveries.retried", count=len(requeued), first_delivery_id=requeued[0])
         return RetryResult(requeued, sorted(set(wanted) - set(requeued)))

@@ -105,9 +105,7 @@ class Outbox:
             )
             if self._due(receipt, now):
                 bulk = campaign_id is not None
-                self.doorbell.after_commit(
-                    session, lambda: self.doorbell.fanout(receipt.id, chosen, bulk=bulk)
-                )
+                self.doorbell.after_commit(session, lambda: self._ring(receipt, bulk))
             return receipt
         with self.store.session(write=True) as own:
             receipt = self._store(
@@ -116,8 +114,17 @@ class Outbox:
         # Rung once the session is closed: on SQLite, after the writer lock is released,
         # so workers do not wait on our trip to the broker.
         if self._due(receipt, now):
-            self.doorbell.fanout(receipt.id, chosen, bulk=campaign_id is not None)
+            self._ring(receipt, campaign_id is not None)
         return receipt
+
+    def _ring(self, receipt: EventReceipt, bulk: bool) -> None:
+        self.doorbell.fanout(
+            receipt.id,
+            receipt.priority,
+            bulk=bulk,
+            type_name=receipt.type,
+            recipients=receipt.recipients,
+        )
 
     @staticmethod
     def _due(receipt: EventReceipt, now: datetime) -> bool:

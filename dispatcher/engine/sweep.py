@@ -89,12 +89,12 @@ def sweep(
                     execution_options={"synchronize_session": False},
                 )
     for event_id, priority, campaign_id in events:
-        doorbell.fanout(event_id, priority, bulk=campaign_id is not None)
+        doorbell.fanout(event_id, priority, bulk=campaign_id is not None, via="swept")
     groups: dict[tuple[Priority, str], list[int]] = {}
     for delivery_id, priority, channel in deliveries:
         groups.setdefault((priority, channel), []).append(delivery_id)
-    for (priority, _channel), ids in groups.items():
-        doorbell.deliver(ids, priority, batch_size=batch_size)
+    for (priority, channel), ids in groups.items():
+        doorbell.deliver(ids, priority, batch_size=batch_size, channel=channel, via="swept")
     if gone:
         log.warning("sweep.processes_gone", processes=len(gone), first=sorted(gone)[0])
     if events or deliveries:

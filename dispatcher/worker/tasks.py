@@ -6,14 +6,16 @@ connections) after fork, on first use, from the ``DISPATCHER_*`` environment.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, Task, signals
 from sqlalchemy.exc import OperationalError
 
 from dispatcher import log, names
 from dispatcher.dispatcher import Dispatcher
-from dispatcher.errors import ValidationError
+from dispatcher.errors import DeliveriesFailedError, ValidationError
+from dispatcher.worker.outcome import verdict
 from dispatcher.worker.runtime import Runtime
 
 _current: Runtime | None = None
@@ -43,7 +45,28 @@ _RETRY = {
     "retry_backoff_max": 30,
     "retry_jitter": True,
     "max_retries": 5,
+    # A failed delivery is an outcome, not a bug: one log line, no traceback.
+    "throws": (DeliveriesFailedError,),
 }
+
+
+def announce(task: Task, label: str, result: dict[str, int], started: float) -> None:
+    """Show a housekeeping task that did something in Flower, under ``label``.
+
+    Housekeeping tasks run with ``send_events=False``: Celery reads that flag when the
+    worker receives the message, before the task runs, so it cannot depend on what the
+    run finds. An idle sweep every 5 seconds would otherwise add 720 entries an hour to
+    Flower's memory and push real work out. A run that did something sends the two
+    events Flower needs to list it (received, succeeded) itself.
+    """
+    fields: dict[str, Any] = {"retry": True, "retry_policy": {"max_retries": 1}}
+    try:
+        task.send_event("task-received", name=label, args="()", kwargs="{}", retries=0, **fields)
+        task.send_event(
+            "task-succeeded", result=repr(result), runtime=time.monotonic() - started, **fields
+        )
+    except Exception as exc:  # monitoring must never fail the work
+        log.warning("task.announce_failed", task=label, error=type(exc).__name__)
 
 
 def register_tasks(app: Celery) -> None:
@@ -56,6 +79,8 @@ def register_tasks(app: Celery) -> None:
             if event_id is None:
                 raise ValidationError("dispatcher.fanout needs an event id or drain options")
             result = current_runtime().fanout(event_id)
+            if (problem := verdict(result.sent)) is not None:
+                raise problem
             return {"notifications": result.notifications, "deliveries": result.deliveries}
         drained = current_runtime().drain(
             drain["priority"],
@@ -63,6 +88,8 @@ def register_tasks(app: Celery) -> None:
             first=event_id,
             holds_latch=bool(drain["holds_latch"]),
         )
+        if (problem := verdict(drained.sent)) is not None:
+            raise problem  # the rows are written; this only shows what inline sends did
         return {
             "events": drained.events,
             "notifications": drained.notifications,
@@ -73,16 +100,31 @@ def register_tasks(app: Celery) -> None:
     @app.task(name=names.DELIVER, ignore_result=True, **_RETRY)  # type: ignore[untyped-decorator]
     def deliver(delivery_ids: list[int]) -> dict[str, int]:
         report = current_runtime().deliver(delivery_ids)
+        if (problem := verdict(report)) is not None:
+            raise problem
         return {"claimed": report.claimed, **report.counts}
 
-    @app.task(name=names.SWEEP, ignore_result=True, expires=60)  # type: ignore[untyped-decorator]
-    def sweep() -> dict[str, int]:
+    @app.task(  # type: ignore[untyped-decorator]
+        name=names.SWEEP, bind=True, ignore_result=True, expires=60, send_events=False
+    )
+    def sweep(self: Task) -> dict[str, int]:
+        started = time.monotonic()
         result = current_runtime().sweep()
-        return {"events": result.events, "deliveries": result.deliveries}
+        out = {"events": result.events, "deliveries": result.deliveries}
+        if result.events or result.deliveries:
+            label = f"sweep → {result.events} events, {result.deliveries} deliveries"
+            announce(self, label, out, started)
+        return out
 
-    @app.task(name=names.PURGE, ignore_result=True, expires=3600)  # type: ignore[untyped-decorator]
-    def purge() -> dict[str, int]:
-        return {"events": current_runtime().purge().events}
+    @app.task(  # type: ignore[untyped-decorator]
+        name=names.PURGE, bind=True, ignore_result=True, expires=3600, send_events=False
+    )
+    def purge(self: Task) -> dict[str, int]:
+        started = time.monotonic()
+        out = {"events": current_runtime().purge().events}
+        if out["events"]:
+            announce(self, f"purge → {out['events']} events", out, started)
+        return out
 
 
 signals.worker_process_init.connect(_reset, weak=False)

@@ -30,7 +30,7 @@ def test_migrate_creates_the_schema(tmp_path) -> None:  # type: ignore[no-untype
 
 def test_bad_setting_is_a_clean_cli_error() -> None:
     result = CliRunner().invoke(main, ["migrate"], env={"DISPATCHER_LEASE_SECONDS": "x"})
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # the environment is not ready
     assert "DISPATCHER_LEASE_SECONDS" in result.output
     assert "Traceback" not in result.output
 
@@ -101,13 +101,13 @@ def test_send_list_stats_and_retry(dispatcher) -> None:  # type: ignore[no-untyp
     again = runner.invoke(main, ["send", "payout_sent", "--to", "u1", "--key", "k1"], env=env)
     assert "already stored (same idempotency key)" in again.output
     bad = runner.invoke(main, ["send", "payout_sent", "--to", "u1", "--data", "{"], env=env)
-    assert bad.exit_code == 1 and "--data is not valid JSON" in bad.output
     listed = runner.invoke(main, ["send", "payout_sent", "--to", "u1", "--data", "[1,2]"], env=env)
-    assert listed.exit_code == 1
+    assert listed.exit_code == 2
     assert "invalid payload for 'payout_sent': <root>: must be an object" in listed.output
     assert "Traceback" not in listed.output
+    assert bad.exit_code == 2 and "--data is not valid JSON" in bad.output
     unknown = runner.invoke(main, ["send", "nope", "--to", "u1"], env=env)
-    assert unknown.exit_code == 1 and "unknown notification type 'nope'" in unknown.output
+    assert unknown.exit_code == 2 and "unknown notification type 'nope'" in unknown.output
 
     runtime(dispatcher).fanout(1)
     with dispatcher.store.session() as s:
@@ -123,6 +123,7 @@ def test_send_list_stats_and_retry(dispatcher) -> None:  # type: ignore[no-untyp
     assert stats.exit_code == 0 and "in_app" in stats.output and "rejected=1" in stats.output
     retried = runner.invoke(main, ["deliveries", "retry", str(delivery_id), "999"], env=env)
     assert "requeued 1 delivery; not failed or unknown: 999" in retried.output
+    assert retried.exit_code == 1  # something named was not failed
     with dispatcher.store.session() as s:
         row = s.get_one(Delivery, delivery_id)
         assert (row.status, row.attempts, row.reason) == (DeliveryStatus.PENDING, 0, None)

@@ -51,11 +51,11 @@ def test_preview_with_data_and_errors(env: dict[str, str]) -> None:
     )
     assert (code, out.splitlines()[1]) == (0, "Payout 5 sent")
     code, _, err = run(env, "templates", "preview", "nope")
-    assert code == 1 and "unknown notification type 'nope'" in err
+    assert code == 2 and "unknown notification type 'nope'" in err
     code, _, err = run(env, "templates", "preview", "payout_sent", "--data", "{")
     assert code == 2 and "not JSON" in err
     code, _, err = run(env, "templates", "preview", "payout_sent", "--data", '{"payout_id": "x"}')
-    assert code == 1 and "invalid payload for 'payout_sent'" in err
+    assert code == 2 and "invalid payload for 'payout_sent'" in err
 
 
 def test_validate_passes_on_the_shipped_templates(env: dict[str, str], tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_save_history_restore_deactivate(env: dict[str, str], tmp_path: Path) ->
     code, out, _ = run(env, "templates", "save", *key, str(good), "--by", "ana")
     assert (code, out.strip()) == (0, "saved ticket_created/es/in_app/title v1")
     code, _, err = run(env, "templates", "save", *key, str(bad))
-    assert code == 1 and f"{bad}:2: missing variable 'venue'" in err
+    assert code == 2 and f"{bad}:2: missing variable 'venue'" in err
     code, out, _ = run(env, "templates", "preview", "ticket_created", "--locale", "es")
     assert out.splitlines()[1] == "¡Copa del Rey Final!"
 
@@ -137,7 +137,7 @@ def test_save_history_restore_deactivate(env: dict[str, str], tmp_path: Path) ->
     code, out, _ = run(env, "templates", "preview", "ticket_created", "--locale", "es")
     assert out.splitlines()[1] == "Entrada vendida: Copa del Rey Final"
     code, _, err = run(env, "templates", "restore", *key, "--version", "9")
-    assert code == 1 and "no version 9" in err
+    assert code == 2 and "no version 9" in err
     with Dispatcher(make_settings(env["DISPATCHER_DATABASE_URL"])) as d, d.store.session() as s:
         rows = s.scalars(select(TemplateVersion).order_by(TemplateVersion.version)).all()
         assert [(r.version, r.active, r.created_by) for r in rows] == [
