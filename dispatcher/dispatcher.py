@@ -17,6 +17,7 @@ from dispatcher.channels.registry import ChannelRegistry
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.channels.web_push.subscriptions import PushSubscriptions
 from dispatcher.db.engine import Store
+from dispatcher.engine.analytics import Analytics
 from dispatcher.engine.broker import celery_app
 from dispatcher.engine.doorbell import Doorbell, Latch
 from dispatcher.engine.explain import Explanation, explain
@@ -81,6 +82,8 @@ class Dispatcher:
         self.subscribers = Subscribers(self.store)
         #: Operators' view of deliveries: list, count, send failed ones again.
         self.deliveries = Deliveries(self.store, self._doorbell)
+        #: Engagement per type, channel and day, campaign progress (computed in the database).
+        self.analytics = Analytics(self.store, self.settings.signing_secret)
         self.preferences = Preferences(
             self.store, self.catalog, lambda: self.channel_registry.names
         )
