@@ -21,6 +21,7 @@ from dispatcher.engine.analytics import Analytics
 from dispatcher.engine.broker import celery_app
 from dispatcher.engine.doorbell import Doorbell, Latch
 from dispatcher.engine.explain import Explanation, explain
+from dispatcher.engine.metrics import DatabaseCollector
 from dispatcher.engine.operations import Deliveries
 from dispatcher.engine.outbox import EventReceipt, Outbox
 from dispatcher.enums import Priority
@@ -193,6 +194,11 @@ class Dispatcher:
             NotFoundError: no such event or notification.
         """
         return explain(self.store, ref)
+
+    def metrics_collector(self) -> DatabaseCollector:
+        """A Prometheus collector that reads this dispatcher's database and broker each
+        time it is scraped (see :mod:`dispatcher.engine.metrics`)."""
+        return DatabaseCollector(self.store, self.settings.broker_url)
 
     def unsubscribe(
         self, token: str, *, now: datetime | None = None

@@ -23,6 +23,7 @@ from dispatcher.gateway.clicks import router as clicks_router
 from dispatcher.gateway.headers import SecurityHeaders
 from dispatcher.gateway.hub import Hub
 from dispatcher.gateway.limits import BodySizeLimit, ConnectionSlots, RequestRate
+from dispatcher.gateway.metrics import router as metrics_router
 from dispatcher.gateway.push import router as push_router
 from dispatcher.gateway.rest import router
 from dispatcher.gateway.schemas import Health
@@ -117,6 +118,7 @@ def create_app(
     app.include_router(push_router)
     app.include_router(unsubscribe_router)
     app.include_router(clicks_router)
+    app.include_router(metrics_router)
     app.include_router(admin.api)
     app.include_router(admin.pages)
     app.router.routes.extend(ROUTES)
