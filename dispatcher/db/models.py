@@ -228,6 +228,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("notification_id", "channel"),
         Index("ix_deliveries_due", "status", "scheduled_for"),
+        #: Analytics and metrics read a window of recent deliveries.
+        Index("ix_deliveries_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)

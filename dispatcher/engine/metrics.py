@@ -5,8 +5,9 @@ multiprocess mode (a directory of mmap files per worker, cleaned on restart). Th
 database already holds every outcome: this collector reads it when Prometheus scrapes,
 in a few ``GROUP BY`` queries, so any process (the gateway serves it) can answer and
 no worker keeps state. The figures are of the rows kept (the purge drops old ones), so
-the delivery series are gauges, and the latency histogram covers the last
-``latency_window`` only (a fixed window keeps its cost flat as the table grows).
+the delivery series are gauges, and the latency histogram covers deliveries created in
+the last ``latency_window`` only (a fixed window, found by the ``created_at`` index,
+keeps its cost flat as the table grows).
 """
 
 from __future__ import annotations
@@ -72,24 +73,24 @@ class DatabaseCollector(Collector):
             "dispatcher_pending_events", "Events waiting for fan-out (or for send_at)."
         )
         waiting = {s: 0 for s in ("pending", "scheduled", "sending")}
-        seconds = self._seconds()
         since = utcnow() - self.latency_window
-        bucket_columns = [
-            func.sum(case((seconds <= b, 1), else_=0)).label(f"le{i}")
-            for i, b in enumerate(LATENCY_BUCKETS)
-        ]
-        latency_stmt = (
-            select(
-                Delivery.channel,
-                func.count().label("n"),
-                func.sum(seconds).label("total"),
-                *bucket_columns,
-            )
+        # Materialized: SQLite would otherwise inline the expression and parse both
+        # timestamps again for every bucket it is compared with.
+        sent = (
+            select(Delivery.channel.label("channel"), self._seconds().label("seconds"))
             .join(Notification, Notification.id == Delivery.notification_id)
             .join(Event, Event.id == Notification.event_id)
-            .where(Delivery.status == DeliveryStatus.SENT, Delivery.sent_at >= since)
-            .group_by(Delivery.channel)
+            .where(Delivery.created_at >= since, Delivery.status == DeliveryStatus.SENT)
+            .cte("sent_latency")
+            .prefix_with("MATERIALIZED")
         )
+        bucket = case(
+            *((sent.c.seconds <= b, i) for i, b in enumerate(LATENCY_BUCKETS)),
+            else_=len(LATENCY_BUCKETS),
+        ).label("bucket")
+        latency_stmt = select(
+            sent.c.channel, bucket, func.count(), func.coalesce(func.sum(sent.c.seconds), 0.0)
+        ).group_by(sent.c.channel, bucket)
         campaign_stmt = (
             select(Campaign.id, Campaign.name, Delivery.status, func.count(Delivery.id))
             .join(Event, Event.campaign_id == Campaign.id)
@@ -124,17 +125,23 @@ class DatabaseCollector(Collector):
             )
             latency = HistogramMetricFamily(
                 "dispatcher_delivery_latency_seconds",
-                "Event created → sent, per channel, for deliveries sent in the last "
+                "Event created → sent, per channel, for deliveries created in the last "
                 f"{int(self.latency_window.total_seconds())} s.",
                 labels=["channel"],
             )
-            for r in s.execute(latency_stmt):
-                cumulative = [
-                    (_le(b), float(getattr(r, f"le{i}") or 0))
-                    for i, b in enumerate(LATENCY_BUCKETS)
-                ]
-                cumulative.append(("+Inf", float(r.n)))
-                latency.add_metric([r.channel], cumulative, sum_value=float(r.total or 0))
+            per_channel: dict[str, tuple[list[int], list[float]]] = {}
+            for channel, index, n, total in s.execute(latency_stmt):
+                counts, sums = per_channel.setdefault(
+                    channel, ([0] * (len(LATENCY_BUCKETS) + 1), [0.0])
+                )
+                counts[int(index)] += int(n)
+                sums[0] += float(total)
+            for channel, (counts, sums) in sorted(per_channel.items()):
+                cumulative, running = [], 0
+                for bound, n in zip((*map(_le, LATENCY_BUCKETS), "+Inf"), counts, strict=True):
+                    running += n
+                    cumulative.append((bound, float(running)))
+                latency.add_metric([channel], cumulative, sum_value=sums[0])
             campaign = GaugeMetricFamily(
                 "dispatcher_campaign_deliveries",
                 "Deliveries of running or scheduled campaigns, by status.",

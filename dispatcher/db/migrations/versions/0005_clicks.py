@@ -1,4 +1,4 @@
-"""clicks on tracked links
+"""clicks on tracked links; deliveries found by creation time (analytics windows)
 
 Revision ID: 0005
 Revises: 0003
@@ -34,8 +34,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_clicks")),
     )
     op.create_index(op.f("ix_clicks_delivery_id"), "clicks", ["delivery_id"], unique=False)
+    op.create_index("ix_deliveries_created_at", "deliveries", ["created_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deliveries_created_at", table_name="deliveries")
     op.drop_index(op.f("ix_clicks_delivery_id"), table_name="clicks")
     op.drop_table("clicks")
