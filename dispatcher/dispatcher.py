@@ -18,8 +18,10 @@ from dispatcher.channels.registry import ChannelRegistry
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.channels.web_push.subscriptions import PushSubscriptions
 from dispatcher.db.engine import Store
+from dispatcher.engine.analytics import Analytics
 from dispatcher.engine.doorbell import Doorbell
 from dispatcher.engine.explain import Explanation, explain
+from dispatcher.engine.metrics import DatabaseCollector
 from dispatcher.engine.operations import Deliveries
 from dispatcher.engine.outbox import EventReceipt, Outbox
 from dispatcher.enums import Priority
@@ -78,6 +80,8 @@ class Dispatcher:
         self.subscribers = Subscribers(self.store)
         #: Operators' view of deliveries: list, count, send failed ones again.
         self.deliveries = Deliveries(self.store, self._doorbell)
+        #: Engagement per type, channel and day, campaign progress (computed in the database).
+        self.analytics = Analytics(self.store, self.settings.signing_secret)
         self.preferences = Preferences(
             self.store, self.catalog, lambda: self.channel_registry.names
         )
@@ -194,6 +198,11 @@ class Dispatcher:
             NotFoundError: no such event or notification.
         """
         return explain(self.store, ref)
+
+    def metrics_collector(self) -> DatabaseCollector:
+        """A Prometheus collector that reads this dispatcher's database and broker each
+        time it is scraped (see :mod:`dispatcher.engine.metrics`)."""
+        return DatabaseCollector(self.store, self.settings.broker_url)
 
     @checked
     def unsubscribe(

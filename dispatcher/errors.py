@@ -14,7 +14,8 @@
      │    ├── HeaderInjectionError
      │    ├── InvalidSubscriptionError
      │    ├── PushEndpointTakenError
-     │    └── InvalidUnsubscribeTokenError
+     │    ├── InvalidUnsubscribeTokenError
+     │    └── InvalidClickTokenError
      ├── IdempotencyConflictError    same key, different event
      ├── NotFoundError               a row asked for by id does not exist
      ├── TemplateError               a template does not parse or render
@@ -157,6 +158,14 @@ class PushEndpointTakenError(ValidationError):
 
 class InvalidUnsubscribeTokenError(ValidationError):
     """Raised when an unsubscribe token is malformed, forged, or expired (``expired``)."""
+
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        self.expired = expired
+        super().__init__(message)
+
+
+class InvalidClickTokenError(ValidationError):
+    """Raised when a click-tracking token is malformed, forged, or expired (``expired``)."""
 
     def __init__(self, message: str, *, expired: bool = False) -> None:
         self.expired = expired

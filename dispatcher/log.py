@@ -5,7 +5,9 @@ Never pass secrets, tokens, addresses' passwords or full message bodies here.
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 logger = logging.getLogger("dispatcher")
@@ -40,3 +42,46 @@ def warning(event: str, **fields: Any) -> None:
 
 def error(event: str, **fields: Any) -> None:
     log(logging.ERROR, event, **fields)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``event`` and our ids.
+
+    Records from :func:`log` carry their fields as keys (``delivery_id``, ``event_id``…);
+    anyone else's record (Celery, uvicorn) puts its text in ``message``.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict) and record.args and isinstance(record.args, tuple):
+            doc["event"] = str(record.args[0])
+            for key, value in fields.items():
+                if value is not None and key not in doc:
+                    doc[key] = value if isinstance(value, bool | int | float | str) else str(value)
+        else:
+            doc["message"] = record.getMessage()
+        if record.exc_info and record.exc_info[0] is not None:
+            doc["error"] = record.exc_info[0].__name__
+            doc["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False, default=str)
+
+
+def configure(log_format: str, *, loggers: tuple[str, ...] = ("",)) -> None:
+    """Switch every handler of ``loggers`` (the root by default) to ``log_format``
+    (``json``: :class:`JsonFormatter`; ``text`` leaves them as they are). When the root
+    has no handler at all, ours get one on stderr, so ``dispatcher`` lines are not lost."""
+    if log_format != "json":
+        return
+    formatter = JsonFormatter()
+    root = logging.getLogger()
+    if not root.handlers and not logger.handlers:
+        logger.addHandler(logging.StreamHandler())
+        logger.setLevel(logging.INFO)
+    for name in (*loggers, "dispatcher"):
+        for each in logging.getLogger(name).handlers:
+            each.setFormatter(formatter)

@@ -284,6 +284,18 @@ class Settings(BaseSettings):
     ring_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
     #: After a failed ring, stop trying for this many seconds (rings are skipped at once).
     ring_pause_seconds: float = Field(default=5.0, ge=0, le=600)
+    #: Rewrite the links of emails (``href`` and bare URLs) and web pushes (``url``)
+    #: through the gateway's signed ``/c/{token}`` redirect, which records each click.
+    #: Off by default; no tracking pixel is ever added.
+    click_tracking: bool = False
+    #: How long a tracked link keeps redirecting (and counting).
+    click_ttl_days: int = Field(default=90, ge=1)
+    #: Clients allowed to read the gateway's ``/metrics`` (CIDR networks); the default
+    #: keeps it on the machine itself. Put the gateway behind a proxy that forwards
+    #: ``/metrics`` only from the monitoring network if you widen this.
+    metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    #: ``text`` (``event key=value``) or ``json`` (one object per line) log lines.
+    log_format: Literal["text", "json"] = "text"
 
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     push: PushSettings = Field(default_factory=PushSettings)

@@ -128,6 +128,10 @@ class Channel:
     parts: ClassVar[tuple[str, ...]] = ()
     #: Parts that may be missing from a template set.
     optional_parts: ClassVar[tuple[str, ...]] = ()
+    #: Parts whose links click tracking rewrites (``DISPATCHER_CLICK_TRACKING``), and
+    #: how: ``"html"`` (``href`` attributes), ``"text"`` (bare URLs) or ``"url"`` (the
+    #: part is one URL). See :mod:`dispatcher.channels.clicks`.
+    link_parts: ClassVar[Mapping[str, str]] = {}
     #: True for a channel whose delivery is a database write (in-app). The deliverer
     #: then calls :meth:`store` inside its own transaction, so claiming, deciding,
     #: storing and recording commit at once, and :meth:`announce` after the commit.

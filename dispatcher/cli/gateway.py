@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from dispatcher import log
 from dispatcher.cli.core import open_dispatcher
 from dispatcher.errors import DispatcherError
 from dispatcher.extras import needs
@@ -55,6 +56,7 @@ def gateway(host: str, port: int, access_log: bool, log_level: str) -> None:
     server = uvicorn.Server(config)
     # uvicorn configures logging in Config(); attach the redaction filter after that.
     install()
+    log.configure(d.settings.log_format, loggers=("uvicorn", "uvicorn.access", "uvicorn.error"))
     try:
         server.run()
     finally:

@@ -189,10 +189,42 @@ def _retry_all_failed(d: Dispatcher, *, quiet: bool) -> list[int]:
 
 
 @click.command()
-def stats() -> None:
-    """Deliveries by channel and status, and the length of each queue."""
+@click.option(
+    "--since",
+    default=None,
+    metavar="WINDOW",
+    help="Engagement of deliveries created in this window: 1h, 1d, 7d... (default: all kept).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def stats(since: str | None, as_json: bool) -> None:
+    """Deliveries by channel and status, the length of each queue, and engagement per
+    type, channel and day (sent, skipped and failed by reason, deferred, latency, seen,
+    read and clicks)."""
     with open_dispatcher() as d:
+        try:
+            report = d.analytics.report(since=since)
+        except DispatcherError as exc:
+            raise click.ClickException(str(exc)) from None
         counted = d.deliveries.stats()
+        lengths: dict[str, int] | None
+        try:
+            client = redis.Redis.from_url(d.settings.broker_url, socket_connect_timeout=2)
+            lengths = {name: int(client.llen(name)) for name in names.ALL}
+        except redis.RedisError as exc:
+            lengths = None
+            broker_error = type(exc).__name__
+        if as_json:
+            doc = {
+                "deliveries": {
+                    channel: {status.value: n for status, n in sorted(row.items())}
+                    for channel, row in sorted(counted.by_channel.items())
+                },
+                "reasons": dict(sorted(counted.by_reason.items())),
+                "queues": lengths,
+                "engagement": report.to_dict(),
+            }
+            click.echo(json.dumps(doc, indent=2))
+            return
         statuses = [s.value for s in DeliveryStatus]
         table = Table(title="Deliveries", title_justify="left")
         table.add_column("channel")
@@ -210,9 +242,45 @@ def stats() -> None:
                     f"{reason}={n}" + ("" if reason in known else "?") for reason, n in reasons
                 )
             )
-        try:
-            client = redis.Redis.from_url(d.settings.broker_url, socket_connect_timeout=2)
-            lengths = {name: client.llen(name) for name in names.ALL}
+        if lengths is not None:
             console.print("Queues: " + ", ".join(f"{k}={v}" for k, v in lengths.items()))
-        except redis.RedisError as exc:
-            console.print(f"[yellow]Broker not answering: {type(exc).__name__}[/]")
+        else:
+            console.print(f"[yellow]Broker not answering: {broker_error}[/]")
+        console.print(engagement_table(report.to_dict()))
+
+
+def engagement_table(doc: dict[str, Any]) -> Table:
+    """The engagement report as a table, one line per type, channel and day."""
+    title = "Engagement" + (f" since {doc['since'][:16]}" if doc["since"] else "")
+    table = Table(title=title, title_justify="left")
+    for col in ("day", "type", "channel", "dispatched", "sent", "skipped", "deferred"):
+        table.add_column(col, justify="left" if col in ("day", "type", "channel") else "right")
+    for col in ("failed", "p50 s", "p95 s", "seen", "read", "clicks"):
+        table.add_column(col, justify="right")
+
+    def reasons(counts: dict[str, int]) -> str:
+        return " ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "0"
+
+    def number(value: float | None) -> str:
+        return "" if value is None else f"{value:g}"
+
+    def rate(count: int, value: float | None) -> str:
+        return str(count) + ("" if value is None else f" ({value:.0%})")
+
+    for row in doc["rows"]:
+        table.add_row(
+            row["day"],
+            row["type"],
+            row["channel"],
+            str(row["dispatched"]),
+            str(row["sent"]),
+            reasons(row["skipped"]),
+            str(row["deferred"]),
+            reasons(row["failed"]),
+            number(row["latency_p50"]),
+            number(row["latency_p95"]),
+            rate(row["seen"], row["seen_rate"]),
+            rate(row["read"], row["read_rate"]),
+            rate(row["clicks"], row["click_rate"]),
+        )
+    return table

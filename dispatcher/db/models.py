@@ -228,6 +228,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("notification_id", "channel"),
         Index("ix_deliveries_due", "status", "scheduled_for"),
+        #: Analytics and metrics read a window of recent deliveries.
+        Index("ix_deliveries_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
@@ -272,3 +274,17 @@ class DeliveryStep(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
     delivery: Mapped[Delivery] = relationship(back_populates="steps")
+
+
+class Click(Base):
+    """One follow of a tracked link in a delivered email or push (``/c/{token}``)."""
+
+    __tablename__ = "clicks"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
+    )
+    #: The link's target, as signed in the token.
+    url: Mapped[str] = mapped_column(Text)
+    clicked_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from dispatcher import log
 from dispatcher.channels.base import Channel, Message
+from dispatcher.channels.clicks import LinkTracker
 from dispatcher.engine.records import Record
 from dispatcher.enums import DeliveryStatus, Reason
 from dispatcher.errors import TemplateError, TemplateLimitError
@@ -51,6 +52,14 @@ class Composer:
             created_at=row.created_at,
             channel=channel,
             extras=self.context_extras,
+        )
+
+    def _tracker(self, channel: Channel) -> LinkTracker:
+        settings = channel.settings
+        return LinkTracker(
+            settings.signing_secret,
+            settings.public_url,
+            ttl=timedelta(days=settings.click_ttl_days),
         )
 
     def messages(
@@ -104,6 +113,8 @@ class Composer:
                     reason=exc.reason,
                 )
                 continue
+            if channel.link_parts and channel.settings.click_tracking:
+                content = self._tracker(channel).rewrite(c.delivery_id, content, channel.link_parts)
             messages.append(
                 Message(
                     delivery_id=c.delivery_id,

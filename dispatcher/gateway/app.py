@@ -17,11 +17,13 @@ from starlette.middleware.cors import CORSMiddleware
 from dispatcher import log, names
 from dispatcher.dispatcher import Dispatcher
 from dispatcher.errors import ValidationError
-from dispatcher.gateway import redaction
+from dispatcher.gateway import admin, redaction
 from dispatcher.gateway.auth import TokenVerifier
+from dispatcher.gateway.clicks import router as clicks_router
 from dispatcher.gateway.headers import SecurityHeaders
 from dispatcher.gateway.hub import Hub
 from dispatcher.gateway.limits import BodySizeLimit, ConnectionSlots, RequestRate
+from dispatcher.gateway.metrics import router as metrics_router
 from dispatcher.gateway.push import router as push_router
 from dispatcher.gateway.rest import router
 from dispatcher.gateway.schemas import Health
@@ -115,6 +117,10 @@ def create_app(
     app.include_router(router)
     app.include_router(push_router)
     app.include_router(unsubscribe_router)
+    app.include_router(clicks_router)
+    app.include_router(metrics_router)
+    app.include_router(admin.api)
+    app.include_router(admin.pages)
     app.router.routes.extend(ROUTES)
 
     @app.exception_handler(ValidationError)

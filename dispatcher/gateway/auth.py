@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from fastapi import HTTPException, Request
 
 from dispatcher import log
 from dispatcher.errors import AuthenticationError, ConfigurationError
@@ -22,6 +23,10 @@ from dispatcher.settings import GatewaySettings
 #: Algorithms that verify with a shared secret; the others need a public key.
 SYMMETRIC = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "EdDSA"})
+#: The scope an operator's token needs for ``/api/admin/...``, ``/admin`` and its data.
+ADMIN_SCOPE = "dispatcher:admin"
+#: The HttpOnly cookie the ``/admin`` login sets (the admin token itself).
+ADMIN_COOKIE = "dispatcher_admin"
 #: The subprotocol a browser offers next to its token: ``new WebSocket(url, ["bearer", t])``.
 BEARER_SUBPROTOCOL = "bearer"
 
@@ -34,6 +39,10 @@ class Principal:
     subscriber_id: str
     #: A short digest of the token: a rate-limit key that never reveals the token.
     token_key: str
+    #: The token's scopes (its ``scope`` claim, space-separated, or a ``scp`` list).
+    scopes: frozenset[str] = frozenset()
+    #: When the token expires (seconds since the epoch).
+    expires: int = 0
 
 
 class TokenVerifier:
@@ -96,7 +105,38 @@ class TokenVerifier:
         if not isinstance(subject, str) or not subject or len(subject) > 255 or "\x00" in subject:
             log.info("gateway.auth_failed", reason="bad_sub")
             raise AuthenticationError("invalid token")
-        return Principal(subject, token_digest(token))
+        return Principal(subject, token_digest(token), scopes_of(claims), int(claims.get("exp", 0)))
+
+
+def scopes_of(claims: dict[str, Any]) -> frozenset[str]:
+    """The scopes a token grants: ``scope`` (RFC 8693, space-separated) or ``scp`` (a list)."""
+    scope = claims.get("scope")
+    found: set[str] = set(scope.split()) if isinstance(scope, str) else set()
+    scp = claims.get("scp")
+    if isinstance(scp, list):
+        found.update(s for s in scp if isinstance(s, str))
+    elif isinstance(scp, str):
+        found.update(scp.split())
+    return frozenset(found)
+
+
+async def require_admin(request: Request) -> Principal:
+    """FastAPI dependency: the caller's token (``Authorization: Bearer`` or the admin
+    page's HttpOnly cookie) must carry :data:`ADMIN_SCOPE`. 401 without a valid token,
+    403 with one that lacks the scope, 429 over the token's request rate."""
+    gw = request.app.state.gateway
+    token = bearer_token(request.headers.get("authorization")) or request.cookies.get(ADMIN_COOKIE)
+    try:
+        caller: Principal = gw.verifier.verify(token)
+    except AuthenticationError:
+        raise HTTPException(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"}) from None
+    if ADMIN_SCOPE not in caller.scopes:
+        log.info("gateway.admin_refused", subscriber_id=caller.subscriber_id)
+        raise HTTPException(403, "the token lacks the " + ADMIN_SCOPE + " scope")
+    allowed, retry_after = await gw.rate.allow(caller.token_key)
+    if not allowed:
+        raise HTTPException(429, "too many requests", headers={"Retry-After": str(retry_after)})
+    return caller
 
 
 def token_digest(token: str) -> str:

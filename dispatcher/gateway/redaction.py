@@ -16,6 +16,8 @@ _PATTERNS = (
     (re.compile(r"(/ws/notifications/)[^/\s?\"']+"), r"\1***"),
     # One-click unsubscribe links carry a signed token in the path.
     (re.compile(r"(/unsubscribe/)[^/\s?\"']+"), r"\1***"),
+    # Tracked links (/c/<signed token>) name a delivery and its target.
+    (re.compile(r"(/c/)[^/\s?\"']+"), r"\1***"),
     (re.compile(r"((?:access_)?token=)[^&\s\"']+"), r"\1***"),
     (re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\1***"),
 )

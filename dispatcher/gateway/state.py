@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 
 from dispatcher.dispatcher import Dispatcher
@@ -25,6 +26,8 @@ class Gateway:
     hub: Hub
     rate: RequestRate
     slots: ConnectionSlots
+    #: The database collector's registry, built on the first ``/metrics`` scrape.
+    metrics_registry: CollectorRegistry | None = None
 
     @property
     def settings(self) -> GatewaySettings:

@@ -47,6 +47,7 @@ from dispatcher.gateway import client_messages
 from dispatcher.gateway.auth import BEARER_SUBPROTOCOL, Principal, subprotocol_token
 from dispatcher.gateway.client_messages import BadMessage, ClientMessage, MarkRead, Ping
 from dispatcher.gateway.hub import RESYNC, Live
+from dispatcher.gateway.metrics import CONNECTIONS, MESSAGES
 from dispatcher.gateway.schemas import ID_MAX
 from dispatcher.gateway.state import Gateway
 from dispatcher.subscribers.inbox import InboxItem
@@ -92,6 +93,7 @@ class SocketSession:
 
     async def _send(self, body: dict[str, Any]) -> None:
         await self.ws.send_text(json.dumps(body))
+        MESSAGES.labels("out", body.get("type", "")).inc()
 
     def _remember(self, notification_id: int) -> bool:
         """True if this id was not sent yet (and remember it)."""
@@ -118,6 +120,7 @@ class SocketSession:
                     assert live.notification_id is not None and live.text is not None
                     if self._remember(live.notification_id):
                         await self.ws.send_text(live.text)
+                        MESSAGES.labels("out", "notification").inc()
                         # A new notification is unread: count it without a query.
                         await self._send_count(self.unread + 1)
                 elif live.kind == "unread_count" and live.count not in (None, self.unread):
@@ -141,6 +144,7 @@ class SocketSession:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            MESSAGES.labels("in", "any").inc()
             # Every message counts against the token's request rate, like REST calls,
             # malformed ones included (they cost an answer too).
             allowed, _ = await self.gw.rate.allow(self.token_key)
@@ -259,6 +263,7 @@ async def notifications_socket(ws: WebSocket) -> None:
         return
     session = SocketSession(gw, ws, caller)
     gw.hub.add(caller.subscriber_id, session.offer)
+    CONNECTIONS.inc()
     tasks: list[asyncio.Task[None]] = []
     try:
         await session._locked(
@@ -283,6 +288,7 @@ async def notifications_socket(ws: WebSocket) -> None:
             with contextlib.suppress(BaseException):
                 await task
         gw.hub.remove(caller.subscriber_id, session.offer)
+        CONNECTIONS.dec()
         await gw.slots.release(caller.subscriber_id, slot)
         with contextlib.suppress(Exception):
             await ws.close()

@@ -8,8 +8,12 @@ room except the tools that start workers.
 
 from __future__ import annotations
 
-from celery import Celery
+import logging
+from typing import Any
 
+from celery import Celery, signals
+
+from dispatcher import log
 from dispatcher.engine.broker import celery_app
 from dispatcher.settings import Settings
 from dispatcher.worker.consumption import configure
@@ -23,7 +27,16 @@ def create_app(settings: Settings | None = None) -> Celery:
     app = celery_app(settings)
     register_tasks(app)
     configure(app, settings)
+    if settings.log_format == "json":
+        signals.after_setup_logger.connect(_json_logs, weak=False)
+        signals.after_setup_task_logger.connect(_json_logs, weak=False)
     return app
+
+
+def _json_logs(logger: logging.Logger, **_: Any) -> None:
+    """``DISPATCHER_LOG_FORMAT=json``: Celery's handlers (worker and tasks) print JSON."""
+    for handler in logger.handlers:
+        handler.setFormatter(log.JsonFormatter())
 
 
 __all__ = ["Runtime", "create_app"]

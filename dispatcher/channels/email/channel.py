@@ -45,6 +45,7 @@ class EmailChannel(Channel):
 
     name = "email"
     parts = ("subject", "text", "html")
+    link_parts = {"text": "text", "html": "html"}
     address_kind = "email"
 
     def __init__(self, context: ChannelContext) -> None:

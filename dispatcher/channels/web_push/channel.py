@@ -109,6 +109,7 @@ class WebPushChannel(Channel):
     name = "web_push"
     parts = ("title", "body", "url", "icon", "tag")
     optional_parts = ("icon", "tag")
+    link_parts = {"url": "url"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
