@@ -4,6 +4,7 @@ Everything an app needs is here; the rooms behind it are described in
 ``docs/architecture.md``.
 """
 
+from dispatcher.campaigns import CampaignInfo, Preview, RunInfo
 from dispatcher.catalog import Catalog, NotificationType, RateLimit
 from dispatcher.channels.base import Channel, Message, Outcome, RetryPolicy
 from dispatcher.channels.memory import MemoryChannel
@@ -12,16 +13,18 @@ from dispatcher.channels.web_push.subscriptions import PushSubscriptionInfo
 from dispatcher.dispatcher import Dispatcher
 from dispatcher.engine.explain import Explanation
 from dispatcher.engine.outbox import EventReceipt
-from dispatcher.enums import DeliveryStatus, EventStatus, Priority, Reason
+from dispatcher.enums import CampaignStatus, DeliveryStatus, EventStatus, Priority, Reason
 from dispatcher.errors import (
     AuthenticationError,
     BrokerUnavailableError,
+    CampaignStateError,
     ConfigurationError,
     DeliveryError,
     DispatcherError,
     HeaderInjectionError,
     IdempotencyConflictError,
     InvalidAddressError,
+    InvalidCampaignError,
     InvalidIdentifierError,
     InvalidLocaleError,
     InvalidSubscriptionError,
@@ -84,15 +87,22 @@ __all__ = [
     "Decision",
     "Policy",
     "default_policies",
+    # Campaigns
+    "CampaignInfo",
+    "CampaignStatus",
+    "Preview",
+    "RunInfo",
     # Errors
     "AuthenticationError",
     "BrokerUnavailableError",
+    "CampaignStateError",
     "ConfigurationError",
     "DeliveryError",
     "DispatcherError",
     "HeaderInjectionError",
     "IdempotencyConflictError",
     "InvalidAddressError",
+    "InvalidCampaignError",
     "InvalidIdentifierError",
     "InvalidLocaleError",
     "InvalidSubscriptionError",

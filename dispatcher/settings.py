@@ -232,6 +232,11 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     #: Keep sent/failed/skipped deliveries this many days before purging.
     retention_days: int = 90
+    #: Recipients per campaign chunk: one transaction and one pipelined publish each.
+    campaign_chunk_size: int = Field(default=2000, ge=1, le=100_000)
+    #: A running campaign run whose cursor has not moved for this long is rung again by
+    #: beat (its chunk message was lost with a worker).
+    campaign_stall_seconds: int = Field(default=15, ge=1)
 
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     push: PushSettings = Field(default_factory=PushSettings)
