@@ -21,4 +21,10 @@ SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": timedelta(minutes=10),
         "options": {"queue": names.MAINTENANCE, "expires": 600},
     },
+    # Start due campaign runs (claimed: a second beat is harmless), ring stalled ones.
+    "campaign_tick": {
+        "task": names.CAMPAIGN_TICK,
+        "schedule": timedelta(seconds=1),
+        "options": {"queue": names.MAINTENANCE, "expires": 10},
+    },
 }

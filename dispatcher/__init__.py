@@ -4,6 +4,7 @@ Everything an app needs is here; the rooms behind it are described in
 ``docs/architecture.md``.
 """
 
+from dispatcher.campaigns import CampaignInfo, Preview, RunInfo
 from dispatcher.catalog import Catalog, NotificationType, RateLimit
 from dispatcher.channels.base import Channel, Message, Outcome, RetryPolicy
 from dispatcher.channels.memory import MemoryChannel
@@ -12,10 +13,11 @@ from dispatcher.channels.web_push.subscriptions import PushSubscriptionInfo
 from dispatcher.dispatcher import Dispatcher
 from dispatcher.engine.explain import Explanation
 from dispatcher.engine.outbox import EventReceipt
-from dispatcher.enums import DeliveryStatus, EventStatus, Priority, Reason
+from dispatcher.enums import CampaignStatus, DeliveryStatus, EventStatus, Priority, Reason
 from dispatcher.errors import (
     AuthenticationError,
     BrokerUnavailableError,
+    CampaignStateError,
     ConfigurationError,
     DeliveryError,
     DispatcherError,
@@ -23,6 +25,7 @@ from dispatcher.errors import (
     IdempotencyConflictError,
     InvalidAddressError,
     InvalidArgumentError,
+    InvalidCampaignError,
     InvalidIdentifierError,
     InvalidLocaleError,
     InvalidSubscriptionError,
@@ -86,9 +89,15 @@ __all__ = [
     "Decision",
     "Policy",
     "default_policies",
+    # Campaigns
+    "CampaignInfo",
+    "CampaignStatus",
+    "Preview",
+    "RunInfo",
     # Errors
     "AuthenticationError",
     "BrokerUnavailableError",
+    "CampaignStateError",
     "ConfigurationError",
     "DeliveryError",
     "DispatcherError",
@@ -96,6 +105,7 @@ __all__ = [
     "IdempotencyConflictError",
     "InvalidAddressError",
     "InvalidArgumentError",
+    "InvalidCampaignError",
     "InvalidIdentifierError",
     "InvalidLocaleError",
     "InvalidSubscriptionError",

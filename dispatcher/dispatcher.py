@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from dispatcher.arguments import checked, checked_except
+from dispatcher.campaigns.api import CampaignInfo, Campaigns
+from dispatcher.campaigns.preview import Preview, dry_run
 from dispatcher.catalog import Catalog, NotificationType
 from dispatcher.channels.base import Channel, ChannelContext
 from dispatcher.channels.email.unsubscribe import UnsubscribeToken, verify_unsubscribe_token
@@ -90,6 +92,8 @@ class Dispatcher:
         )
         self.push_subscriptions = PushSubscriptions(self.store, self.settings.push)
         self.quiet_hours = QuietHours(self.store)
+        #: Bulk and scheduled sends to an audience: create, preview, start, pause...
+        self.campaigns = Campaigns(self.store, self.catalog, self._doorbell, self._preview)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Dispatcher:
@@ -245,6 +249,11 @@ class Dispatcher:
     def channels(self) -> ChannelRuntime:
         """This process's channel instances (created on first use)."""
         return ChannelRuntime(ChannelContext(self.settings, self.store), self.channel_registry)
+
+    def _preview(self, campaign: CampaignInfo, now: datetime) -> Preview:
+        return dry_run(
+            self.store, self.catalog, self.renderer, self.channels, self.settings, campaign, now
+        )
 
     def migrate(self) -> None:
         """Create or upgrade the database schema to the newest migration."""

@@ -105,3 +105,24 @@ class Reason(StrEnum):
     UNKNOWN_TYPE = "unknown_type"
     #: (event) Fan-out failed on it, alone, too many times.
     FANOUT_ERROR = "fanout_error"
+    #: The campaign was cancelled before this delivery went out.
+    CAMPAIGN_CANCELLED = "campaign_cancelled"
+    #: Held to the campaign's send rate for this channel (messages per minute).
+    CAMPAIGN_RATE = "campaign_rate"
+
+
+class CampaignStatus(StrEnum):
+    """Where a campaign (or one of its runs) stands."""
+
+    #: Saved; starts only when someone starts it.
+    DRAFT = "draft"
+    #: Beat starts it at ``next_run_at``.
+    SCHEDULED = "scheduled"
+    #: A run is creating and sending its chunks.
+    RUNNING = "running"
+    #: Held between chunks; ``resume`` goes on from the cursor.
+    PAUSED = "paused"
+    #: Every chunk is created (sends may still be deferred, e.g. quiet hours).
+    COMPLETED = "completed"
+    #: Stopped for good; nothing more is sent.
+    CANCELLED = "cancelled"

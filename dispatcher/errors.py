@@ -4,7 +4,7 @@
 
     DispatcherError
      ├── ConfigurationError          a setting is missing or invalid
- │    └── MissingExtraError       an optional dependency (an extra) is not installed
+     │    └── MissingExtraError       an optional dependency (an extra) is not installed
      ├── ValidationError             bad input from the calling app or an operator
      │    ├── UnknownEventTypeError
      │    ├── PayloadValidationError
@@ -15,7 +15,9 @@
      │    ├── InvalidSubscriptionError
      │    ├── PushEndpointTakenError
      │    ├── InvalidUnsubscribeTokenError
-     │    └── InvalidClickTokenError
+     │    ├── InvalidClickTokenError
+     │    └── InvalidCampaignError    a campaign's content, audience, priority or schedule
+     ├── CampaignStateError          a campaign cannot do that now (pause a finished one)
      ├── IdempotencyConflictError    same key, different event
      ├── NotFoundError               a row asked for by id does not exist
      ├── TemplateError               a template does not parse or render
@@ -169,6 +171,25 @@ class InvalidClickTokenError(ValidationError):
 
     def __init__(self, message: str, *, expired: bool = False) -> None:
         self.expired = expired
+        super().__init__(message)
+
+
+class InvalidCampaignError(ValidationError):
+    """Raised when a campaign's definition is refused: ``urgent`` priority (campaigns go
+    to the bulk queue), a channel its type lacks, a malformed audience, send rate, cron
+    expression or time zone; ``field`` names the offending part."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class CampaignStateError(DispatcherError):
+    """Raised when a campaign cannot do what was asked in its current state (start a
+    cancelled one, pause one that is not running); ``status`` is that state."""
+
+    def __init__(self, message: str, *, status: str) -> None:
+        self.status = status
         super().__init__(message)
 
 

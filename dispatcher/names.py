@@ -24,6 +24,10 @@ DELIVER = f"{PREFIX}.deliver"
 SWEEP = f"{PREFIX}.sweep"
 #: Beat: delete finished events past their retention.
 PURGE = f"{PREFIX}.purge"
+#: Create and send the next chunk of a campaign run's audience.
+CAMPAIGN_CHUNK = f"{PREFIX}.campaign_chunk"
+#: Beat: start due campaign runs, ring stalled ones again.
+CAMPAIGN_TICK = f"{PREFIX}.campaign_tick"
 
 # -- Celery queues -----------------------------------------------------------------------
 

@@ -296,6 +296,11 @@ class Settings(BaseSettings):
     metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     #: ``text`` (``event key=value``) or ``json`` (one object per line) log lines.
     log_format: Literal["text", "json"] = "text"
+    #: Recipients per campaign chunk: one transaction and one pipelined publish each.
+    campaign_chunk_size: int = Field(default=2000, ge=1, le=100_000)
+    #: A running campaign run whose cursor has not moved for this long is rung again by
+    #: beat (its chunk message was lost with a worker).
+    campaign_stall_seconds: int = Field(default=15, ge=1)
 
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     push: PushSettings = Field(default_factory=PushSettings)

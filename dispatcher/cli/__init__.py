@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from dispatcher.cli.campaigns import campaigns
 from dispatcher.cli.core import migrate
 from dispatcher.cli.demo import demo
 from dispatcher.cli.explain import explain
@@ -34,3 +35,4 @@ main.add_command(vapid)
 main.add_command(explain)
 main.add_command(gateway)
 main.add_command(health)
+main.add_command(campaigns)

@@ -4,6 +4,8 @@ from dispatcher.db.engine import Store, insert_ignore
 from dispatcher.db.models import (
     Base,
     Campaign,
+    CampaignAudience,
+    CampaignRun,
     Delivery,
     DeliveryStep,
     Event,
@@ -18,6 +20,8 @@ from dispatcher.db.models import (
 __all__ = [
     "Base",
     "Campaign",
+    "CampaignAudience",
+    "CampaignRun",
     "Delivery",
     "DeliveryStep",
     "Event",

@@ -160,6 +160,58 @@ class Campaign(Base):
     totals: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    #: Channels to send on (None: the type's default channels).
+    channels: Mapped[list[Any] | None] = mapped_column(JSON(), nullable=True)
+    #: Channel name -> messages per minute (providers' limits); absent: as fast as it goes.
+    send_rates: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    #: The IANA zone ``cron`` is read in.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    #: No run starts at or after this instant.
+    end_at: Mapped[datetime | None]
+    #: When beat starts the next run (claimed with a conditional update); None: no more.
+    next_run_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class CampaignRun(Base):
+    """One send of a campaign: its audience, resolved when it starts, and its cursor."""
+
+    __tablename__ = "campaign_runs"
+    __table_args__ = (UniqueConstraint("campaign_id", "occurrence"),)
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[int] = mapped_column(
+        PK, ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    #: The instant this run stands for (its schedule's occurrence, or when it was started):
+    #: unique per campaign, so two beats cannot start the same occurrence twice.
+    occurrence: Mapped[datetime]
+    #: The run's event: its notifications and deliveries hang off it.
+    event_id: Mapped[int | None] = mapped_column(PK, ForeignKey("events.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    #: Highest subscriber id whose chunk is committed.
+    cursor: Mapped[int] = mapped_column(PK, default=0)
+    #: Audience size when the run started, and notifications created so far.
+    targeted: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    #: Deliveries created so far per send-rate-limited channel (their pacing).
+    paced: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CampaignAudience(Base):
+    """Who a run targets, recorded when it starts."""
+
+    __tablename__ = "campaign_audiences"
+
+    run_id: Mapped[int] = mapped_column(
+        PK, ForeignKey("campaign_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    subscriber_id: Mapped[int] = mapped_column(
+        PK, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class Event(Base):

@@ -31,6 +31,8 @@ def celery_app(settings: Settings) -> Celery:
         task_routes={
             names.SWEEP: {"queue": names.MAINTENANCE},
             names.PURGE: {"queue": names.MAINTENANCE},
+            names.CAMPAIGN_TICK: {"queue": names.MAINTENANCE},
+            names.CAMPAIGN_CHUNK: {"queue": names.BULK},
         },
         broker_transport_options={
             # The broker is a doorbell, the database the truth: a message lost with its

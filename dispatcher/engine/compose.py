@@ -62,6 +62,23 @@ class Composer:
             ttl=timedelta(days=settings.click_ttl_days),
         )
 
+    def render(self, row: Row, channel: Channel) -> dict[str, str]:
+        """Every part of ``channel`` for ``row`` (a campaign's composer renders once per
+        locale when the templates read nothing of the recipient).
+
+        Raises:
+            TemplateError: a part did not render.
+        """
+        c = row.candidate
+        return self.renderer.render(
+            c.type.name,
+            channel.name,
+            channel.parts,
+            c.recipient.locale,
+            self.context(row, channel),
+            optional=channel.optional_parts,
+        )
+
     def messages(
         self,
         channel: Channel,
@@ -93,14 +110,7 @@ class Composer:
                 )
                 continue
             try:
-                content = self.renderer.render(
-                    c.type.name,
-                    channel.name,
-                    channel.parts,
-                    c.recipient.locale,
-                    self.context(row, channel),
-                    optional=channel.optional_parts,
-                )
+                content = self.render(row, channel)
             except TemplateError as exc:
                 limit = isinstance(exc, TemplateLimitError)
                 reason = Reason.TEMPLATE_LIMIT if limit else Reason.TEMPLATE_ERROR

@@ -304,6 +304,11 @@ class Doorbell:
                 sent += 1
         return sent
 
+    def campaign_chunk(self, run_id: int) -> bool:
+        """Ask a worker to create and send the next chunk of campaign run ``run_id`` (on
+        the bulk queue); False when the broker refused (beat rings stalled runs again)."""
+        return self._send(names.CAMPAIGN_CHUNK, [run_id], names.BULK, run_id=run_id)
+
     def after_commit(self, session: Session, ring: Callable[[], object]) -> None:
         """Call ``ring`` once ``session``'s transaction commits; forget it on rollback."""
         pending: list[Callable[[], object]] | None = session.info.get(_PENDING_KEY)

@@ -13,6 +13,10 @@ from collections.abc import Iterable
 from datetime import timedelta
 from functools import cached_property
 
+from dispatcher.campaigns.render_once import CampaignComposer
+from dispatcher.campaigns.runs import ChunkResult, run_chunk
+from dispatcher.campaigns.tick import TickResult, tick
+from dispatcher.clock import utcnow
 from dispatcher.dispatcher import Dispatcher
 from dispatcher.engine.delivery import Deliverer, DeliverReport
 from dispatcher.engine.doorbell import Doorbell
@@ -106,6 +110,52 @@ class Runtime:
             batch_size=self.settings.delivery_batch_size,
             deliverer=self.deliverer,
             inline_limit=self.settings.inline_delivery_limit,
+        )
+
+    @cached_property
+    def campaign_deliverer(self) -> Deliverer:
+        """A deliverer whose composer renders a campaign's content once per locale when
+        its templates read nothing of the recipient."""
+        d = self.dispatcher
+        deliverer = Deliverer(
+            d.store,
+            d.catalog,
+            d.renderer,
+            d.channels,
+            self.policies,
+            lease=timedelta(seconds=self.settings.lease_seconds),
+            default_locale=self.settings.default_locale,
+        )
+        deliverer.composer = CampaignComposer(deliverer.composer)
+        return deliverer
+
+    def campaign_chunk(self, run_id: int) -> ChunkResult:
+        """Create, decide and send the next chunk of campaign run ``run_id``, ringing the
+        chunk after it first (what ``dispatcher.campaign_chunk`` runs)."""
+        now = utcnow()
+        result, batch = run_chunk(
+            self.dispatcher.store,
+            self.dispatcher.catalog,
+            self.campaign_deliverer,
+            run_id,
+            chunk_size=self.settings.campaign_chunk_size,
+            now=now,
+        )
+        if result.more:
+            self.doorbell.campaign_chunk(run_id)
+        if batch is not None:
+            self.campaign_deliverer.send(batch, now)
+        return result
+
+    def campaign_tick(self) -> TickResult:
+        """Start due campaign runs, ring stalled ones (what ``dispatcher.campaign_tick``
+        runs)."""
+        return tick(
+            self.dispatcher.store,
+            self.dispatcher.catalog,
+            self.doorbell,
+            now=utcnow(),
+            stall=timedelta(seconds=self.settings.campaign_stall_seconds),
         )
 
     def deliver(self, delivery_ids: Iterable[int]) -> DeliverReport:

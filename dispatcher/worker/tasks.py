@@ -104,6 +104,16 @@ def register_tasks(app: Celery) -> None:
             raise problem
         return {"claimed": report.claimed, **report.counts}
 
+    @app.task(name=names.CAMPAIGN_CHUNK, ignore_result=True, **_RETRY)  # type: ignore[untyped-decorator]
+    def campaign_chunk(run_id: int) -> dict[str, Any]:
+        result = current_runtime().campaign_chunk(run_id)
+        return {"run_id": run_id, "created": result.created, "status": result.status}
+
+    @app.task(name=names.CAMPAIGN_TICK, ignore_result=True, expires=30)  # type: ignore[untyped-decorator]
+    def campaign_tick() -> dict[str, int]:
+        result = current_runtime().campaign_tick()
+        return {"started": len(result.started), "rung": len(result.rung)}
+
     @app.task(  # type: ignore[untyped-decorator]
         name=names.SWEEP, bind=True, ignore_result=True, expires=60, send_events=False
     )

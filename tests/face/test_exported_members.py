@@ -36,6 +36,10 @@ EXPECTED = {
     "Decision",
     "Policy",
     "default_policies",
+    "CampaignInfo",
+    "CampaignStatus",
+    "Preview",
+    "RunInfo",
 }
 
 

@@ -1,0 +1,21 @@
+"""Campaigns: bulk and scheduled sends to an audience, run chunk by chunk on the bulk queue.
+
+* :mod:`~dispatcher.campaigns.definition`: what a campaign is, checked before it is stored.
+* :mod:`~dispatcher.campaigns.audience`: audiences evaluated in the database, recorded per run.
+* :mod:`~dispatcher.campaigns.runs`: a run's chunks, set-based (``INSERT … SELECT``), and
+  its progress.
+* :mod:`~dispatcher.campaigns.render_once`: content rendered once per (template, locale,
+  data) unless the template reads the recipient.
+* :mod:`~dispatcher.campaigns.schedule`: cron expressions in an IANA zone, across DST.
+* :mod:`~dispatcher.campaigns.tick`: beat starts due runs by claiming them.
+* :mod:`~dispatcher.campaigns.preview`: the dry run.
+* :mod:`~dispatcher.campaigns.api`: ``d.campaigns``.
+
+This room sits between the face and the engine: it uses the engine's deliverer and
+doorbell, so campaign notifications are ordinary notifications and deliveries.
+"""
+
+from dispatcher.campaigns.api import CampaignInfo, Campaigns, RunInfo
+from dispatcher.campaigns.preview import ChannelPreview, Preview
+
+__all__ = ["CampaignInfo", "Campaigns", "ChannelPreview", "Preview", "RunInfo"]

@@ -1,0 +1,93 @@
+"""Rendering a campaign's content once per (template, locale, data), not per recipient.
+
+A campaign run sends one event's data to everyone, so a template that reads nothing of
+the recipient renders the same text for all who share a locale. Jinja2's
+``meta.find_undeclared_variables`` tells which names a template reads; a template that
+reads ``recipient``, ``notification``, a name the channel adds per recipient (``links``
+for email), or that pulls in other templates (``extends``/``include``, whose reads we do
+not follow) is rendered per recipient as usual.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+
+from dispatcher.channels.base import Channel
+from dispatcher.engine.compose import Composer, Row
+from dispatcher.templating.renderer import Renderer
+
+#: Context names that differ from one recipient to the next.
+PER_RECIPIENT = frozenset({"recipient", "notification"})
+
+
+def reads_recipient(
+    renderer: Renderer, name: str, part: str, per_recipient: frozenset[str]
+) -> bool:
+    """Whether template ``name`` (for ``part``) may render differently per recipient."""
+    env = renderer.env_for(part)
+    renderer.sync()
+    loader = env.loader
+    if loader is None:
+        return True
+    try:
+        source, _, _ = loader.get_source(env, name)
+        parsed = env.parse(source)
+    except jinja2.TemplateError:
+        return True  # the render reports it
+    if any(True for _ in meta.find_referenced_templates(parsed)):
+        return True
+    return bool(meta.find_undeclared_variables(parsed) & per_recipient)
+
+
+class CampaignComposer(Composer):
+    """A :class:`Composer` that renders each (type, channel, locale, event) once when
+    its templates read nothing of the recipient; counts renders for the bench."""
+
+    def __init__(self, base: Composer) -> None:
+        super().__init__(base.renderer, base.context_extras)
+        self._shared: dict[tuple[str, str, str, int], dict[str, str]] = {}
+        self._per_recipient: dict[tuple[str, str, str], bool] = {}
+        #: Renders done, and renders saved by sharing.
+        self.renders = 0
+        self.shared = 0
+
+    def _varies(self, row: Row, channel: Channel) -> bool:
+        c = row.candidate
+        key = (c.type.name, channel.name, c.recipient.locale)
+        varies = self._per_recipient.get(key)
+        if varies is None:
+            extra = frozenset(channel.template_context(c.recipient, c.type, c.notification_id))
+            names = PER_RECIPIENT | extra
+            varies = False
+            for part in channel.parts:
+                found = self.renderer.find(c.type.name, channel.name, part, c.recipient.locale)
+                if found is not None and reads_recipient(self.renderer, found, part, names):
+                    varies = True
+                    break
+            self._per_recipient[key] = varies
+        return varies
+
+    def render(self, row: Row, channel: Channel) -> dict[str, str]:
+        if self._varies(row, channel):
+            self.renders += 1
+            return super().render(row, channel)
+        c = row.candidate
+        key = (c.type.name, channel.name, c.recipient.locale, row.event_id)
+        content = self._shared.get(key)
+        if content is None:
+            self.renders += 1
+            content = self._shared[key] = super().render(row, channel)
+        else:
+            self.shared += 1
+        return content
+
+    def forget(self) -> None:
+        """Drop shared renders (between runs: templates may have changed)."""
+        self._shared.clear()
+        self._per_recipient.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {"renders": self.renders, "shared": self.shared}

@@ -1,0 +1,54 @@
+"""A campaign's content is rendered once per (template, locale, data) unless the template
+reads the recipient (Jinja2's ``meta.find_undeclared_variables`` tells)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from dispatcher import Dispatcher, NotificationType
+from dispatcher.campaigns.render_once import CampaignComposer
+from tests.campaigns.support import PAYOUT, add_subscribers, run_all
+from tests.conftest import runtime
+
+
+class Note(BaseModel):
+    note: str
+
+
+GREETING = NotificationType(
+    name="campaign_greeting", payload=Note, example={"note": "hi"}, channels=("in_app",)
+)
+
+
+def composer(d: Dispatcher) -> CampaignComposer:
+    c = runtime(d).campaign_deliverer.composer
+    assert isinstance(c, CampaignComposer)
+    return c
+
+
+def test_content_that_reads_no_recipient_renders_once_per_locale(dispatcher: Dispatcher) -> None:
+    d = dispatcher
+    add_subscribers(d, 30, locale="en")
+    add_subscribers(d, 20, start=30, locale="es")
+    campaign = d.campaigns.create("p", type="payout_sent", data=PAYOUT, audience={"all": True})
+    run = d.campaigns.start(campaign.id)
+    before = composer(d).renders
+    run_all(d, run.id)
+    assert composer(d).renders - before == 2  # en and es
+    assert [i.title for i in d.inbox("s000001")] == ["Payout 7 sent"]
+    assert [i.title for i in d.inbox("s000031")] == ["Pago 7 enviado"]
+
+
+def test_content_that_reads_the_recipient_renders_per_recipient(dispatcher: Dispatcher) -> None:
+    d = dispatcher
+    d.register(GREETING)
+    add_subscribers(d, 12, locale="en")
+    campaign = d.campaigns.create(
+        "g", type="campaign_greeting", data={"note": "n"}, audience={"all": True}
+    )
+    run = d.campaigns.start(campaign.id)
+    before = composer(d).renders
+    run_all(d, run.id)
+    assert composer(d).renders - before == 12
+    assert [i.title for i in d.inbox("s000003")] == ["Hello s000003"]
+    assert [i.title for i in d.inbox("s000004")] == ["Hello s000004"]
