@@ -317,6 +317,7 @@ class Settings(BaseSettings):
                     raise ValueError("not a JSON list of queue names") from None
             return [q.strip() for q in value.split(",") if q.strip()]
         return value
+
     @pydantic.field_validator("extra_templates_dirs", "types_modules", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:

@@ -12,8 +12,8 @@ from dispatcher.cli.core import migrate
 from dispatcher.cli.demo import demo
 from dispatcher.cli.explain import explain
 from dispatcher.cli.gateway import gateway
-from dispatcher.cli.health import health
 from dispatcher.cli.group import DispatcherGroup
+from dispatcher.cli.health import health
 from dispatcher.cli.operations import deliveries, send, stats
 from dispatcher.cli.templates import templates
 from dispatcher.cli.vapid import vapid

@@ -201,10 +201,7 @@ def stats(since: str | None, as_json: bool) -> None:
     type, channel and day (sent, skipped and failed by reason, deferred, latency, seen,
     read and clicks)."""
     with open_dispatcher() as d:
-        try:
-            report = d.analytics.report(since=since)
-        except DispatcherError as exc:
-            raise click.ClickException(str(exc)) from None
+        report = d.analytics.report(since=since)
         counted = d.deliveries.stats()
         lengths: dict[str, int] | None
         try:

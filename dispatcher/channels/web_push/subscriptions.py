@@ -43,8 +43,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatcher import log
-from dispatcher.channels.web_push.base64url import b64url_decode, b64url_encode
 from dispatcher.arguments import checked_methods
+from dispatcher.channels.web_push.base64url import b64url_decode, b64url_encode
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import PushSubscription
