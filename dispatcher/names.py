@@ -90,3 +90,13 @@ def gateway_connections(prefix: str, subscriber_id: str) -> str:
 def gateway_client(prefix: str) -> str:
     """The Redis ``CLIENT SETNAME`` of a gateway connection."""
     return f"{prefix}:gateway"
+
+
+def sweep_heartbeat(prefix: str) -> str:
+    """When the beat sweep last ran (ISO time, written by the ``dispatcher.sweep``
+    task): ``dispatcher doctor``'s evidence of a live beat and maintenance worker."""
+    return f"{prefix}:beat:swept-at"
+
+
+#: How long a sweep heartbeat lives; a stale one simply disappears.
+SWEEP_HEARTBEAT_SECONDS = 3600

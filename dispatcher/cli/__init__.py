@@ -9,6 +9,7 @@ import click
 
 from dispatcher.cli.core import migrate
 from dispatcher.cli.demo import demo
+from dispatcher.cli.doctor import doctor
 from dispatcher.cli.explain import explain
 from dispatcher.cli.gateway import gateway
 from dispatcher.cli.group import DispatcherGroup
@@ -32,3 +33,4 @@ main.add_command(templates)
 main.add_command(vapid)
 main.add_command(explain)
 main.add_command(gateway)
+main.add_command(doctor)

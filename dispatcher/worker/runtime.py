@@ -13,6 +13,10 @@ from collections.abc import Iterable
 from datetime import timedelta
 from functools import cached_property
 
+import redis
+
+from dispatcher import log, names
+from dispatcher.clock import utcnow
 from dispatcher.dispatcher import Dispatcher
 from dispatcher.engine.broker import celery_app
 from dispatcher.engine.delivery import Deliverer, DeliverReport
@@ -112,6 +116,17 @@ class Runtime:
             grace=timedelta(seconds=self.settings.sweep_grace_seconds),
             batch_size=self.settings.delivery_batch_size,
         )
+
+    def mark_swept(self) -> None:
+        """Record that a sweep ran now (:func:`dispatcher.names.sweep_heartbeat`): the
+        sign ``dispatcher doctor`` reads that beat and a maintenance worker are alive."""
+        key = names.sweep_heartbeat(self.settings.redis_prefix)
+        try:
+            self.doorbell.latch.client.set(
+                key, utcnow().isoformat(), ex=names.SWEEP_HEARTBEAT_SECONDS
+            )
+        except redis.RedisError as exc:
+            log.warning("sweep.heartbeat_failed", error=type(exc).__name__)
 
     def purge(self) -> PurgeResult:
         """Delete finished events older than ``retention_days`` (what ``dispatcher.purge``
