@@ -14,6 +14,7 @@ from dispatcher.cli.explain import explain
 from dispatcher.cli.gateway import gateway
 from dispatcher.cli.group import DispatcherGroup
 from dispatcher.cli.operations import deliveries, send, stats
+from dispatcher.cli.subscribers import subscribers
 from dispatcher.cli.templates import templates
 from dispatcher.cli.vapid import vapid
 
@@ -34,3 +35,4 @@ main.add_command(vapid)
 main.add_command(explain)
 main.add_command(gateway)
 main.add_command(doctor)
+main.add_command(subscribers)
