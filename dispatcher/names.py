@@ -100,3 +100,13 @@ def worker_alive(prefix: str, process: str) -> str:
     """The key a worker process (``host:pid``) keeps alive while it runs; when it has
     expired, the sweep takes back the process's claims."""
     return f"{prefix}:alive:{process}"
+
+
+def sweep_heartbeat(prefix: str) -> str:
+    """When the beat sweep last ran (ISO time, written by the ``dispatcher.sweep``
+    task): ``dispatcher doctor``'s evidence of a live beat and maintenance worker."""
+    return f"{prefix}:beat:swept-at"
+
+
+#: How long a sweep heartbeat lives; a stale one simply disappears.
+SWEEP_HEARTBEAT_SECONDS = 3600

@@ -10,11 +10,13 @@ import click
 from dispatcher.cli.campaigns import campaigns
 from dispatcher.cli.core import migrate
 from dispatcher.cli.demo import demo
+from dispatcher.cli.doctor import doctor
 from dispatcher.cli.explain import explain
 from dispatcher.cli.gateway import gateway
 from dispatcher.cli.group import DispatcherGroup
 from dispatcher.cli.health import health
 from dispatcher.cli.operations import deliveries, send, stats
+from dispatcher.cli.subscribers import subscribers
 from dispatcher.cli.templates import templates
 from dispatcher.cli.vapid import vapid
 
@@ -36,3 +38,5 @@ main.add_command(explain)
 main.add_command(gateway)
 main.add_command(health)
 main.add_command(campaigns)
+main.add_command(doctor)
+main.add_command(subscribers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,17 @@ def subscriber_pk(session: Session, subscriber_id: str) -> int:
     if pk is None:
         raise NotFoundError(f"no subscriber {subscriber_id!r}")
     return pk
+
+
+@dataclass(frozen=True)
+class SubscriberChange:
+    """A checked change to one subscriber (:meth:`Subscribers.prepare`)."""
+
+    id: str
+    #: Columns to set (``email``, ``timezone``, ``locale``), already validated.
+    values: dict[str, Any]
+    #: Attributes merged into the stored ones.
+    attributes: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,28 @@ class Subscribers:
             InvalidIdentifierError, InvalidAddressError, InvalidTimeZoneError,
             InvalidLocaleError, UnstorableValueError: nothing is saved.
         """
+        new = self.prepare(id, email=email, timezone=timezone, locale=locale, **attributes)
+        if session is not None:
+            return self._upsert(session, id, new.values, attributes)
+        with self.store.session(write=True) as own:
+            return self._upsert(own, id, new.values, attributes)
+
+    @staticmethod
+    def prepare(
+        id: str,
+        *,
+        email: str | None = _UNSET,
+        timezone: str = _UNSET,
+        locale: str | None = _UNSET,
+        **attributes: Any,
+    ) -> SubscriberChange:
+        """Check what :meth:`upsert` would write, without writing: the change to pass
+        to :meth:`upsert_many`.
+
+        Raises:
+            InvalidIdentifierError, InvalidAddressError, InvalidTimeZoneError,
+            InvalidLocaleError, UnstorableValueError: as :meth:`upsert`.
+        """
         check_identifier(id, "subscriber id")
         check_json(attributes, "attributes")
         values: dict[str, Any] = {}
@@ -104,10 +138,32 @@ class Subscribers:
             values["timezone"] = validate_timezone(timezone)
         if locale is not _UNSET:
             values["locale"] = validate_locale(locale) if locale is not None else None
-        if session is not None:
-            return self._upsert(session, id, values, attributes)
-        with self.store.session(write=True) as own:
-            return self._upsert(own, id, values, attributes)
+        return SubscriberChange(id, values, dict(attributes))
+
+    def upsert_many(self, changes: Sequence[SubscriberChange]) -> int:
+        """Write checked changes (:meth:`prepare`) in one transaction: existing
+        subscribers are loaded with one query, new ones inserted in one flush; a later
+        change of the same id wins. Returns how many changes were written."""
+        if not changes:
+            return 0
+        with self.store.session(write=True) as session:
+            ids = list({c.id for c in changes})
+            rows = {
+                r.external_id: r
+                for r in session.scalars(select(Subscriber).where(Subscriber.external_id.in_(ids)))
+            }
+            for change in changes:
+                row = rows.get(change.id)
+                if row is None:
+                    row = rows[change.id] = Subscriber(
+                        external_id=change.id, timezone="UTC", attributes={}
+                    )
+                    session.add(row)
+                for key, value in change.values.items():
+                    setattr(row, key, value)
+                if change.attributes:
+                    row.attributes = {**row.attributes, **change.attributes}
+        return len(changes)
 
     @staticmethod
     def _upsert(

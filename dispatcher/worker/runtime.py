@@ -13,6 +13,9 @@ from collections.abc import Iterable
 from datetime import timedelta
 from functools import cached_property
 
+import redis
+
+from dispatcher import log, names
 from dispatcher.campaigns.render_once import CampaignComposer
 from dispatcher.campaigns.runs import ChunkResult, run_chunk
 from dispatcher.campaigns.tick import TickResult, tick
@@ -171,6 +174,17 @@ class Runtime:
             batch_size=self.settings.delivery_batch_size,
             liveness=self.liveness,
         )
+
+    def mark_swept(self) -> None:
+        """Record that a sweep ran now (:func:`dispatcher.names.sweep_heartbeat`): the
+        sign ``dispatcher doctor`` reads that beat and a maintenance worker are alive."""
+        key = names.sweep_heartbeat(self.settings.redis_prefix)
+        try:
+            self.doorbell.latch.client.set(
+                key, utcnow().isoformat(), ex=names.SWEEP_HEARTBEAT_SECONDS
+            )
+        except redis.RedisError as exc:
+            log.warning("sweep.heartbeat_failed", error=type(exc).__name__)
 
     def purge(self) -> PurgeResult:
         """Delete finished events older than ``retention_days`` (what ``dispatcher.purge``

@@ -119,7 +119,9 @@ def register_tasks(app: Celery) -> None:
     )
     def sweep(self: Task) -> dict[str, int]:
         started = time.monotonic()
-        result = current_runtime().sweep()
+        runtime = current_runtime()
+        result = runtime.sweep()
+        runtime.mark_swept()
         out = {"events": result.events, "deliveries": result.deliveries}
         if result.events or result.deliveries:
             label = f"sweep → {result.events} events, {result.deliveries} deliveries"

@@ -78,24 +78,24 @@ def test_create_preview_start_pause_resume_cancel(dispatcher: Dispatcher) -> Non
     assert [c["id"] for c in listed] == [created["id"]]
     assert ok_json(d, "cancel", cid)["status"] == "cancelled"
     again = cli(d, "cancel", cid)
-    assert again.exit_code == 1
+    assert again.exit_code == 2
     assert "already cancelled" in again.output
 
 
 def test_refusals_are_clean_errors(dispatcher: Dispatcher) -> None:
     d = dispatcher
     urgent = cli(d, "create", "x", "--type", "payout_sent", "--all", "--priority", "urgent")
-    assert urgent.exit_code == 1
+    assert urgent.exit_code == 2
     assert "'urgent' is refused for a campaign" in urgent.output
     assert "Traceback" not in urgent.output
     both = cli(d, "create", "x", "--type", "payout_sent", "--all", "--to", "a")
-    assert both.exit_code == 1 and "exactly one of --all, --to or --where" in both.output
+    assert both.exit_code == 2 and "exactly one of --all, --to or --where" in both.output
     rate = cli(d, "create", "x", "--type", "payout_sent", "--all", "--rate", "in_app=fast")
-    assert rate.exit_code == 1 and "not a whole number" in rate.output
+    assert rate.exit_code == 2 and "not a whole number" in rate.output
     naive = cli(d, "create", "x", "--type", "payout_sent", "--all", "--start-at", "2030-01-01")
-    assert naive.exit_code == 1 and "give an offset" in naive.output
+    assert naive.exit_code == 2 and "give an offset" in naive.output
     missing = cli(d, "show", "42")
-    assert missing.exit_code == 1 and "no campaign 42" in missing.output
+    assert missing.exit_code == 2 and "no campaign 42" in missing.output
     assert rows(d)["campaigns"] == 0
 
 

@@ -128,3 +128,12 @@ def test_send_list_stats_and_retry(dispatcher) -> None:  # type: ignore[no-untyp
         row = s.get_one(Delivery, delivery_id)
         assert (row.status, row.attempts, row.reason) == (DeliveryStatus.PENDING, 0, None)
     assert runtime(dispatcher).deliver([delivery_id]).counts == {"sent": 1}
+
+    with dispatcher.store.session() as s:  # failed again: retry every failed one
+        s.execute(update(Delivery).values(status=DeliveryStatus.FAILED, reason="rejected"))
+    everything = runner.invoke(main, ["deliveries", "retry", "--all-failed"], env=env)
+    assert everything.exit_code == 0, everything.output
+    assert "retrying failed deliveries" in everything.output  # the progress bar (stderr)
+    assert "requeued 1 delivery" in everything.output
+    both = runner.invoke(main, ["deliveries", "retry", "1", "--all-failed"], env=env)
+    assert both.exit_code == 2 and "give delivery IDS or --all-failed" in both.output

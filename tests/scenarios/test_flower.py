@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,11 @@ from tests.conftest import (
     make_settings,
     settings_env,
     wait_for,
+)
+from tests.smtp_server import (  # noqa: F401 - fixtures
+    SmtpServer,
+    smtp_server_fixture,
+    smtp_server_session,
 )
 
 AUTH = ("ops", "flower-test-password")
@@ -156,7 +162,14 @@ def test_flower_shows_a_failed_email_delivery_by_name_and_hides_idle_sweeps(
     app = celery_app(dispatcher.settings)
     for _ in range(10):
         app.send_task(names.SWEEP, queue=names.MAINTENANCE)
-    wait_for(lambda: w.log().count("dispatcher.sweep[") >= 20, timeout=30)  # received+done
+    for _ in range(3):
+        app.send_task(names.PURGE, queue=names.MAINTENANCE)
+
+    def idle_ran() -> bool:  # the worker logs each "received" and "succeeded"
+        log = w.log()
+        return log.count("dispatcher.sweep[") >= 20 and log.count("dispatcher.purge[") >= 6
+
+    wait_for(idle_ran, timeout=30)
     before = flower.tasks()
 
     data = dict(dispatcher.catalog.get("ticket_created").example)
@@ -178,6 +191,19 @@ def test_flower_shows_a_failed_email_delivery_by_name_and_hides_idle_sweeps(
     ]
     assert in_app and all(t["state"] == "SUCCESS" for t in in_app)
 
+    # A small event is delivered inline by its fan-out task, which fails the same way.
+    dispatcher.notify("ticket_created", to=["e0"], data={**data, "ticket_id": 77})
+
+    def failed_inline() -> dict[str, Any] | None:
+        for task in flower.tasks().values():
+            name, state = task.get("name"), task.get("state")
+            if name == "fanout ticket_created → 1" and state == "FAILURE":
+                return task
+        return None
+
+    inline = wait_for(failed_inline, timeout=60)
+    assert "1 of 3 failed for good (retries_exhausted=1)" in inline["exception"]
+
     # A sweep that did something is one entry, named for what it did.
     quiet = Dispatcher(make_settings(dispatcher.settings.database_url, broker_url=QUIET_BROKER_URL))
     try:
@@ -194,5 +220,40 @@ def test_flower_shows_a_failed_email_delivery_by_name_and_hides_idle_sweeps(
         ]
 
     assert wait_for(swept, timeout=30) == ["sweep → 1 events, 0 deliveries"]
-    assert not any(t.get("name") == names.SWEEP for t in before.values())
-    assert not any(t.get("name") == names.SWEEP for t in flower.tasks().values())
+    housekeeping = {names.SWEEP, names.PURGE}
+    assert not any(t.get("name") in housekeeping for t in before.values())
+    assert not any(t.get("name") in housekeeping for t in flower.tasks().values())
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_flower_shows_a_transient_failure_as_a_retry_with_its_due_time(
+    dispatcher: Dispatcher, start_worker: StartWorker, flower: Flower, smtp_server: SmtpServer
+) -> None:
+    start_worker(smtp_server.env(DISPATCHER_SMTP_BACKOFF_BASE_SECONDS="600"))
+    people = [f"r{i}" for i in range(25)]
+    for who in people:
+        dispatcher.subscribers.upsert(who, email=f"{who}@example.com")
+    smtp_server.fail("r3@example.com", "451 4.3.0 try again later")
+    _listening(dispatcher, flower)
+    data = dict(dispatcher.catalog.get("ticket_created").example)
+    dispatcher.notify("ticket_created", to=people, data=data)
+
+    def retried() -> dict[str, Any] | None:
+        for task in flower.tasks().values():
+            name, state = task.get("name"), task.get("state")
+            if name == "deliver email ticket_created x25" and state == "RETRY":
+                return task
+        return None
+
+    task = wait_for(retried, timeout=60)
+    assert "DeliveriesRetryingError" in task["exception"]
+    found = re.search(r"1 of 25 retry at (\S+) \((\w+)=1\)", task["exception"])
+    assert found, task["exception"]
+    due = datetime.fromisoformat(found.group(1).replace("Z", "+00:00"))
+    # The back-off (600 s, jittered) decides the time; the row says the same.
+    [row] = dispatcher.deliveries.list(status="scheduled", channel="email")
+    assert row.scheduled_for is not None
+    assert abs((row.scheduled_for - due).total_seconds()) < 1
+    assert due > datetime.now(UTC) + timedelta(seconds=60)
+    assert "r3@example.com" not in str(task)
+    assert len(smtp_server.messages) == 24
