@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import click
 
 from dispatcher.cli.core import open_dispatcher
+from dispatcher.cli.group import FOUND, fail
 from dispatcher.errors import DispatcherError
 from dispatcher.settings import Settings
 
@@ -86,7 +87,7 @@ def role_of(argv: list[str]) -> tuple[str, Options]:
     else:
         rest = []
     if not role:
-        raise click.ClickException(f"cannot tell the role of {' '.join(argv)!r}")
+        raise fail(f"cannot tell the role of {' '.join(argv)!r}", FOUND)
     host, port = "127.0.0.1", {"gateway": "8000", "flower": "5555"}.get(role, "")
     for i, word in enumerate(rest):
         name, _, value = word.partition("=")
@@ -120,13 +121,13 @@ def process_argv(pid: int = 1) -> list[str]:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError as exc:
-        raise click.ClickException(f"cannot read process {pid}'s command: {exc.strerror}") from None
+        raise fail(f"cannot read process {pid}'s command: {exc.strerror}", FOUND) from None
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
 def _get(url: str, timeout: float) -> tuple[int, bytes]:
     if urlsplit(url).scheme not in ("http", "https"):
-        raise click.ClickException(f"{url!r} is not an http(s) URL")
+        raise fail(f"{url!r} is not an http(s) URL", FOUND)
     request = urllib.request.Request(url, headers={"User-Agent": "dispatcher-health"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # nosec B310
@@ -227,7 +228,7 @@ def run_check(role: str, options: Options) -> Health:
     try:
         settings = Settings.from_env()
     except DispatcherError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise fail(str(exc), FOUND) from None
     return check_worker(options, settings)
 
 

@@ -55,8 +55,8 @@ def test_stats_since_window_and_table(dispatcher: Dispatcher) -> None:
 
 def test_stats_refuses_a_bad_window_in_one_line(dispatcher: Dispatcher) -> None:
     result = run_stats(dispatcher, "--since", "yesterday")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "Error: since: expected a number and a unit (s, m, h, d, w), like 1h or 7d; got 'yesterday'"
+        "error: since: expected a number and a unit (s, m, h, d, w), like 1h or 7d; got 'yesterday'"
     ]
