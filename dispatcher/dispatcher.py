@@ -64,7 +64,7 @@ class Dispatcher:
         policies: Sequence[Policy] | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
-        self.store = Store(self.settings.database_url)
+        self.store = Store(self.settings.database_url, table_prefix=self.settings.table_prefix)
         self.catalog = catalog or default_catalog()
         for module in self.settings.types_modules:
             self._load_types(module)

@@ -233,6 +233,11 @@ class Settings(BaseSettings):
     #: Keep sent/failed/skipped deliveries this many days before purging.
     retention_days: int = 90
 
+    #: Put before every table name (``dispatcher_`` makes ``dispatcher_events``…,
+    #: and the Alembic version table ``dispatcher_alembic_version``), so the tables can
+    #: live in an app's database. Workers, beat and the app must use the same prefix.
+    table_prefix: str = Field(default="", pattern=r"^([a-z][a-z0-9_]{0,30})?$")
+
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     push: PushSettings = Field(default_factory=PushSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
