@@ -69,7 +69,11 @@ def notify(
         transaction.on_commit(lambda: d.ring(receipt), using=alias)
         return receipt
     d.catalog.get(type).validate(dict(data or {}))
-    transaction.on_commit(lambda: d.notify(type, to=to, data=data, **options), using=alias)
+    # robust: your data is committed by then; a failure is logged by Django, not raised
+    # into the code that committed it.
+    transaction.on_commit(
+        lambda: d.notify(type, to=to, data=data, **options), using=alias, robust=True
+    )
     return None
 
 

@@ -100,7 +100,7 @@ def _saved(sender: Any, instance: Any, using: str, raw: bool = False, **_: Any) 
         with borrowed_session(using) as session:
             d.subscribers.upsert(session=session, **fields)
     elif connections[using].in_atomic_block:
-        transaction.on_commit(lambda: d.subscribers.upsert(**fields), using=using)
+        transaction.on_commit(lambda: d.subscribers.upsert(**fields), using=using, robust=True)
     else:
         d.subscribers.upsert(**fields)
 
@@ -110,7 +110,7 @@ def _deleted(sender: Any, instance: Any, using: str, **_: Any) -> None:
     if fields is None:
         return
     d = get_dispatcher()
-    transaction.on_commit(lambda: d.subscribers.delete(fields["id"]), using=using)
+    transaction.on_commit(lambda: d.subscribers.delete(fields["id"]), using=using, robust=True)
 
 
 def connect() -> None:
