@@ -11,7 +11,8 @@ WORKDIR /app
 RUN python -m venv /venv
 COPY pyproject.toml constraints.txt README.md ./
 COPY dispatcher ./dispatcher
-RUN /venv/bin/pip install -c constraints.txt .
+# Every role but Django: the gateway, web push, Flower and PostgreSQL extras.
+RUN /venv/bin/pip install -c constraints.txt ".[gateway,webpush,flower,postgres]"
 
 FROM python:3.11-slim-bookworm
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
