@@ -19,7 +19,7 @@ WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY dispatcher ./dispatcher
 COPY templates ./templates
-RUN python -m pip wheel --wheel-dir "$WHEELS" --constraint constraints.txt ".[all]"
+RUN python -m pip wheel --wheel-dir "$WHEELS" --constraint constraints.txt ".[gateway,webpush,flower,postgres]"
 
 # -- runtime: a venv without pip, the Celery entry points, a non-root user ----------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -32,7 +32,7 @@ ENV PATH=/venv/bin:$PATH \
     PIP_NO_CACHE_DIR=1
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     python -m venv --without-pip "$VENV" \
-    && python -m pip --python "$VENV/bin/python" install --no-index --find-links "$WHEELS" "dispatcher[all]"
+    && python -m pip --python "$VENV/bin/python" install --no-index --find-links "$WHEELS" "dispatcher[gateway,webpush,flower,postgres]"
 RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin dispatcher \
     && install -d -o 10001 -g 10001 /var/lib/dispatcher
 WORKDIR /app

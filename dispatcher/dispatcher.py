@@ -19,6 +19,7 @@ from dispatcher.channels.email.unsubscribe import UnsubscribeToken, verify_unsub
 from dispatcher.channels.registry import ChannelRegistry
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.channels.web_push.subscriptions import PushSubscriptions
+from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.engine.analytics import Analytics
 from dispatcher.engine.doorbell import Doorbell
@@ -67,7 +68,7 @@ class Dispatcher:
         policies: Sequence[Policy] | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
-        self.store = Store(self.settings.database_url)
+        self.store = Store(self.settings.database_url, table_prefix=self.settings.table_prefix)
         self.catalog = catalog or default_catalog()
         for module in self.settings.types_modules:
             self._load_types(module)
@@ -166,6 +167,19 @@ class Dispatcher:
             send_at=send_at,
             session=session,
         )
+
+    def ring(self, receipt: EventReceipt) -> bool:
+        """Ring the doorbell for an event stored in a transaction this dispatcher did not
+        commit itself (``dispatcher.contrib.django`` calls it from Django's
+        ``transaction.on_commit``). Call it only once that transaction has committed.
+
+        A replayed event or one scheduled for later does not ring (the sweep releases
+        it); if this is never called, the sweep rings the event after
+        ``DISPATCHER_SWEEP_GRACE_SECONDS``. Returns whether a message was sent.
+        """
+        if not receipt.created or receipt.send_at > utcnow():
+            return False
+        return self._doorbell.fanout(receipt.id, receipt.priority)
 
     @checked
     def inbox(

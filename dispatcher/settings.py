@@ -302,6 +302,11 @@ class Settings(BaseSettings):
     #: beat (its chunk message was lost with a worker).
     campaign_stall_seconds: int = Field(default=15, ge=1)
 
+    #: Put before every table name (``dispatcher_`` makes ``dispatcher_events``…,
+    #: and the Alembic version table ``dispatcher_alembic_version``), so the tables can
+    #: live in an app's database. Workers, beat and the app must use the same prefix.
+    table_prefix: str = Field(default="", pattern=r"^([a-z][a-z0-9_]{0,30})?$")
+
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     push: PushSettings = Field(default_factory=PushSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)

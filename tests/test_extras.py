@@ -116,3 +116,18 @@ def test_the_cli_names_the_missing_extra(command: list[str], extra: str) -> None
     assert done.returncode == 1
     assert f"pip install dispatcher[{extra}]" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_gateway_extra_alone_is_enough_for_the_gateway() -> None:
+    hidden = sorted(set().union(*EXTRAS.values()) - EXTRAS["gateway"])
+    code = (
+        f"import sys\nfor name in {hidden!r}:\n    sys.modules[name] = None\n"
+        "from dispatcher.gateway import create_app\n"
+        "from dispatcher.channels.web_push.vapid import VapidKey\n"
+        "print(VapidKey.generate().public_key_b64[:1])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "B"

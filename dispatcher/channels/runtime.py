@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from dispatcher import log
 from dispatcher.channels.base import Channel, ChannelContext
 from dispatcher.channels.registry import ChannelRegistry
+from dispatcher.errors import MissingExtraError
 
 _T = TypeVar("_T")
 
@@ -27,15 +28,24 @@ class ChannelRuntime:
         self.registry = registry or ChannelRegistry()
         self._channels: dict[str, Channel] = {}
         self._opened: set[str] = set()
+        self._unavailable: set[str] = set()
         self._runner: asyncio.Runner | None = None
 
     def get(self, name: str) -> Channel | None:
-        """The channel called ``name``, or None if no such channel is registered."""
-        if name not in self.registry:
+        """The channel called ``name``, or None if no such channel is registered or its
+        extra is not installed (its deliveries are then skipped as not configured, as
+        a plain ``pip install dispatcher`` worker does with web push)."""
+        if name not in self.registry or name in self._unavailable:
             return None
         channel = self._channels.get(name)
         if channel is None:
-            channel = self._channels[name] = self.registry.get(name)(self.context)
+            try:
+                cls = self.registry.get(name)
+            except MissingExtraError as exc:
+                log.warning("channel.unavailable", channel=name, extra=exc.extra)
+                self._unavailable.add(name)
+                return None
+            channel = self._channels[name] = cls(self.context)
         return channel
 
     def run(self, coro: Coroutine[Any, Any, _T]) -> _T:

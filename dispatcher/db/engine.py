@@ -16,7 +16,7 @@ from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from dispatcher.db.models import Base
+from dispatcher.db.models import Base, use_table_prefix
 from dispatcher.errors import ConfigurationError
 from dispatcher.extras import needs
 
@@ -24,7 +24,7 @@ from dispatcher.extras import needs
 class Store:
     """Owns the engine and hands out sessions for one database URL."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, table_prefix: str = "") -> None:
         try:
             parsed = make_url(url)
         except Exception as exc:  # sqlalchemy raises ArgumentError with no hint of the variable
@@ -32,6 +32,7 @@ class Store:
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         self.url = parsed
+        use_table_prefix(table_prefix)
         self.dialect = parsed.get_backend_name()
         # A driver error's text would otherwise carry the statement's parameters (a
         # rendered title, a payload) into logs and task results: ids and reasons only.

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Constraint,
     ForeignKey,
     Index,
     Integer,
@@ -20,10 +21,12 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import conv
 
 from dispatcher.clock import utcnow
 from dispatcher.db.types import StrEnumType, UTCDateTime
 from dispatcher.enums import DeliveryStatus, EventStatus, Priority
+from dispatcher.errors import ConfigurationError
 
 #: Integer primary keys: BIGINT on PostgreSQL, INTEGER (rowid alias) on SQLite.
 PK = BigInteger().with_variant(Integer, "sqlite")
@@ -40,6 +43,42 @@ NAMING = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+_prefix: str | None = None
+
+
+def use_table_prefix(prefix: str) -> None:
+    """Name every table ``<prefix><name>`` (``dispatcher_events``…), so that they can
+    live in an app's database beside its own; their indexes and constraints are
+    prefixed the same way, as are the names the migrations create (through
+    :func:`prefixed`). One prefix per process: the tables are module-level objects,
+    renamed here before any statement is compiled.
+
+    Raises:
+        ConfigurationError: this process already uses another prefix.
+    """
+    global _prefix
+    if _prefix == prefix:
+        return
+    if _prefix is not None:
+        raise ConfigurationError(
+            f"DISPATCHER_TABLE_PREFIX: this process already uses {_prefix!r}; "
+            "one table prefix per process"
+        )
+    if prefix:
+        for each in Base.metadata.tables.values():
+            each.name = each.fullname = prefix + each.name
+            named: list[Index | Constraint] = [*each.indexes, *each.constraints]
+            for item in named:
+                if isinstance(item.name, str) and item.name:
+                    item.name = conv(prefix + item.name)
+    _prefix = prefix
+
+
+def prefixed(name: str) -> str:
+    """``name`` (a table, index or constraint) with the process's table prefix."""
+    return (_prefix or "") + name
 
 
 def table(model: type[Base]) -> Table:

@@ -92,6 +92,11 @@ d.subscribers.upsert("u1", email="u1@example.com")
 receipt = d.notify("ticket_created", to="u1", data={"ticket_id": 1, "event_name": "Final",
     "seller": "Luis", "amount": "45.00", "currency": "EUR"})
 rung = redis.Redis.from_url(broker).llen("dispatcher.high")
+# A worker's step, in this process: in-app is delivered, web push (no extra) is skipped.
+from dispatcher.worker import Runtime
+Runtime(d).fanout(receipt.id)
+inbox = [item.type for item in d.inbox("u1")]
+trail = [line for line in d.explain(receipt.id).lines() if "web_push" in line]
 missing = []
 for module in ("fastapi", "uvicorn", "flower", "psycopg", "pywebpush", "aiohttp", "django",
                "pytest", "httpx"):
@@ -99,7 +104,8 @@ for module in ("fastapi", "uvicorn", "flower", "psycopg", "pywebpush", "aiohttp"
         __import__(module)
     except ImportError:
         missing.append(module)
-print(json.dumps({"event": receipt.id, "rung": rung, "missing": missing}))
+print(json.dumps({"event": receipt.id, "rung": rung, "missing": missing, "inbox": inbox,
+                  "trail": trail}))
 """
 
 
@@ -130,6 +136,9 @@ def test_a_plain_install_notifies_without_any_extra(wheel: Path, tmp_path: Path)
     result = json.loads(done.stdout)
     assert result["event"] >= 1
     assert result["rung"] == 1
+    assert result["inbox"] == ["ticket_created"]
+    assert result["trail"], "explain shows the web push delivery"
+    assert all("channel_not_configured" in line for line in result["trail"]), result["trail"]
     extras = ["fastapi", "uvicorn", "flower", "psycopg", "pywebpush", "aiohttp", "django"]
     assert sorted(result["missing"]) == sorted([*extras, "pytest", "httpx"])
     size = _size_mb(venv)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from dispatcher.db.models import Base
+from dispatcher.db.models import Base, prefixed
 
 config = context.config
 target_metadata = Base.metadata
@@ -29,6 +29,8 @@ def _run(connection: object) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
+        # Our own version table: beside an app's Alembic history when sharing a database.
+        version_table=prefixed("alembic_version"),
     )
     with context.begin_transaction():
         context.run_migrations()

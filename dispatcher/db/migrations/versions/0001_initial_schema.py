@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from dispatcher.db.models import prefixed as t
+
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -19,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
 
     op.create_table(
-        "campaigns",
+        t("campaigns"),
         sa.Column(
             "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -38,10 +40,10 @@ def upgrade() -> None:
         sa.Column("totals", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_campaigns")),
+        sa.PrimaryKeyConstraint("id", name=op.f(t("pk_campaigns"))),
     )
     op.create_table(
-        "subscribers",
+        t("subscribers"),
         sa.Column(
             "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -55,11 +57,11 @@ def upgrade() -> None:
         sa.Column("attributes", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_subscribers")),
-        sa.UniqueConstraint("external_id", name=op.f("uq_subscribers_external_id")),
+        sa.PrimaryKeyConstraint("id", name=op.f(t("pk_subscribers"))),
+        sa.UniqueConstraint("external_id", name=op.f(t("uq_subscribers_external_id"))),
     )
     op.create_table(
-        "templates",
+        t("templates"),
         sa.Column(
             "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -75,13 +77,13 @@ def upgrade() -> None:
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("created_by", sa.String(length=128), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_templates")),
+        sa.PrimaryKeyConstraint("id", name=op.f(t("pk_templates"))),
         sa.UniqueConstraint(
-            "type", "channel", "locale", "part", "version", name=op.f("uq_templates_type")
+            "type", "channel", "locale", "part", "version", name=op.f(t("uq_templates_type"))
         ),
     )
     op.create_table(
-        "events",
+        t("events"),
         sa.Column(
             "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -102,18 +104,18 @@ def upgrade() -> None:
         sa.Column("fanned_out_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["campaign_id"],
-            ["campaigns.id"],
-            name=op.f("fk_events_campaign_id_campaigns"),
+            [t("campaigns.id")],
+            name=op.f(t("fk_events_campaign_id_campaigns")),
             ondelete="SET NULL",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
-        sa.UniqueConstraint("idempotency_key", name=op.f("uq_events_idempotency_key")),
+        sa.PrimaryKeyConstraint("id", name=op.f(t("pk_events"))),
+        sa.UniqueConstraint("idempotency_key", name=op.f(t("uq_events_idempotency_key"))),
     )
-    with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.create_index("ix_events_status_send_at", ["status", "send_at"], unique=False)
+    with op.batch_alter_table(t("events"), schema=None) as batch_op:
+        batch_op.create_index(t("ix_events_status_send_at"), ["status", "send_at"], unique=False)
 
     op.create_table(
-        "preferences",
+        t("preferences"),
         sa.Column(
             "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -130,21 +132,21 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["subscriber_id"],
-            ["subscribers.id"],
-            name=op.f("fk_preferences_subscriber_id_subscribers"),
+            [t("subscribers.id")],
+            name=op.f(t("fk_preferences_subscriber_id_subscribers")),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_preferences")),
+        sa.PrimaryKeyConstraint("id", name=op.f(t("pk_preferences"))),
         sa.UniqueConstraint(
             "subscriber_id",
             "scope",
             "scope_value",
             "channel",
-            name=op.f("uq_preferences_subscriber_id"),
+            name=op.f(t("uq_preferences_subscriber_id")),
         ),
     )
     op.create_table(
-        "push_subscriptions",
+        t("push_subscriptions"),
         sa.Column(
             "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -162,20 +164,20 @@ def upgrade() -> None:
         sa.Column("last_success_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["subscriber_id"],
-            ["subscribers.id"],
-            name=op.f("fk_push_subscriptions_subscriber_id_subscribers"),
+            [t("subscribers.id")],
+            name=op.f(t("fk_push_subscriptions_subscriber_id_subscribers")),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_push_subscriptions")),
-        sa.UniqueConstraint("endpoint", name=op.f("uq_push_subscriptions_endpoint")),
+        sa.PrimaryKeyConstraint("id", name=op.f(t("pk_push_subscriptions"))),
+        sa.UniqueConstraint("endpoint", name=op.f(t("uq_push_subscriptions_endpoint"))),
     )
-    with op.batch_alter_table("push_subscriptions", schema=None) as batch_op:
+    with op.batch_alter_table(t("push_subscriptions"), schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_push_subscriptions_subscriber_id"), ["subscriber_id"], unique=False
+            batch_op.f(t("ix_push_subscriptions_subscriber_id")), ["subscriber_id"], unique=False
         )
 
     op.create_table(
-        "quiet_hours",
+        t("quiet_hours"),
         sa.Column(
             "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -191,19 +193,19 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["subscriber_id"],
-            ["subscribers.id"],
-            name=op.f("fk_quiet_hours_subscriber_id_subscribers"),
+            [t("subscribers.id")],
+            name=op.f(t("fk_quiet_hours_subscriber_id_subscribers")),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_quiet_hours")),
+        sa.PrimaryKeyConstraint("id", name=op.f(t("pk_quiet_hours"))),
     )
-    with op.batch_alter_table("quiet_hours", schema=None) as batch_op:
+    with op.batch_alter_table(t("quiet_hours"), schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_quiet_hours_subscriber_id"), ["subscriber_id"], unique=False
+            batch_op.f(t("ix_quiet_hours_subscriber_id")), ["subscriber_id"], unique=False
         )
 
     op.create_table(
-        "notifications",
+        t("notifications"),
         sa.Column(
             "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -227,24 +229,24 @@ def upgrade() -> None:
         sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["event_id"],
-            ["events.id"],
-            name=op.f("fk_notifications_event_id_events"),
+            [t("events.id")],
+            name=op.f(t("fk_notifications_event_id_events")),
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["subscriber_id"],
-            ["subscribers.id"],
-            name=op.f("fk_notifications_subscriber_id_subscribers"),
+            [t("subscribers.id")],
+            name=op.f(t("fk_notifications_subscriber_id_subscribers")),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_notifications")),
-        sa.UniqueConstraint("event_id", "subscriber_id", name=op.f("uq_notifications_event_id")),
+        sa.PrimaryKeyConstraint("id", name=op.f(t("pk_notifications"))),
+        sa.UniqueConstraint("event_id", "subscriber_id", name=op.f(t("uq_notifications_event_id"))),
     )
-    with op.batch_alter_table("notifications", schema=None) as batch_op:
-        batch_op.create_index("ix_notifications_inbox", ["subscriber_id", "id"], unique=False)
+    with op.batch_alter_table(t("notifications"), schema=None) as batch_op:
+        batch_op.create_index(t("ix_notifications_inbox"), ["subscriber_id", "id"], unique=False)
 
     op.create_table(
-        "deliveries",
+        t("deliveries"),
         sa.Column(
             "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -268,20 +270,20 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["notification_id"],
-            ["notifications.id"],
-            name=op.f("fk_deliveries_notification_id_notifications"),
+            [t("notifications.id")],
+            name=op.f(t("fk_deliveries_notification_id_notifications")),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_deliveries")),
+        sa.PrimaryKeyConstraint("id", name=op.f(t("pk_deliveries"))),
         sa.UniqueConstraint(
-            "notification_id", "channel", name=op.f("uq_deliveries_notification_id")
+            "notification_id", "channel", name=op.f(t("uq_deliveries_notification_id"))
         ),
     )
-    with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.create_index("ix_deliveries_due", ["status", "scheduled_for"], unique=False)
+    with op.batch_alter_table(t("deliveries"), schema=None) as batch_op:
+        batch_op.create_index(t("ix_deliveries_due"), ["status", "scheduled_for"], unique=False)
 
     op.create_table(
-        "delivery_steps",
+        t("delivery_steps"),
         sa.Column(
             "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -297,45 +299,45 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
             ["delivery_id"],
-            ["deliveries.id"],
-            name=op.f("fk_delivery_steps_delivery_id_deliveries"),
+            [t("deliveries.id")],
+            name=op.f(t("fk_delivery_steps_delivery_id_deliveries")),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_delivery_steps")),
+        sa.PrimaryKeyConstraint("id", name=op.f(t("pk_delivery_steps"))),
     )
-    with op.batch_alter_table("delivery_steps", schema=None) as batch_op:
+    with op.batch_alter_table(t("delivery_steps"), schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_delivery_steps_delivery_id"), ["delivery_id"], unique=False
+            batch_op.f(t("ix_delivery_steps_delivery_id")), ["delivery_id"], unique=False
         )
 
 
 def downgrade() -> None:
 
-    with op.batch_alter_table("delivery_steps", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_delivery_steps_delivery_id"))
+    with op.batch_alter_table(t("delivery_steps"), schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f(t("ix_delivery_steps_delivery_id")))
 
-    op.drop_table("delivery_steps")
-    with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.drop_index("ix_deliveries_due")
+    op.drop_table(t("delivery_steps"))
+    with op.batch_alter_table(t("deliveries"), schema=None) as batch_op:
+        batch_op.drop_index(t("ix_deliveries_due"))
 
-    op.drop_table("deliveries")
-    with op.batch_alter_table("notifications", schema=None) as batch_op:
-        batch_op.drop_index("ix_notifications_inbox")
+    op.drop_table(t("deliveries"))
+    with op.batch_alter_table(t("notifications"), schema=None) as batch_op:
+        batch_op.drop_index(t("ix_notifications_inbox"))
 
-    op.drop_table("notifications")
-    with op.batch_alter_table("quiet_hours", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_quiet_hours_subscriber_id"))
+    op.drop_table(t("notifications"))
+    with op.batch_alter_table(t("quiet_hours"), schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f(t("ix_quiet_hours_subscriber_id")))
 
-    op.drop_table("quiet_hours")
-    with op.batch_alter_table("push_subscriptions", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_push_subscriptions_subscriber_id"))
+    op.drop_table(t("quiet_hours"))
+    with op.batch_alter_table(t("push_subscriptions"), schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f(t("ix_push_subscriptions_subscriber_id")))
 
-    op.drop_table("push_subscriptions")
-    op.drop_table("preferences")
-    with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.drop_index("ix_events_status_send_at")
+    op.drop_table(t("push_subscriptions"))
+    op.drop_table(t("preferences"))
+    with op.batch_alter_table(t("events"), schema=None) as batch_op:
+        batch_op.drop_index(t("ix_events_status_send_at"))
 
-    op.drop_table("events")
-    op.drop_table("templates")
-    op.drop_table("subscribers")
-    op.drop_table("campaigns")
+    op.drop_table(t("events"))
+    op.drop_table(t("templates"))
+    op.drop_table(t("subscribers"))
+    op.drop_table(t("campaigns"))

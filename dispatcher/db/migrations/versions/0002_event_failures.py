@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from dispatcher.db.models import prefixed as t
+
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -17,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("events", schema=None) as batch_op:
+    with op.batch_alter_table(t("events"), schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("fanout_attempts", sa.Integer(), server_default="0", nullable=False)
         )
@@ -26,7 +28,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("events", schema=None) as batch_op:
+    with op.batch_alter_table(t("events"), schema=None) as batch_op:
         batch_op.drop_column("detail")
         batch_op.drop_column("reason")
         batch_op.drop_column("fanout_attempts")

@@ -1,0 +1,1 @@
+"""Integrations with web frameworks; each lives beside the face and goes through it."""

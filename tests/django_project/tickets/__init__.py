@@ -1,0 +1,1 @@
+"""The ticket-sales app of the seed, as a Django app."""
