@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from dispatcher.db.models import prefixed as t
+
 revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
@@ -20,24 +22,24 @@ PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 def upgrade() -> None:
     op.create_table(
-        "clicks",
+        t("clicks"),
         sa.Column("id", PK, autoincrement=True, nullable=False),
         sa.Column("delivery_id", PK, nullable=False),
         sa.Column("url", sa.Text(), nullable=False),
         sa.Column("clicked_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["delivery_id"],
-            ["deliveries.id"],
-            name=op.f("fk_clicks_delivery_id_deliveries"),
+            [t("deliveries.id")],
+            name=op.f(t("fk_clicks_delivery_id_deliveries")),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_clicks")),
+        sa.PrimaryKeyConstraint("id", name=op.f(t("pk_clicks"))),
     )
-    op.create_index(op.f("ix_clicks_delivery_id"), "clicks", ["delivery_id"], unique=False)
-    op.create_index("ix_deliveries_created_at", "deliveries", ["created_at"], unique=False)
+    op.create_index(op.f(t("ix_clicks_delivery_id")), t("clicks"), ["delivery_id"], unique=False)
+    op.create_index(t("ix_deliveries_created_at"), t("deliveries"), ["created_at"], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_deliveries_created_at", table_name="deliveries")
-    op.drop_index(op.f("ix_clicks_delivery_id"), table_name="clicks")
-    op.drop_table("clicks")
+    op.drop_index(t("ix_deliveries_created_at"), table_name=t("deliveries"))
+    op.drop_index(op.f(t("ix_clicks_delivery_id")), table_name=t("clicks"))
+    op.drop_table(t("clicks"))
