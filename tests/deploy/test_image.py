@@ -10,6 +10,7 @@ pip cache is reused (the Dockerfile turns it off only inside the image).
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -38,6 +39,7 @@ class Stage:
     """One ``FROM`` of the Dockerfile: its ``COPY`` and ``RUN`` instructions."""
 
     name: str
+    base: str = ""
     copies: list[list[str]] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
 
@@ -53,7 +55,7 @@ def dockerfile_stages(text: str) -> dict[str, Stage]:
             continue
         instruction, rest = words[0].upper(), (words[1] if len(words) > 1 else "")
         if instruction == "FROM":
-            stage = stages.setdefault(rest.split()[-1], Stage(rest.split()[-1]))
+            stage = stages.setdefault(rest.split()[-1], Stage(rest.split()[-1], rest.split()[0]))
         elif stage is not None and instruction == "COPY":
             stage.copies.append(shlex.split(rest))
         elif stage is not None and instruction == "RUN":
@@ -62,6 +64,13 @@ def dockerfile_stages(text: str) -> dict[str, Stage]:
                 rest = rest.replace(flag, "", 1)
             stage.runs.append(rest.strip())
     return stages
+
+
+def test_both_stages_build_on_one_pinned_slim_python() -> None:
+    stages = dockerfile_stages((ROOT / "Dockerfile").read_text())
+    # Wheels are built for the interpreter that runs them.
+    assert stages["wheels"].base == stages["runtime"].base
+    assert re.fullmatch(r"python:3\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", stages["runtime"].base)
 
 
 def _run(command: str, cwd: Path, env: dict[str, str]) -> None:
