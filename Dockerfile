@@ -3,16 +3,17 @@
 #   worker   celery -A worker worker --loglevel INFO     (the default; queues and pool size
 #            from DISPATCHER_WORKER_QUEUES and DISPATCHER_WORKER_CONCURRENCY)
 #   beat     celery -A worker beat --loglevel INFO --schedule /var/lib/dispatcher/celerybeat-schedule
-#   flower   celery -A worker flower --port=5555 --address=0.0.0.0 --basic-auth=user:password
+#   flower   celery -A worker flower --port=5555 --address=0.0.0.0   (FLOWER_BASIC_AUTH=user:password)
 #   gateway  dispatcher gateway --host 0.0.0.0 --port 8000
 #   migrate  dispatcher migrate
 # The HEALTHCHECK (`dispatcher health auto`) reads the role from the first process's command.
 # tests/deploy/test_image.py repeats the two RUN steps below in a fresh venv.
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# Both stages name the same base literally (hadolint cannot see through an ARG in FROM, so an
+# ARG would hide a `latest` from it); tests/deploy/test_image.py checks that they agree.
 
 # -- wheels: every dependency as a wheel, pinned by constraints.txt --------------------------
 # (all of them ship binary wheels for CPython 3.11 on manylinux: no compiler is needed)
-FROM ${PYTHON_IMAGE} AS wheels
+FROM python:3.11-slim-bookworm AS wheels
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 ARG WHEELS=/wheels
 WORKDIR /src
@@ -22,7 +23,7 @@ COPY templates ./templates
 RUN python -m pip wheel --wheel-dir "$WHEELS" --constraint constraints.txt ".[gateway,webpush,flower,postgres]"
 
 # -- runtime: a venv without pip, the Celery entry points, a non-root user ----------------
-FROM ${PYTHON_IMAGE} AS runtime
+FROM python:3.11-slim-bookworm AS runtime
 ARG WHEELS=/wheels
 ARG VENV=/venv
 ENV PATH=/venv/bin:$PATH \
