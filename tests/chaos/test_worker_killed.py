@@ -13,7 +13,15 @@ from sqlalchemy import func, select
 
 from dispatcher import DeliveryStatus, Dispatcher
 from dispatcher.db.models import Delivery
-from tests.chaos.support import LONG, deliveries, kill_tree, reconcile, seed_subscribers, settled
+from tests.chaos.support import (
+    LONG,
+    deliveries,
+    kill_tree,
+    reconcile,
+    report,
+    seed_subscribers,
+    settled,
+)
 from tests.conftest import Beat, StartWorker, wait_for
 from tests.smtp_server import (  # noqa: F401 - fixtures
     SmtpServer,
@@ -91,8 +99,9 @@ def test_a_worker_killed_mid_batch_is_made_good_within_seconds_of_its_restart(
             dispatcher, "SIGKILL mid-batch", recipients, smtp_server.message_ids(), started
         )
         result.settle_seconds = settle
+        report(result)
         print(
-            f"\n{result.row()}  (killed {killed_after:.1f} s after notify with {at_kill} emails"
+            f"(killed {killed_after:.1f} s after notify with {at_kill} emails"
             f" at the server and {sending} rows sending; taken back {taken_back:.1f} s after"
             " the restart)"
         )
