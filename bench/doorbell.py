@@ -97,6 +97,17 @@ def timed(d: Dispatcher, calls: int, first: int) -> list[float]:
     return out
 
 
+def rings(d: Dispatcher, calls: int) -> list[float]:
+    """The doorbell alone (what ``notify`` adds after its commit)."""
+    out = []
+    doorbell = d._doorbell
+    for _ in range(calls):
+        began = time.perf_counter()
+        doorbell.fanout(None, "medium")
+        out.append(time.perf_counter() - began)
+    return out
+
+
 def naive(d: Dispatcher) -> None:
     """The doorbell as it was: Celery's default reconnects, 2-s latch timeouts, no breaker."""
     s = d.settings
@@ -124,11 +135,15 @@ def run(label: str, database_url: str, calls: int, naive_calls: int, folder: Pat
         n = calls if kind == "dispatcher" else naive_calls
         timed(d, 20, 10_000_000)  # warm up: connections, statements
         up = timed(d, n, 0)
+        ring_up = rings(d, n)
         server.stop()
         began = time.perf_counter()
         down = timed(d, n, n)
         total = time.perf_counter() - began
+        ring_down = rings(d, n)
         d.close()
+        print(f"{label:<10} {kind:<10} ring alone, up   {stats(ring_up)}")
+        print(f"{label:<10} {kind:<10} ring alone, down {stats(ring_down)}")
         print(f"{label:<10} {kind:<10} up   {stats(up)}")
         print(f"{label:<10} {kind:<10} down {stats(down)}   ({n} calls in {total:.2f} s)")
         print(f"{label:<10} {kind:<10} p99 down - p99 up = {(p99(down) - p99(up)) * 1000:.2f} ms")

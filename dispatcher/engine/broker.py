@@ -53,7 +53,20 @@ def celery_app(settings: Settings) -> Celery:
         enable_utc=True,
         worker_hijack_root_logger=False,
     )
+    if is_amqp(settings.broker_url):
+        app.conf.update(
+            # RabbitMQ acks for real, has no visibility timeout (an unacked message goes
+            # back to its queue the moment its consumer's connection closes) and cannot
+            # emulate acks: drop the Redis-only option. Publisher confirms make a ring
+            # return only once the broker has the message.
+            broker_transport_options={"confirm_publish": True},
+        )
     return app
+
+
+def is_amqp(broker_url: str) -> bool:
+    """Whether ``broker_url`` names RabbitMQ (``amqp://``, ``pyamqp://``, ``amqps://``)."""
+    return broker_url.split("://", 1)[0] in {"amqp", "pyamqp", "amqps"}
 
 
 def ringing_app(settings: Settings) -> Celery:
@@ -62,6 +75,13 @@ def ringing_app(settings: Settings) -> Celery:
     is an app's request thread; the sweep rings what it could not)."""
     app = celery_app(settings)
     timeout = settings.ring_timeout_seconds
+    sockets = (
+        # py-amqp's socket timeouts once connected.
+        {"read_timeout": max(1.0, timeout), "write_timeout": max(1.0, timeout)}
+        if is_amqp(settings.broker_url)
+        # redis-py's sockets (the Redis transport).
+        else {"socket_connect_timeout": timeout, "socket_timeout": max(1.0, timeout)}
+    )
     app.conf.update(
         broker_connection_timeout=timeout,
         broker_connection_max_retries=1,
@@ -72,9 +92,7 @@ def ringing_app(settings: Settings) -> Celery:
             "interval_start": 0,
             "interval_step": 0.1,
             "interval_max": 0.1,
-            # redis-py's sockets (the Redis transport).
-            "socket_connect_timeout": timeout,
-            "socket_timeout": max(1.0, timeout),
+            **sockets,
         },
     )
     return app

@@ -13,8 +13,7 @@ attempts run out.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,17 +23,18 @@ from sqlalchemy.orm import Session
 
 from dispatcher import log
 from dispatcher.catalog import Catalog
-from dispatcher.channels.base import Channel, Message, Outcome
+from dispatcher.channels.base import Channel, Message
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
-from dispatcher.engine.claim import Ticket, claim, renew
+from dispatcher.engine.claim import Ticket, claim
 from dispatcher.engine.compose import Composer, Row
 from dispatcher.engine.liveness import Liveness
-from dispatcher.engine.records import Record, record_for_outcome, write_records, write_records_in
+from dispatcher.engine.records import Record, write_records, write_records_in
+from dispatcher.engine.sending import GroupSender, outcome_records
 from dispatcher.enums import DeliveryStatus, Priority, Reason
-from dispatcher.errors import TransientDeliveryError, UnknownEventTypeError
+from dispatcher.errors import UnknownEventTypeError
 from dispatcher.policies.base import Candidate, Decision, PolicyChain
 from dispatcher.subscribers.recipient import Recipient
 from dispatcher.templating.renderer import Renderer
@@ -182,7 +182,7 @@ class Deliverer:
         self.lease = lease
         self.default_locale = default_locale
         self.liveness = liveness
-        self.record_group_size = record_group_size
+        self.sender = GroupSender(store, channels, lease, record_group_size)
 
     def ticket(self) -> Ticket:
         """A new claim for this process (whose liveness key is alive from now on)."""
@@ -318,7 +318,9 @@ class Deliverer:
             self.store, [r for r in batch.records if not r.written], now, token=token
         )
         for channel, channel_rows, decisions in batch.sends:
-            records.extend(self._send(channel, channel_rows, decisions, now, token))
+            early, messages = self.composer.messages(channel, channel_rows, decisions)
+            records += write_records(self.store, early, now, token=token)
+            records += self.sender.send(channel, messages, now, token)
         for rec in records:
             report.note(rec)
         return report
@@ -381,7 +383,7 @@ class Deliverer:
         records, messages = self.composer.messages(channel, rows, decisions)
         if messages:
             outcomes = channel.store(session, messages)
-            records.extend(self._records(channel, messages, outcomes, now))
+            records.extend(outcome_records(channel, messages, outcomes, now))
         written = write_records_in(session, [r for r in records if not r.written], now, token=token)
         kept = {r.delivery_id for r in written}
         records = [r for r in records if r.written or r.delivery_id in kept]
@@ -401,90 +403,3 @@ class Deliverer:
                 first_delivery_id=messages[0].delivery_id,
                 error=type(exc).__name__,
             )
-
-    def _send(
-        self,
-        channel: Channel,
-        rows: Sequence[Row],
-        decisions: Mapping[int, Decision],
-        now: datetime,
-        token: str | None,
-    ) -> list[Record]:
-        """Send a group at a time, record each group's outcomes as it comes back, and
-        renew the claim between groups; return the records written."""
-        early, messages = self.composer.messages(channel, rows, decisions)
-        recorded = write_records(self.store, early, now, token=token)
-        size = self.record_group_size or max(1, channel.in_flight)
-        started = time.monotonic()
-        renewed = started
-        remaining = list(messages)
-        while remaining:
-            at = now + timedelta(seconds=time.monotonic() - started)
-            if token is not None and time.monotonic() - renewed > self.lease.total_seconds() / 4:
-                remaining = self._still_held(remaining, token, at)
-                renewed = time.monotonic()
-                if not remaining:
-                    break
-            group, remaining = remaining[:size], remaining[size:]
-            records = self._records(channel, group, self._send_group(channel, group), at)
-            written = write_records(self.store, records, at, token=token)
-            recorded.extend(written)
-            if len(written) < len(records):
-                renewed = float("-inf")  # the claim was taken back: check the rest now
-        return recorded
-
-    def _send_group(self, channel: Channel, messages: Sequence[Message]) -> Iterable[Outcome]:
-        try:
-            self.channels.open(channel)
-            return self.channels.run(channel.send(messages))
-        except Exception as exc:  # the whole group failed; each message is retried
-            log.error(
-                "delivery.batch_failed",
-                channel=channel.name,
-                count=len(messages),
-                first_delivery_id=messages[0].delivery_id,
-                error=type(exc).__name__,
-            )
-            error = TransientDeliveryError(f"{type(exc).__name__}: {exc}", reason="channel_error")
-            return [Outcome.failed(m.delivery_id, error) for m in messages]
-
-    def _still_held(self, messages: Sequence[Message], token: str, now: datetime) -> list[Message]:
-        """Renew the claim on ``messages``; keep those this process still holds."""
-        with self.store.session(write=True) as session:
-            held = set(
-                renew(session, [m.delivery_id for m in messages], token, now=now, lease=self.lease)
-            )
-        if len(held) < len(messages):
-            log.warning(
-                "delivery.claim_lost",
-                stopped=len(messages) - len(held),
-                first_delivery_id=messages[0].delivery_id,
-            )
-        return [m for m in messages if m.delivery_id in held]
-
-    def _records(
-        self,
-        channel: Channel,
-        messages: Sequence[Message],
-        outcomes: Iterable[Outcome],
-        now: datetime,
-    ) -> list[Record]:
-        records: list[Record] = []
-        attempts = {m.delivery_id: m.attempt for m in messages}
-        seen: set[int] = set()
-        for outcome in outcomes:
-            seen.add(outcome.delivery_id)
-            records.append(
-                record_for_outcome(
-                    outcome, attempts[outcome.delivery_id], channel.retry_policy, now
-                )
-            )
-        for m in messages:
-            if m.delivery_id not in seen:  # a channel that forgot a message must not lose it
-                error = TransientDeliveryError("channel returned no outcome", reason="no_outcome")
-                records.append(
-                    record_for_outcome(
-                        Outcome.failed(m.delivery_id, error), m.attempt, channel.retry_policy, now
-                    )
-                )
-        return records

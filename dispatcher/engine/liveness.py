@@ -68,7 +68,8 @@ class Liveness:
         was never set.
         """
         owner = self.owner
-        if time.monotonic() - self._last > self.seconds / 3:
+        # While Redis is away, only the thread keeps trying: a claim must not wait on it.
+        if not self._failing and time.monotonic() - self._last > self.seconds / 3:
             self._refresh(owner)
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()

