@@ -1,4 +1,4 @@
-"""clicks on tracked links; deliveries found by creation time (analytics windows)
+"""clicks on tracked links; deliveries by creation time and events by campaign (analytics, metrics)
 
 Revision ID: 0005
 Revises: 0003
@@ -35,9 +35,11 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_clicks_delivery_id"), "clicks", ["delivery_id"], unique=False)
     op.create_index("ix_deliveries_created_at", "deliveries", ["created_at"], unique=False)
+    op.create_index("ix_events_campaign_id", "events", ["campaign_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_events_campaign_id", table_name="events")
     op.drop_index("ix_deliveries_created_at", table_name="deliveries")
     op.drop_index(op.f("ix_clicks_delivery_id"), table_name="clicks")
     op.drop_table("clicks")
