@@ -9,7 +9,7 @@ are ever redirected to, so the redirect cannot be used to send people elsewhere.
 With ``DISPATCHER_CLICK_TRACKING=true`` the channels' :attr:`~Channel.link_parts` are
 rewritten when a message is composed: ``href`` attributes of HTML parts, bare URLs of
 text parts, and parts that are a URL (web push's ``url``). Links to the gateway itself
-(unsubscribe, preferences) and anything not ``http(s)://`` are left as they are. No
+(unsubscribe, preferences, tracked links) and anything not ``http(s)://`` are left as they are. No
 tracking pixel is added.
 """
 
@@ -125,6 +125,8 @@ def click_url(public_url: str, token: str) -> str:
     return f"{public_url.rstrip('/')}/c/{token}"
 
 
+#: Gateway pages whose links are left as they are.
+OWN_PATHS = ("/unsubscribe", "/preferences", "/c/")
 _WEB_URL = re.compile(r"https?://[^\s<>\"'\x00-\x1f\x7f]+", re.IGNORECASE)
 _HREF = re.compile(r"""(\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 #: Trailing characters that end a sentence rather than a URL in plain text.
@@ -148,11 +150,13 @@ class LinkTracker:
     ) -> None:
         self.secret = secret
         self.public_url = public_url.rstrip("/")
+        #: The gateway's own pages, never tracked (an app's pages under the same base are).
+        self._own = tuple(self.public_url + path for path in OWN_PATHS)
         self.ttl = ttl
         self.now = now
 
     def _track(self, delivery_id: int, url: str) -> str:
-        if not _is_web_url(url) or url.startswith(self.public_url + "/"):
+        if not _is_web_url(url) or url.startswith(self._own):
             return url
         token = issue_click_token(self.secret, delivery_id, url, ttl=self.ttl, now=self.now)
         return click_url(self.public_url, token)

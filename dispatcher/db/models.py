@@ -257,7 +257,11 @@ class Event(Base):
     """Something that happened in the app, as passed to ``notify``."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_status_send_at", "status", "send_at"),)
+    __table_args__ = (
+        Index("ix_events_status_send_at", "status", "send_at"),
+        #: Campaign progress (metrics, analytics) finds a campaign's events.
+        Index("ix_events_campaign_id", "campaign_id"),
+    )
 
     id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     type: Mapped[str] = mapped_column(String(128))

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dispatcher.errors import InvalidClickTokenError
 from dispatcher.gateway.rest import Gw, run_blocking
+from dispatcher.gateway.schemas import Problem
 
 router = APIRouter(tags=["clicks"])
 
@@ -33,6 +34,11 @@ _GONE = """<!doctype html>
         302: {"description": "Recorded; redirects to the link's target"},
         400: {"description": "The token is malformed or forged (an HTML page)"},
         410: {"description": "The link has expired (an HTML page)"},
+        # Answered by the server before any route runs: JSON, like the API's errors.
+        414: {
+            "description": "URL over 8 KiB",
+            "content": {"application/json": {"schema": Problem.model_json_schema()}},
+        },
     },
 )
 async def follow(gw: Gw, token: Annotated[str, Path(min_length=1, max_length=4096)]) -> Response:

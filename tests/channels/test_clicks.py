@@ -39,7 +39,7 @@ def test_rewrites_html_text_and_url_parts_but_not_our_own_links() -> None:
         "html": '<a href="https://shop.example/a?x=1&amp;y=2">A</a>'
         '<a href="https://gw.example/unsubscribe?token=t">U</a><a href="mailto:x@y">M</a>',
         "text": "Open https://shop.example/a. Or https://gw.example/preferences",
-        "url": "https://shop.example/p",
+        "url": "https://gw.example/tickets/9",
     }
     out = tracker.rewrite(7, content, {"html": "html", "text": "text", "url": "url"})
     assert out["subject"] == content["subject"]

@@ -1,4 +1,4 @@
-"""clicks on tracked links; deliveries found by creation time (analytics windows)
+"""clicks on tracked links; deliveries by creation time and events by campaign (analytics, metrics)
 
 Revision ID: 0005
 Revises: 0004
@@ -37,9 +37,11 @@ def upgrade() -> None:
     )
     op.create_index(op.f(t("ix_clicks_delivery_id")), t("clicks"), ["delivery_id"], unique=False)
     op.create_index(t("ix_deliveries_created_at"), t("deliveries"), ["created_at"], unique=False)
+    op.create_index(t("ix_events_campaign_id"), t("events"), ["campaign_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(t("ix_events_campaign_id"), table_name=t("events"))
     op.drop_index(t("ix_deliveries_created_at"), table_name=t("deliveries"))
     op.drop_index(op.f(t("ix_clicks_delivery_id")), table_name=t("clicks"))
     op.drop_table(t("clicks"))
