@@ -125,7 +125,7 @@ class Runtime:
         """Create, decide and send the next chunk of campaign run ``run_id``, ringing the
         chunk after it first (what ``dispatcher.campaign_chunk`` runs)."""
         now = utcnow()
-        result, batch = run_chunk(
+        result, batch, pings = run_chunk(
             self.dispatcher.store,
             self.dispatcher.catalog,
             self.campaign_deliverer,
@@ -135,6 +135,8 @@ class Runtime:
         )
         if result.more:
             self.doorbell.campaign_chunk(run_id)
+        if pings is not None:
+            pings.publish()
         if batch is not None:
             self.campaign_deliverer.send(batch, now)
         return result
