@@ -4,8 +4,8 @@ A run is a database row with a cursor: the highest subscriber id whose chunk is
 committed. A chunk task locks the run, takes the next ``chunk_size`` recipients past the
 cursor, creates their notifications and deliveries with ``INSERT … SELECT`` (``ON
 CONFLICT DO NOTHING``), decides and stores in-app content, and moves the cursor, all in
-one transaction; it rings the next chunk and then sends (one pipelined publish for the
-chunk's pings). A chunk that dies before its commit left nothing; one that dies after
+one transaction; then it publishes the chunk's pings (one call), sends the rest, and
+rings the next chunk. A chunk that dies before its commit left nothing; one that dies after
 it is past the cursor, and its claimed deliveries come back to the sweep when their
 lease runs out. So a re-run creates no duplicate row.
 
