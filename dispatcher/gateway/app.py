@@ -19,6 +19,7 @@ from dispatcher.dispatcher import Dispatcher
 from dispatcher.errors import ValidationError
 from dispatcher.gateway import redaction
 from dispatcher.gateway.auth import TokenVerifier
+from dispatcher.gateway.campaigns import router as campaigns_router
 from dispatcher.gateway.headers import SecurityHeaders
 from dispatcher.gateway.hub import Hub
 from dispatcher.gateway.limits import BodySizeLimit, ConnectionSlots, RequestRate
@@ -115,6 +116,7 @@ def create_app(
     app.include_router(router)
     app.include_router(push_router)
     app.include_router(unsubscribe_router)
+    app.include_router(campaigns_router)
     app.router.routes.extend(ROUTES)
 
     @app.exception_handler(ValidationError)

@@ -34,6 +34,12 @@ class Principal:
     subscriber_id: str
     #: A short digest of the token: a rate-limit key that never reveals the token.
     token_key: str
+    #: The token's scopes (its ``scope`` claim, space-separated, or a ``scopes`` list).
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_SCOPE in self.scopes
 
 
 class TokenVerifier:
@@ -96,7 +102,32 @@ class TokenVerifier:
         if not isinstance(subject, str) or not subject or len(subject) > 255 or "\x00" in subject:
             log.info("gateway.auth_failed", reason="bad_sub")
             raise AuthenticationError("invalid token")
-        return Principal(subject, token_digest(token))
+        return Principal(subject, token_digest(token), _scopes(claims))
+
+
+#: The scope a token needs for the admin routes (campaigns).
+ADMIN_SCOPE = "dispatcher:admin"
+
+
+def _scopes(claims: dict[str, Any]) -> frozenset[str]:
+    raw = claims.get("scope", claims.get("scopes"))
+    if isinstance(raw, str):
+        return frozenset(raw.split())
+    if isinstance(raw, list):
+        return frozenset(s for s in raw if isinstance(s, str))
+    return frozenset()
+
+
+def require_admin(principal: Principal) -> Principal:
+    """``principal`` if its token carries :data:`ADMIN_SCOPE`.
+
+    Raises:
+        AuthenticationError: it does not (the gateway answers 403).
+    """
+    if not principal.is_admin:
+        log.info("gateway.admin_refused", subscriber_id=principal.subscriber_id)
+        raise AuthenticationError("admin scope required")
+    return principal
 
 
 def token_digest(token: str) -> str:
