@@ -37,6 +37,11 @@ PREFIX = "bench-campaign"
 WATCHER = "urgent-watcher"
 
 
+#: ``-O fair``: Celery hands a task only to an idle pool process; by default it may
+#: queue an urgent task behind a running chunk in a busy process's pipe.
+FAIR = ["-O", "fair"]
+
+
 def worker(app: str, env: dict[str, str], log: Path, concurrency: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [
@@ -52,6 +57,7 @@ def worker(app: str, env: dict[str, str], log: Path, concurrency: int) -> subpro
             "WARNING",
             "--without-mingle",
             "--without-gossip",
+            *FAIR,
             "-n",
             f"{app}-{os.getpid()}@%h",
         ],
@@ -99,27 +105,35 @@ def add_subscribers(d: Dispatcher, n: int) -> None:
 
 
 class Listener(threading.Thread):
-    """Counts campaign pings and timestamps urgent ones, from Redis pub/sub."""
+    """Counts the pings on a channel pattern, or timestamps urgent ones on one channel.
 
-    def __init__(self, redis_url: str) -> None:
+    Urgent pings have a connection of their own, so that they are never read behind a
+    chunk's burst of campaign pings on the same socket.
+    """
+
+    def __init__(self, redis_url: str, *, urgent: bool) -> None:
         super().__init__(daemon=True)
         self.client = redis.Redis.from_url(redis_url)
         self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.psubscribe(f"{PREFIX}:inbox:*")
+        self.watch = f"{PREFIX}:inbox:{WATCHER}".encode()
+        if urgent:
+            self.pubsub.subscribe(self.watch)
+        else:
+            self.pubsub.psubscribe(f"{PREFIX}:inbox:*")
+        self.is_urgent = urgent
         self.pings = 0
         self.urgent: dict[int, float] = {}
         self.stop = threading.Event()
-        self.watch = f"{PREFIX}:inbox:{WATCHER}".encode()
 
     def run(self) -> None:
         while not self.stop.is_set():
             message = self.pubsub.get_message(timeout=0.1)
             if message is None:
                 continue
-            if message["channel"] == self.watch:
+            if self.is_urgent:
                 body = json.loads(message["data"])
                 self.urgent[int(body["notification"]["data"]["seq"])] = time.perf_counter()
-            else:
+            elif message["channel"] != self.watch:
                 self.pings += 1
 
     def close(self) -> None:
@@ -158,8 +172,10 @@ def campaign_run(
         audience={"all": True, "exclude": [WATCHER]},
     )
     proc = worker("worker", env, tmp / f"worker-{n}.log", concurrency)
-    listener = Listener(d.settings.redis_url)
+    listener = Listener(d.settings.redis_url, urgent=False)
+    watcher = Listener(d.settings.redis_url, urgent=True)
     listener.start()
+    watcher.start()
     time.sleep(0.5)
     sent_urgent: dict[int, float] = {}
     done = threading.Event()
@@ -197,12 +213,13 @@ def campaign_run(
     finally:
         done.set()
         listener.close()
+        watcher.close()
         proc.terminate()
         proc.wait()
     latencies = [
-        (listener.urgent[seq] - at) * 1000
+        (watcher.urgent[seq] - at) * 1000
         for seq, at in sent_urgent.items()
-        if seq in listener.urgent
+        if seq in watcher.urgent
     ]
     return {
         "n": n,
@@ -270,7 +287,12 @@ def main() -> None:
     parser.add_argument("--redis-url", default=f"redis://127.0.0.1:{port}/13")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--chunk-size", type=int, default=2000)
+    parser.add_argument(
+        "--no-fair", action="store_true", help="run the worker without -O fair (Celery's default)"
+    )
     args = parser.parse_args()
+    if args.no_fair:
+        FAIR.clear()
     sizes = [int(x) for x in args.sizes.split(",")]
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-campaign-"))
@@ -292,7 +314,8 @@ def main() -> None:
     d.migrate()
     print(
         f"database: {d.store.dialect}, worker concurrency: {args.concurrency}, "
-        f"chunk: {args.chunk_size}, load average: {os.getloadavg()[0]:.1f}"
+        f"chunk: {args.chunk_size}, {'-O fair' if FAIR else 'default scheduling'}, "
+        f"load average: {os.getloadavg()[0]:.1f}"
     )
     results = []
     for n in sizes:
