@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from dispatcher import NotificationType
+from dispatcher import NotificationType, Priority
 
 
 class Ping(BaseModel):
@@ -14,4 +14,29 @@ class Ping(BaseModel):
 
 bench_fanout = NotificationType(
     name="bench_fanout", payload=Ping, example={"name": "bench", "n": 1}, channels=("in_app",)
+)
+
+
+class Urgent(BaseModel):
+    seq: int
+
+
+#: Sent during a campaign by ``bench/campaign.py`` to measure urgent latency.
+bench_urgent = NotificationType(
+    name="bench_urgent",
+    payload=Urgent,
+    example={"seq": 1},
+    channels=("in_app",),
+    priority=Priority.URGENT,
+)
+
+
+#: What ``bench/campaign.py`` sends: content that reads no recipient field, as most
+#: campaign content does (rendered once per locale).
+bench_campaign = NotificationType(
+    name="bench_campaign",
+    payload=Ping,
+    example={"name": "bench", "n": 1},
+    channels=("in_app",),
+    priority=Priority.LOW,
 )

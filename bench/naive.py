@@ -23,14 +23,16 @@ _r: redis.Redis | None = None
 
 
 @app.task(name="naive.notify_one")
-def notify_one(event_id: int, subscriber_pk: int, external_id: str, data: dict) -> None:
+def notify_one(
+    event_id: int, subscriber_pk: int, external_id: str, data: dict, type: str = "bench_fanout"
+) -> None:
     global _d, _r
     if _d is None:
         _d = Dispatcher.from_env()
         _r = redis.Redis.from_url(_d.settings.redis_url)
     now = utcnow()
     content = _d.renderer.render(
-        "bench_fanout",
+        type,
         "in_app",
         ("title", "body"),
         "en",
@@ -40,7 +42,7 @@ def notify_one(event_id: int, subscriber_pk: int, external_id: str, data: dict) 
         n = Notification(
             event_id=event_id,
             subscriber_id=subscriber_pk,
-            type="bench_fanout",
+            type=type,
             category="general",
             priority="medium",
             title=content["title"],

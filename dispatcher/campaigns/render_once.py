@@ -54,7 +54,7 @@ class CampaignComposer(Composer):
         self.renders = 0
         self.shared = 0
 
-    def _varies(self, row: Row, channel: Channel) -> bool:
+    def varies(self, row: Row, channel: Channel) -> bool:
         c = row.candidate
         key = (c.type.name, channel.name, c.recipient.locale)
         varies = self._per_recipient.get(key)
@@ -71,7 +71,7 @@ class CampaignComposer(Composer):
         return varies
 
     def render(self, row: Row, channel: Channel) -> dict[str, str]:
-        if self._varies(row, channel):
+        if self.varies(row, channel):
             self.renders += 1
             return super().render(row, channel)
         c = row.candidate

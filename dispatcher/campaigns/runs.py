@@ -4,8 +4,8 @@ A run is a database row with a cursor: the highest subscriber id whose chunk is
 committed. A chunk task locks the run, takes the next ``chunk_size`` recipients past the
 cursor, creates their notifications and deliveries with ``INSERT … SELECT`` (``ON
 CONFLICT DO NOTHING``), decides and stores in-app content, and moves the cursor, all in
-one transaction; it rings the next chunk and then sends (one pipelined publish for the
-chunk's pings). A chunk that dies before its commit left nothing; one that dies after
+one transaction; then it publishes the chunk's pings (one call), sends the rest, and
+rings the next chunk. A chunk that dies before its commit left nothing; one that dies after
 it is past the cursor, and its claimed deliveries come back to the sweep when their
 lease runs out. So a re-run creates no duplicate row.
 
@@ -36,8 +36,10 @@ from sqlalchemy.orm import Session
 
 from dispatcher import log
 from dispatcher.campaigns import audience as audiences
+from dispatcher.campaigns import bulk_inbox
 from dispatcher.campaigns.definition import parse_audience
 from dispatcher.catalog import Catalog
+from dispatcher.channels.in_app import InAppChannel
 from dispatcher.db.engine import Store, insert_ignore
 from dispatcher.db.models import (
     Campaign,
@@ -74,6 +76,17 @@ class ChunkResult:
     status: str
     #: Deliveries claimed and decided here (sent after the commit).
     claimed: int = 0
+
+
+@dataclass(frozen=True)
+class Pings:
+    """A chunk's real-time in-app messages, published after its commit in one pipeline."""
+
+    channel: InAppChannel
+    messages: list[tuple[str, str]]
+
+    def publish(self) -> None:
+        self.channel.publish(self.messages)
 
 
 def start_run(
@@ -216,27 +229,50 @@ def run_chunk(
     *,
     chunk_size: int,
     now: datetime,
-) -> tuple[ChunkResult, Batch | None]:
+) -> tuple[ChunkResult, Batch | None, Pings | None]:
     """Create and decide the next chunk of run ``run_id`` in one transaction; returns
-    the result and the batch to send once committed (None when nothing was created)."""
+    the result, the batch to send once committed, and the set-based in-app pings to
+    publish then (None when nothing was created)."""
     postgres = store.is_postgres
     with store.session(write=True) as session:
         conn = session.connection()
         statement = _LOAD_RUN.with_for_update(of=_R) if postgres else _LOAD_RUN
         run = conn.execute(statement, {"run_id": run_id}).one_or_none()
         if run is None:
-            return ChunkResult(run_id, 0, False, "gone"), None
+            return ChunkResult(run_id, 0, False, "gone"), None, None
         if run.status != CampaignStatus.RUNNING.value:
-            return ChunkResult(run_id, 0, False, run.status), None
+            return ChunkResult(run_id, 0, False, run.status), None, None
         low = run.cursor
         high = conn.execute(_NEXT_HIGH, {"run_id": run_id, "low": low, "size": chunk_size}).scalar()
         if high is None:
             _finish(conn, run, now)
-            return ChunkResult(run_id, 0, False, CampaignStatus.COMPLETED.value), None
+            return ChunkResult(run_id, 0, False, CampaignStatus.COMPLETED.value), None, None
         notification_type = catalog.get(run.type)
         priority = Priority(run.priority)
         channels = list(run.channels or notification_type.channels)
         rates: dict[str, int] = dict(run.send_rates or {})
+        bounds = {"event_id": run.event_id, "low": low, "high": high}
+        immediate = [c for c in channels if c not in rates]
+        inbox = (
+            bulk_inbox.plan(conn, deliverer, run, notification_type, priority, bounds, now)
+            if bulk_inbox.IN_APP in immediate
+            else None
+        )
+        in_chunk = [_A.c.run_id == run_id, _A.c.subscriber_id > low, _A.c.subscriber_id <= high]
+        if inbox is not None:
+            # Regular members get their inbox content in the same statement.
+            created = _count(
+                conn.execute(
+                    _insert_ignore(postgres, _N).from_select(
+                        bulk_inbox.NOTIFICATION_COLUMNS,
+                        bulk_inbox.notifications_select(
+                            inbox, run, notification_type, priority, bounds, now
+                        ),
+                    ),
+                    execution_options={"preserve_rowcount": True},
+                )
+            )
+            in_chunk.append(_A.c.subscriber_id.in_(inbox.exceptional))
         select_members = select(
             literal(run.event_id),
             _A.c.subscriber_id,
@@ -244,45 +280,32 @@ def run_chunk(
             literal(notification_type.category, String()),
             literal(priority.value, String()),
             literal(now, UTCDateTime()),
-        ).where(_A.c.run_id == run_id, _A.c.subscriber_id > low, _A.c.subscriber_id <= high)
-        created = conn.execute(
-            _insert_ignore(postgres, _N).from_select(
-                ["event_id", "subscriber_id", "type", "category", "priority", "created_at"],
-                select_members,
-            ),
-            execution_options={"preserve_rowcount": True},
-        ).rowcount
-        bounds = {"event_id": run.event_id, "low": low, "high": high}
-        lease_until = now + deliverer.lease
-        immediate = [c for c in channels if c not in rates]
-        for channel in immediate:
+        ).where(*in_chunk)
+        created = (created if inbox is not None else 0) + _count(
             conn.execute(
-                _insert_ignore(postgres, _D).from_select(
-                    [
-                        "notification_id",
-                        "channel",
-                        "priority",
-                        "status",
-                        "attempts",
-                        "scheduled_for",
-                        "lease_until",
-                        "created_at",
-                        "updated_at",
-                    ],
-                    select(
-                        _N.c.id,
-                        literal(channel, String()),
-                        literal(priority.value, String()),
-                        literal(DeliveryStatus.SENDING.value, String()),
-                        literal(1),
-                        literal(now, UTCDateTime()),
-                        literal(lease_until, UTCDateTime()),
-                        literal(now, UTCDateTime()),
-                        literal(now, UTCDateTime()),
-                    ).where(_IN_CHUNK),
+                _insert_ignore(postgres, _N).from_select(
+                    ["event_id", "subscriber_id", "type", "category", "priority", "created_at"],
+                    select_members,
                 ),
-                bounds,
+                execution_options={"preserve_rowcount": True},
             )
+        )
+        lease_until = now + deliverer.lease
+        for channel in immediate:
+            if inbox is not None and channel == bulk_inbox.IN_APP:
+                regular = _N.c.subscriber_id.not_in(inbox.exceptional)
+                _insert_deliveries(conn, postgres, channel, priority, bounds, now, None, regular)
+                exceptional = _N.c.subscriber_id.in_(inbox.exceptional)
+                _insert_deliveries(
+                    conn, postgres, channel, priority, bounds, now, lease_until, exceptional
+                )
+            else:
+                _insert_deliveries(conn, postgres, channel, priority, bounds, now, lease_until)
+        pings = (
+            bulk_inbox.pings(conn, inbox, run, notification_type, priority, bounds, now)
+            if inbox is not None
+            else []
+        )
         paced = dict(run.paced or {})
         for channel, rate in rates.items():
             paced[channel] = _pace(session, run, bounds, channel, rate, paced.get(channel, 0), now)
@@ -297,16 +320,65 @@ def run_chunk(
             .where(_R.c.id == run_id)
             .values(
                 cursor=high,
-                created=_R.c.created + max(created or 0, 0),
+                created=_R.c.created + created,
                 chunks=_R.c.chunks + 1,
                 paced=paced,
                 updated_at=now,
             )
         )
-    result = ChunkResult(
-        run_id, max(created or 0, 0), True, CampaignStatus.RUNNING.value, len(claimed)
+    result = ChunkResult(run_id, created, True, CampaignStatus.RUNNING.value, len(claimed))
+    return result, batch, (Pings(inbox.channel, pings) if inbox is not None and pings else None)
+
+
+def _count(result: Any) -> int:
+    return max(result.rowcount or 0, 0)
+
+
+_DELIVERY_COLUMNS = [
+    "notification_id",
+    "channel",
+    "priority",
+    "status",
+    "attempts",
+    "scheduled_for",
+    "lease_until",
+    "sent_at",
+    "created_at",
+    "updated_at",
+]
+
+
+def _insert_deliveries(
+    conn: Connection,
+    postgres: bool,
+    channel: str,
+    priority: Priority,
+    bounds: dict[str, Any],
+    now: datetime,
+    lease_until: datetime | None,
+    *where: Any,
+) -> None:
+    """The chunk's deliveries on ``channel``: claimed for the deliverer (with a lease),
+    or already sent (no lease: stored in this transaction by the set-based in-app)."""
+    status = DeliveryStatus.SENDING if lease_until is not None else DeliveryStatus.SENT
+    conn.execute(
+        _insert_ignore(postgres, _D).from_select(
+            _DELIVERY_COLUMNS,
+            select(
+                _N.c.id,
+                literal(channel, String()),
+                literal(priority.value, String()),
+                literal(status.value, String()),
+                literal(1),
+                literal(now, UTCDateTime()),
+                literal(lease_until, UTCDateTime()),
+                literal(None if lease_until is not None else now, UTCDateTime()),
+                literal(now, UTCDateTime()),
+                literal(now, UTCDateTime()),
+            ).where(_IN_CHUNK, *where),
+        ),
+        bounds,
     )
-    return result, batch
 
 
 def _pace(

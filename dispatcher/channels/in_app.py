@@ -82,6 +82,29 @@ class InAppChannel(Channel):
         except redis.RedisError as exc:
             log.warning("in_app.publish_failed", count=len(live), error=type(exc).__name__)
 
+    def publish(self, pings: Sequence[tuple[str, str]]) -> None:
+        """Publish ready-made real-time messages, ``(subscriber external id, JSON)``, in
+        one pipeline (best effort, as :meth:`announce`): a campaign chunk builds its
+        pings without a :class:`Message` per recipient."""
+        if not pings:
+            return
+        if self._publisher is None:
+            self._publisher = redis.Redis.from_url(self.settings.redis_url)
+        prefix = self.settings.redis_prefix
+        try:
+            # One script call per slice instead of a pipelined PUBLISH each: parsing a
+            # reply per message costs the client more than Redis spends publishing.
+            for start in range(0, len(pings), _PUBLISH_SLICE):
+                part = pings[start : start + _PUBLISH_SLICE]
+                self._publisher.eval(
+                    _PUBLISH_ALL,
+                    len(part),
+                    *[names.inbox_channel(prefix, external_id) for external_id, _ in part],
+                    *[payload for _, payload in part],
+                )
+        except redis.RedisError as exc:
+            log.warning("in_app.publish_failed", count=len(pings), error=type(exc).__name__)
+
     async def send(self, messages: Sequence[Message]) -> Sequence[Outcome]:
         """:meth:`store` in a transaction of its own, then :meth:`announce`."""
         with self.context.store.session(write=True) as session:
@@ -112,6 +135,10 @@ class InAppChannel(Channel):
             "notification": item.to_dict(),
         }
 
+
+#: Publishes ARGV[i] on KEYS[i] for every i, in one round trip (a chunk's pings).
+_PUBLISH_ALL = "for i = 1, #KEYS do redis.call('PUBLISH', KEYS[i], ARGV[i]) end return #KEYS"
+_PUBLISH_SLICE = 1000
 
 _NOTIFICATIONS = table(Notification)
 #: One prebuilt statement, run once per row (``executemany``); ``inbox_at`` keeps its

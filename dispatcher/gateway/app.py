@@ -19,6 +19,7 @@ from dispatcher.dispatcher import Dispatcher
 from dispatcher.errors import ValidationError
 from dispatcher.gateway import admin, redaction
 from dispatcher.gateway.auth import TokenVerifier
+from dispatcher.gateway.campaigns import router as campaigns_router
 from dispatcher.gateway.clicks import router as clicks_router
 from dispatcher.gateway.headers import SecurityHeaders
 from dispatcher.gateway.hub import Hub
@@ -121,6 +122,7 @@ def create_app(
     app.include_router(metrics_router)
     app.include_router(admin.api)
     app.include_router(admin.pages)
+    app.include_router(campaigns_router)
     app.router.routes.extend(ROUTES)
 
     @app.exception_handler(ValidationError)

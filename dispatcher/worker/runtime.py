@@ -133,10 +133,10 @@ class Runtime:
         return deliverer
 
     def campaign_chunk(self, run_id: int) -> ChunkResult:
-        """Create, decide and send the next chunk of campaign run ``run_id``, ringing the
-        chunk after it first (what ``dispatcher.campaign_chunk`` runs)."""
+        """Create, decide and send the next chunk of campaign run ``run_id``, then ring
+        the chunk after it (what ``dispatcher.campaign_chunk`` runs)."""
         now = utcnow()
-        result, batch = run_chunk(
+        result, batch, pings = run_chunk(
             self.dispatcher.store,
             self.dispatcher.catalog,
             self.campaign_deliverer,
@@ -144,10 +144,15 @@ class Runtime:
             chunk_size=self.settings.campaign_chunk_size,
             now=now,
         )
-        if result.more:
-            self.doorbell.campaign_chunk(run_id)
+        if pings is not None:
+            pings.publish()
         if batch is not None:
             self.campaign_deliverer.send(batch, now)
+        # Rung only now: one pool process per run works on bulk at a time, so the others
+        # are free for urgent work (chunks of one run cannot overlap in the database
+        # anyway: each holds the run's lock).
+        if result.more:
+            self.doorbell.campaign_chunk(run_id)
         return result
 
     def campaign_tick(self) -> TickResult:
