@@ -105,3 +105,5 @@ class Reason(StrEnum):
     UNKNOWN_TYPE = "unknown_type"
     #: (event) Fan-out failed on it, alone, too many times.
     FANOUT_ERROR = "fanout_error"
+    #: The recipient caused the event (``actor``), and its type does not notify actors.
+    ACTOR = "actor"

@@ -9,6 +9,7 @@ import click
 
 from dispatcher.cli.core import migrate
 from dispatcher.cli.demo import demo
+from dispatcher.cli.events import events
 from dispatcher.cli.explain import explain
 from dispatcher.cli.gateway import gateway
 from dispatcher.cli.operations import deliveries, send, stats
@@ -31,3 +32,4 @@ main.add_command(templates)
 main.add_command(vapid)
 main.add_command(explain)
 main.add_command(gateway)
+main.add_command(events)

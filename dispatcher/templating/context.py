@@ -22,6 +22,7 @@ def template_context(
     created_at: datetime,
     channel: Channel | None,
     extras: Mapping[str, Any] | None = None,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """The payload's fields (also as ``data``), ``recipient``, ``notification``, the
     deployment's ``extras`` and whatever the channel adds (``links`` for email)."""
@@ -41,6 +42,8 @@ def template_context(
             "priority": priority.value,
             "created_at": created_at,
         },
+        #: Who caused the event (a subscriber id), or None.
+        "actor": actor,
         **(extras or {}),
     }
     if channel is not None:
