@@ -27,6 +27,9 @@ def template_context(
     """The payload's fields (also as ``data``), ``recipient``, ``notification``, the
     deployment's ``extras`` and whatever the channel adds (``links`` for email)."""
     context: dict[str, Any] = {
+        # Who caused the event (a subscriber id) or None; a payload field of the same
+        # name wins (``notification.actor`` is always the event's).
+        "actor": actor,
         **data,
         "data": data,
         "recipient": {
@@ -41,9 +44,8 @@ def template_context(
             "category": notification_type.category,
             "priority": priority.value,
             "created_at": created_at,
+            "actor": actor,
         },
-        #: Who caused the event (a subscriber id), or None.
-        "actor": actor,
         **(extras or {}),
     }
     if channel is not None:
