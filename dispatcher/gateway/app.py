@@ -23,6 +23,7 @@ from dispatcher.gateway.headers import SecurityHeaders
 from dispatcher.gateway.hub import Hub
 from dispatcher.gateway.limits import BodySizeLimit, ConnectionSlots, RequestRate
 from dispatcher.gateway.push import router as push_router
+from dispatcher.gateway.quiet_hours import router as quiet_hours_router
 from dispatcher.gateway.rest import router
 from dispatcher.gateway.schemas import Health
 from dispatcher.gateway.state import Gateway
@@ -115,6 +116,7 @@ def create_app(
     app.include_router(router)
     app.include_router(push_router)
     app.include_router(unsubscribe_router)
+    app.include_router(quiet_hours_router)
     app.router.routes.extend(ROUTES)
 
     @app.exception_handler(ValidationError)
