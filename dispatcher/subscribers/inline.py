@@ -24,6 +24,8 @@ from dispatcher.errors import InvalidArgumentError, ValidationError
 from dispatcher.subscribers.addresses import validate_email, validate_locale, validate_timezone
 from dispatcher.validation import check_identifier, check_json
 
+#: Ids per ``IN (...)`` when looking up stored subscribers.
+LOOKUP_CHUNK = 5000
 #: Keys of an inline recipient that are columns; any other key is an attribute.
 FIELDS = ("email", "timezone", "locale")
 
@@ -119,12 +121,12 @@ def upsert_inline(session: Session, recipients: Iterable[InlineRecipient]) -> in
     wanted = {r.id: r for r in recipients}
     if not wanted:
         return 0
-    stored = {
-        row.external_id: row
-        for row in session.scalars(
-            select(Subscriber).where(Subscriber.external_id.in_(list(wanted)))
-        )
-    }
+    ids = list(wanted)
+    stored: dict[str, Subscriber] = {}
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = ids[start : start + LOOKUP_CHUNK]
+        found = session.scalars(select(Subscriber).where(Subscriber.external_id.in_(chunk)))
+        stored.update((subscriber.external_id, subscriber) for subscriber in found)
     for external_id, recipient in wanted.items():
         row = stored.get(external_id)
         if row is None:
