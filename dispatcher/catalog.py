@@ -43,6 +43,8 @@ class NotificationType:
         collapse_deferred: Deferred deliveries of this type are folded into one at release.
         push_ttl_seconds: How long a push service keeps it for an offline device.
         rate_limits: Per-channel caps per subscriber.
+        notify_actor: Notify a recipient who is also the event's ``actor`` (by
+            default they caused it, so they are skipped with reason ``actor``).
     """
 
     name: str
@@ -57,6 +59,7 @@ class NotificationType:
     push_ttl_seconds: int | None = None
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     description: str = ""
+    notify_actor: bool = False
 
     def validate(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Return ``data`` validated and normalised to JSON types.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -27,6 +28,7 @@ from dispatcher.engine.explain import Explanation, explain
 from dispatcher.engine.metrics import DatabaseCollector
 from dispatcher.engine.operations import Deliveries
 from dispatcher.engine.outbox import EventReceipt, Outbox
+from dispatcher.engine.scheduled import EventChange, cancel, reschedule
 from dispatcher.enums import Priority
 from dispatcher.errors import ConfigurationError, DispatcherError
 from dispatcher.policies import Policy, default_policies
@@ -136,6 +138,7 @@ class Dispatcher:
         idempotency_key: str | None = None,
         send_at: datetime | None = None,
         session: Session | None = None,
+        actor: str | None = None,
     ) -> EventReceipt:
         """Record that ``type`` happened and notify subscribers ``to``.
 
@@ -151,6 +154,10 @@ class Dispatcher:
             send_at: Deliver at this instant instead of now (aware datetime).
             session: Join this SQLAlchemy session's transaction (transactional outbox);
                 the doorbell rings only after it commits.
+            actor: The subscriber id of whoever caused the event. Templates see it as
+                ``actor``, inbox items and socket messages carry it; if the actor is
+                also a recipient, their deliveries are skipped (reason ``actor``)
+                unless the type has ``notify_actor=True``.
 
         Raises:
             UnknownEventTypeError, PayloadValidationError, UnknownSubscriberError,
@@ -166,6 +173,7 @@ class Dispatcher:
             idempotency_key=idempotency_key,
             send_at=send_at,
             session=session,
+            actor=actor,
         )
 
     def ring(self, receipt: EventReceipt) -> bool:
@@ -180,6 +188,71 @@ class Dispatcher:
         if not receipt.created or receipt.send_at > utcnow():
             return False
         return self._doorbell.fanout(receipt.id, receipt.priority)
+
+    @checked_except("data")
+    async def anotify(
+        self,
+        type: str,
+        *,
+        to: str | Mapping[str, Any] | Iterable[str | Mapping[str, Any]],
+        data: Mapping[str, Any] | None = None,
+        priority: Priority | str | None = None,
+        idempotency_key: str | None = None,
+        send_at: datetime | None = None,
+        actor: str | None = None,
+    ) -> EventReceipt:
+        """:meth:`notify` for async code: the same checks, rows and errors, run in a
+        worker thread so the event loop keeps serving while the database (and the
+        doorbell) answer. It takes no ``session`` (a sync SQLAlchemy session belongs to
+        one thread); an app that needs the outbox in its transaction calls
+        :meth:`notify` where that transaction runs."""
+        return await asyncio.to_thread(
+            self.notify,
+            type,
+            to=to,
+            data=data,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            send_at=send_at,
+            actor=actor,
+        )
+
+    @checked
+    def cancel(
+        self, event_id: int | None = None, *, idempotency_key: str | None = None
+    ) -> EventChange:
+        """Cancel an event that has not fanned out yet (a ``send_at`` one, typically),
+        by id or by idempotency key. Cancelling twice is harmless (``changed=False``).
+
+        Raises:
+            NotFoundError: no such event.
+            EventNotPendingError: it has already fanned out; nothing changes.
+            ValidationError: neither or both references.
+        """
+        return cancel(self.store, event_id=event_id, idempotency_key=idempotency_key)
+
+    @checked
+    def reschedule(
+        self,
+        event_id: int | None = None,
+        *,
+        send_at: datetime,
+        idempotency_key: str | None = None,
+    ) -> EventChange:
+        """Move an event that has not fanned out yet to ``send_at`` (aware datetime; a
+        past one means now, and it is rung at once).
+
+        Raises:
+            NotFoundError: no such event.
+            EventNotPendingError: it has already fanned out, or was cancelled.
+            ValidationError: a naive ``send_at``; neither or both references.
+        """
+        change = reschedule(
+            self.store, event_id=event_id, idempotency_key=idempotency_key, send_at=send_at
+        )
+        if change.send_at <= utcnow():
+            self._doorbell.fanout(change.id, change.priority, bulk=change.bulk)
+        return change
 
     @checked
     def inbox(

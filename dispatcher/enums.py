@@ -110,6 +110,9 @@ class Reason(StrEnum):
     #: Held to the campaign's send rate for this channel (messages per minute).
     CAMPAIGN_RATE = "campaign_rate"
 
+    #: The recipient caused the event (``actor``), and its type does not notify actors.
+    ACTOR = "actor"
+
 
 class CampaignStatus(StrEnum):
     """Where a campaign (or one of its runs) stands."""

@@ -20,6 +20,7 @@
      ├── CampaignStateError          a campaign cannot do that now (pause a finished one)
      ├── IdempotencyConflictError    same key, different event
      ├── NotFoundError               a row asked for by id does not exist
+ ├── EventNotPendingError        cancel/reschedule came after fan-out
      ├── TemplateError               a template does not parse or render
      │    ├── TemplateNotFoundError
      │    └── TemplateLimitError     a render went over its time, size or iteration limit
@@ -199,6 +200,22 @@ class IdempotencyConflictError(DispatcherError):
 
 class NotFoundError(DispatcherError, LookupError):
     """Raised when a row asked for by id does not exist (or is not the caller's)."""
+
+
+class EventNotPendingError(DispatcherError):
+    """Raised when ``cancel`` or ``reschedule`` finds the event no longer waiting: it has
+    fanned out (its notifications exist), or was cancelled or failed. ``status`` says
+    which."""
+
+    def __init__(self, event_id: int, status: str, action: str) -> None:
+        self.event_id = event_id
+        self.status = str(status)
+        why = {
+            "fanned_out": "it has already fanned out (its notifications exist)",
+            "cancelled": "it was cancelled",
+            "failed": "its fan-out failed",
+        }.get(self.status, f"it is {self.status}")
+        super().__init__(f"cannot {action} event {event_id}: {why}")
 
 
 class TemplateError(DispatcherError):

@@ -44,6 +44,8 @@ class Message:
     created_at: datetime
     #: False when the subscriber is in quiet hours: store, but do not ping.
     realtime: bool = True
+    #: Who caused the event (``notify(actor=...)``), if the app said.
+    actor: str | None = None
 
 
 @dataclass(frozen=True)

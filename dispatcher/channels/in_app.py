@@ -128,6 +128,7 @@ class InAppChannel(Channel):
             seen_at=None,
             read_at=None,
             archived_at=None,
+            actor=message.actor,
         )
         return {
             "type": "notification",

@@ -11,6 +11,7 @@ from dispatcher.cli.campaigns import campaigns
 from dispatcher.cli.core import migrate
 from dispatcher.cli.demo import demo
 from dispatcher.cli.doctor import doctor
+from dispatcher.cli.events import events
 from dispatcher.cli.explain import explain
 from dispatcher.cli.gateway import gateway
 from dispatcher.cli.group import DispatcherGroup
@@ -40,3 +41,4 @@ main.add_command(health)
 main.add_command(campaigns)
 main.add_command(doctor)
 main.add_command(subscribers)
+main.add_command(events)

@@ -282,6 +282,8 @@ class Event(Base):
     #: error classes and field positions, never the event's data.
     reason: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(String(255))
+    #: Who caused it (a subscriber id, ``notify(actor=...)``); not notified by default.
+    actor: Mapped[str | None] = mapped_column(String(255))
 
     notifications: Mapped[list[Notification]] = relationship(back_populates="event")
 

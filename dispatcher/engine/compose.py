@@ -30,6 +30,8 @@ class Row:
     event_id: int
     data: Mapping[str, Any]
     created_at: datetime
+    #: Who caused the event, if the app said.
+    actor: str | None = None
 
 
 class Composer:
@@ -52,6 +54,7 @@ class Composer:
             created_at=row.created_at,
             channel=channel,
             extras=self.context_extras,
+            actor=row.actor,
         )
 
     def _tracker(self, channel: Channel) -> LinkTracker:
@@ -138,6 +141,7 @@ class Composer:
                     attempt=c.attempt,
                     created_at=row.created_at,
                     realtime=decision.realtime,
+                    actor=row.actor,
                 )
             )
         return records, messages

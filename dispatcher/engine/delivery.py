@@ -114,6 +114,7 @@ class EventFacts:
     priority: Priority
     #: The notifications' ``created_at``.
     created_at: datetime
+    actor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,9 @@ _LOAD_ROWS = (
     .join(_S, _S.c.id == _N.c.subscriber_id)
     .where(_D.c.id.in_(bindparam("ids", expanding=True)))
 )
-_LOAD_PAYLOADS = select(_E.c.id, _E.c.payload).where(_E.c.id.in_(bindparam("ids", expanding=True)))
+_LOAD_PAYLOADS = select(_E.c.id, _E.c.payload, _E.c.actor).where(
+    _E.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 class Deliverer:
@@ -242,6 +245,7 @@ class Deliverer:
                 d.event.id,
                 d.event.payload,
                 d.event.created_at,
+                d.event.actor,
             )
             for d in deliveries
         ]
@@ -331,10 +335,11 @@ class Deliverer:
         conn = session.connection()
         found = conn.execute(_LOAD_ROWS, {"ids": list(ids)}).all()
         event_ids = list({r.event_id for r in found})
-        payloads: dict[int, dict[str, Any]] = {
-            event_id: payload
-            for event_id, payload in conn.execute(_LOAD_PAYLOADS, {"ids": event_ids})
-        }
+        payloads: dict[int, dict[str, Any]] = {}
+        actors: dict[int, str | None] = {}
+        for event_id, payload, actor in conn.execute(_LOAD_PAYLOADS, {"ids": event_ids}):
+            payloads[event_id] = payload
+            actors[event_id] = actor
         rows: list[Row] = []
         early: list[Record] = []
         for delivery in found:
@@ -364,7 +369,13 @@ class Deliverer:
                 stores_silently=self._stores_silently(delivery.channel),
             )
             rows.append(
-                Row(candidate, delivery.event_id, payloads[delivery.event_id], delivery.created_at)
+                Row(
+                    candidate,
+                    delivery.event_id,
+                    payloads[delivery.event_id],
+                    delivery.created_at,
+                    actors[delivery.event_id],
+                )
             )
         return rows, early
 

@@ -112,6 +112,8 @@ class Explanation:
     #: Why fan-out gave up on a ``failed`` event, and what it met (never the data).
     reason: str | None = None
     detail: str | None = None
+    #: Who caused it, if the app said (``notify(actor=...)``).
+    actor: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (instants as ISO 8601 UTC, summaries included)."""
@@ -133,6 +135,8 @@ class Explanation:
             yield f"  send at {_fmt(self.send_at)}"
         if self.idempotency_key:
             yield f"  idempotency key {self.idempotency_key}"
+        if self.actor:
+            yield f"  actor {self.actor}"
         if self.reason:
             yield f"  fan-out failed: {self.reason}" + (f" ({self.detail})" if self.detail else "")
         if not self.recipients and not self.reason:
@@ -200,6 +204,7 @@ def explain(store: Store, ref: str | int) -> Explanation:
             recipients=_recipients(session, event.id, only),
             reason=event.reason,
             detail=event.detail,
+            actor=event.actor,
         )
 
 

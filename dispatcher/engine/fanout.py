@@ -22,6 +22,7 @@ from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store, insert_ignore
 from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
 from dispatcher.db.types import UTCDateTime
+from dispatcher.engine.claim import Ticket
 from dispatcher.engine.delivery import Batch, Deliverer, DeliverReport, EventFacts, NewDelivery
 from dispatcher.engine.doorbell import Doorbell
 from dispatcher.engine.failed_events import mark_failed
@@ -62,6 +63,7 @@ _LOAD_EVENT = select(
     _EVENTS.c.status,
     _EVENTS.c.send_at,
     _EVENTS.c.campaign_id,
+    _EVENTS.c.actor,
 ).where(_EVENTS.c.id == bindparam("event_id"))
 #: On PostgreSQL a second fan-out of the same event waits here and then finds it done.
 _LOCK_EVENT = _LOAD_EVENT.with_for_update()
@@ -257,6 +259,16 @@ def _expand(
         ),
     )
     event_of = {nid: event_id for nid, event_id, _ in notifications}
+    external_of = {row.subscriber_id: row.external_id for row in subscribers.values()}
+    # The actor caused the event: their notification exists (``explain`` shows why it
+    # went nowhere) but every delivery of it is skipped, unless the type says otherwise.
+    by_actor = {
+        nid
+        for nid, event_id, sid in notifications
+        if by_id[event_id].actor is not None
+        and external_of.get(sid) == by_id[event_id].actor
+        and not types[event_id].notify_actor
+    }
     lease_until = now + deliverer.lease if deliverer is not None else None
     ticket = deliverer.ticket() if deliverer is not None and inline else None
     due = sorted(
@@ -273,23 +285,7 @@ def _expand(
                     "updated_at": now,
                     # Inline deliveries are claimed as they are inserted: this is their
                     # first attempt.
-                    **(
-                        {
-                            "status": DeliveryStatus.SENDING,
-                            "attempts": 1,
-                            "lease_until": lease_until,
-                            "claim_token": ticket.token if ticket else None,
-                            "claimed_by": ticket.owner if ticket else None,
-                        }
-                        if event_id in inline
-                        else {
-                            "status": DeliveryStatus.PENDING,
-                            "attempts": 0,
-                            "lease_until": None,
-                            "claim_token": None,
-                            "claimed_by": None,
-                        }
-                    ),
+                    **_first_state(nid in by_actor, event_id in inline, lease_until, ticket),
                 }
                 for nid, event_id, _ in notifications
                 for channel in types[event_id].channels
@@ -300,7 +296,9 @@ def _expand(
     conn.execute(_MARK_FANNED_OUT, {"event_ids": [event_id for event_id, _ in events], "now": now})
 
     facts = {
-        event_id: EventFacts(event_id, event.type, event.payload, Priority(event.priority), now)
+        event_id: EventFacts(
+            event_id, event.type, event.payload, Priority(event.priority), now, event.actor
+        )
         for event_id, event in events
         if event_id in inline
     }
@@ -309,6 +307,8 @@ def _expand(
     claimed: list[NewDelivery] = []
     expanded = _Expanded(results=list(refused), to_ring={}, refused=refused)
     for did, nid, channel in due:
+        if nid in by_actor:
+            continue
         event_id = event_of[nid]
         if event_id in inline:
             subscriber = by_subscriber_id[subscriber_of[nid]]
@@ -322,7 +322,7 @@ def _expand(
         expanded.inline = deliverer
         expanded.batch = deliverer.prepare_claimed(session, claimed, now, ticket)
     notified = Counter(event_id for _, event_id, _ in notifications)
-    deliveries_of = Counter(event_of[nid] for _, nid, _ in due)
+    deliveries_of = Counter(event_of[nid] for _, nid, _ in due if nid not in by_actor)
     for event_id, event in events:
         expanded.results.append(
             FanoutResult(
@@ -334,6 +334,46 @@ def _expand(
             )
         )
     return expanded
+
+
+def _first_state(
+    by_actor: bool, inline: bool, lease_until: datetime | None, ticket: Ticket | None
+) -> dict[str, Any]:
+    """How a delivery is inserted: skipped (to the event's actor), claimed (inline, under
+    ``ticket``), or pending (the same keys every time: one multi-row insert)."""
+    if by_actor:
+        return _ACTOR_SKIPPED
+    if inline:
+        return {
+            "status": DeliveryStatus.SENDING,
+            "attempts": 1,
+            "lease_until": lease_until,
+            "claim_token": ticket.token if ticket else None,
+            "claimed_by": ticket.owner if ticket else None,
+            "reason": None,
+            "detail": None,
+        }
+    return {
+        "status": DeliveryStatus.PENDING,
+        "attempts": 0,
+        "lease_until": None,
+        "claim_token": None,
+        "claimed_by": None,
+        "reason": None,
+        "detail": None,
+    }
+
+
+#: What a delivery to the event's own actor is inserted as.
+_ACTOR_SKIPPED: dict[str, Any] = {
+    "status": DeliveryStatus.SKIPPED,
+    "attempts": 0,
+    "lease_until": None,
+    "claim_token": None,
+    "claimed_by": None,
+    "reason": Reason.ACTOR.value,
+    "detail": "caused the event",
+}
 
 
 def _refuse_unstorable(

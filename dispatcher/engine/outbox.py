@@ -78,6 +78,7 @@ class Outbox:
         send_at: datetime | None = None,
         session: Session | None = None,
         campaign_id: int | None = None,
+        actor: str | None = None,
     ) -> EventReceipt:
         """Record that ``type`` happened for subscribers ``to``; see :meth:`Dispatcher.notify`."""
         notification_type = self.catalog.get(type)
@@ -98,10 +99,21 @@ class Outbox:
         when = max(send_at, now) if send_at is not None else now
         if idempotency_key is not None:
             check_identifier(idempotency_key, "idempotency_key")
+        if actor is not None:
+            check_identifier(actor, "actor")
 
         if session is not None:
             receipt = self._store(
-                session, type, payload, parsed, chosen, idempotency_key, when, now, campaign_id
+                session,
+                type,
+                payload,
+                parsed,
+                chosen,
+                idempotency_key,
+                when,
+                now,
+                campaign_id,
+                actor,
             )
             if self._due(receipt, now):
                 bulk = campaign_id is not None
@@ -109,7 +121,7 @@ class Outbox:
             return receipt
         with self.store.session(write=True) as own:
             receipt = self._store(
-                own, type, payload, parsed, chosen, idempotency_key, when, now, campaign_id
+                own, type, payload, parsed, chosen, idempotency_key, when, now, campaign_id, actor
             )
         # Rung once the session is closed: on SQLite, after the writer lock is released,
         # so workers do not wait on our trip to the broker.
@@ -142,6 +154,7 @@ class Outbox:
         send_at: datetime,
         now: datetime,
         campaign_id: int | None,
+        actor: str | None = None,
     ) -> EventReceipt:
         conn = session.connection()
         if key is not None:
@@ -161,6 +174,7 @@ class Outbox:
             "send_at": send_at,
             "created_at": now,
             "campaign_id": campaign_id,
+            "actor": actor,
         }
         if key is None:
             event_id = conn.execute(_INSERT_EVENT, row).scalar_one()

@@ -26,6 +26,7 @@ from dispatcher.gateway.hub import Hub
 from dispatcher.gateway.limits import BodySizeLimit, ConnectionSlots, RequestRate
 from dispatcher.gateway.metrics import router as metrics_router
 from dispatcher.gateway.push import router as push_router
+from dispatcher.gateway.quiet_hours import router as quiet_hours_router
 from dispatcher.gateway.rest import router
 from dispatcher.gateway.schemas import Health
 from dispatcher.gateway.state import Gateway
@@ -123,6 +124,7 @@ def create_app(
     app.include_router(admin.api)
     app.include_router(admin.pages)
     app.include_router(campaigns_router)
+    app.include_router(quiet_hours_router)
     app.router.routes.extend(ROUTES)
 
     @app.exception_handler(ValidationError)

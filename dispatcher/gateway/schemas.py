@@ -32,6 +32,8 @@ class NotificationOut(BaseModel):
     seen_at: datetime | None
     read_at: datetime | None
     archived_at: datetime | None
+    #: Who caused the event (a subscriber id), if the app said.
+    actor: str | None = None
 
     @classmethod
     def of(cls, item: InboxItem) -> NotificationOut:

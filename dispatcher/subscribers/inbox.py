@@ -34,6 +34,8 @@ class InboxItem:
     seen_at: datetime | None
     read_at: datetime | None
     archived_at: datetime | None
+    #: Who caused the event (a subscriber id), if the app said.
+    actor: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as the WebSocket and REST API send it."""
@@ -50,10 +52,13 @@ class InboxItem:
             "seen_at": self.seen_at.isoformat() if self.seen_at else None,
             "read_at": self.read_at.isoformat() if self.read_at else None,
             "archived_at": self.archived_at.isoformat() if self.archived_at else None,
+            "actor": self.actor,
         }
 
     @classmethod
-    def from_row(cls, notification: Notification, data: dict[str, Any]) -> InboxItem:
+    def from_row(
+        cls, notification: Notification, data: dict[str, Any], actor: str | None = None
+    ) -> InboxItem:
         return cls(
             id=notification.id,
             type=notification.type,
@@ -67,6 +72,7 @@ class InboxItem:
             seen_at=notification.seen_at,
             read_at=notification.read_at,
             archived_at=notification.archived_at,
+            actor=actor,
         )
 
 
@@ -87,7 +93,7 @@ class Inbox:
         type: str | None = None,
         before_id: int | None = None,
         after_id: int | None = None,
-    ) -> Select[tuple[Notification, dict[str, Any]]]:
+    ) -> Select[tuple[Notification, dict[str, Any], str | None]]:
         """The subscriber's inbox items matching the filters, as a statement.
 
         Raises:
@@ -101,7 +107,7 @@ class Inbox:
             if number is not None and not MIN_INT64 <= number <= MAX_INT64:
                 raise ValidationError(f"{field} must fit in 64 bits")
         stmt = (
-            select(Notification, Event.payload)
+            select(Notification, Event.payload, Event.actor)
             .join(Event, Event.id == Notification.event_id)
             .where(Notification.subscriber_id == subscriber_pk)
             .where(Notification.inbox_at.is_not(None))
@@ -147,7 +153,7 @@ class Inbox:
             rows = session.execute(
                 stmt.order_by(Notification.id.desc()).limit(check_limit(limit))
             ).all()
-            return [InboxItem.from_row(n, payload) for n, payload in rows]
+            return [InboxItem.from_row(n, payload, actor) for n, payload, actor in rows]
 
     def since(
         self, subscriber_id: str, after_id: int, *, limit: int = 500
@@ -159,7 +165,7 @@ class Inbox:
             rows = session.execute(
                 stmt.order_by(Notification.id.asc()).limit(check_limit(limit))
             ).all()
-            return [InboxItem.from_row(n, payload) for n, payload in rows]
+            return [InboxItem.from_row(n, payload, actor) for n, payload, actor in rows]
 
     def last_id_at(self, subscriber_id: str, moment: datetime) -> int:
         """The newest notification id the subscriber had at ``moment`` (ids grow with
@@ -183,7 +189,7 @@ class Inbox:
             row = session.execute(stmt).first()
             if row is None:
                 raise NotFoundError(f"no notification {notification_id} in this inbox")
-            return InboxItem.from_row(row[0], row[1])
+            return InboxItem.from_row(row[0], row[1], row[2])
 
     def unread_count(self, subscriber_id: str) -> int:
         with self.store.session() as session:

@@ -16,14 +16,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from dispatcher.db.models import Subscriber
+from dispatcher.clock import utcnow
+from dispatcher.db.models import Subscriber, table
+from dispatcher.db.types import UTCDateTime
 from dispatcher.errors import InvalidArgumentError, ValidationError
 from dispatcher.subscribers.addresses import validate_email, validate_locale, validate_timezone
 from dispatcher.validation import check_identifier, check_json
 
+#: Ids per ``IN (...)`` when looking up stored subscribers.
+LOOKUP_CHUNK = 5000
+_SUBSCRIBERS = table(Subscriber)
+_STORED = select(_SUBSCRIBERS.c.external_id, _SUBSCRIBERS.c.attributes).where(
+    _SUBSCRIBERS.c.external_id.in_(bindparam("ids", expanding=True))
+)
 #: Keys of an inline recipient that are columns; any other key is an attribute.
 FIELDS = ("email", "timezone", "locale")
 
@@ -101,6 +109,24 @@ def _inline(item: Mapping[Any, Any], where: str) -> InlineRecipient:
 
 def _checked(key: str, value: Any, where: str) -> Any:
     """The column value, or the checker's own error class with ``where`` in front."""
+    if isinstance(value, str) and key != "email":
+        # Many recipients share a handful of zones and locales: check each once.
+        known = _SEEN.get((key, value))
+        if known is not None:
+            return known
+        checked = _check(key, value, where)
+        if len(_SEEN) < 4096:
+            _SEEN[(key, value)] = checked
+        return checked
+    return _check(key, value, where)
+
+
+#: Time zones and locales already found valid in this process (and their canonical form).
+_SEEN: dict[tuple[str, str], str] = {}
+
+
+def _check(key: str, value: Any, where: str) -> Any:
+    """The column value, or the checker's own error class with ``where`` in front."""
     if value is None and key in ("email", "locale"):
         return None
     try:
@@ -115,24 +141,56 @@ def _checked(key: str, value: Any, where: str) -> Any:
 
 def upsert_inline(session: Session, recipients: Iterable[InlineRecipient]) -> int:
     """Create or update the inline recipients in ``session``'s transaction; returns how
-    many. Fields a mapping leaves out keep their stored values; attributes are merged."""
+    many. Fields a mapping leaves out keep their stored values; attributes are merged.
+
+    Set-based: one lookup per 5,000 ids, one multi-row insert for the new ones, one
+    executemany per shape of update (which fields were given) for the others.
+    """
     wanted = {r.id: r for r in recipients}
     if not wanted:
         return 0
-    stored = {
-        row.external_id: row
-        for row in session.scalars(
-            select(Subscriber).where(Subscriber.external_id.in_(list(wanted)))
+    conn = session.connection()
+    ids = list(wanted)
+    stored: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = ids[start : start + LOOKUP_CHUNK]
+        for external_id, attributes in conn.execute(_STORED, {"ids": chunk}):
+            stored[external_id] = attributes or {}
+    now = utcnow()
+    new_rows = [
+        {
+            "external_id": r.id,
+            "email": r.values.get("email"),
+            "locale": r.values.get("locale"),
+            "timezone": r.values.get("timezone", "UTC"),
+            "attributes": dict(r.attributes),
+            "created_at": now,
+            "updated_at": now,
+        }
+        for r in wanted.values()
+        if r.id not in stored
+    ]
+    if new_rows:
+        conn.execute(insert(_SUBSCRIBERS), new_rows)
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in wanted.values():
+        if r.id not in stored or not (r.values or r.attributes):
+            continue
+        values = dict(r.values)
+        if r.attributes:
+            values["attributes"] = {**stored[r.id], **r.attributes}
+        shape = tuple(sorted(values))
+        shapes.setdefault(shape, []).append(
+            {"b_id": r.id, "b_now": now, **{f"b_{k}": v for k, v in values.items()}}
         )
-    }
-    for external_id, recipient in wanted.items():
-        row = stored.get(external_id)
-        if row is None:
-            row = Subscriber(external_id=external_id, timezone="UTC", attributes={})
-            session.add(row)
-        for key, value in recipient.values.items():
-            setattr(row, key, value)
-        if recipient.attributes:
-            row.attributes = {**(row.attributes or {}), **recipient.attributes}
-    session.flush()
+    for shape, rows in shapes.items():
+        statement = (
+            update(_SUBSCRIBERS)
+            .where(_SUBSCRIBERS.c.external_id == bindparam("b_id"))
+            .values(
+                updated_at=bindparam("b_now", type_=UTCDateTime()),
+                **{k: bindparam(f"b_{k}") for k in shape},
+            )
+        )
+        conn.execute(statement, rows)
     return len(wanted)

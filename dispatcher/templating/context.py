@@ -22,10 +22,14 @@ def template_context(
     created_at: datetime,
     channel: Channel | None,
     extras: Mapping[str, Any] | None = None,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """The payload's fields (also as ``data``), ``recipient``, ``notification``, the
     deployment's ``extras`` and whatever the channel adds (``links`` for email)."""
     context: dict[str, Any] = {
+        # Who caused the event (a subscriber id) or None; a payload field of the same
+        # name wins (``notification.actor`` is always the event's).
+        "actor": actor,
         **data,
         "data": data,
         "recipient": {
@@ -40,6 +44,7 @@ def template_context(
             "category": notification_type.category,
             "priority": priority.value,
             "created_at": created_at,
+            "actor": actor,
         },
         **(extras or {}),
     }

@@ -11,7 +11,7 @@ parameter (``InvalidArgumentError.field``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -60,6 +60,11 @@ def calls(d: Dispatcher) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]
             {"type": "ticket_created", "to": "u1", "data": TICKET, "priority": "high"},
         ),
         "inbox": (d.inbox, {"subscriber_id": "u1", "limit": 5, "before_id": 10}),
+        "cancel": (d.cancel, {"event_id": 1}),
+        "reschedule": (
+            d.reschedule,
+            {"event_id": 1, "send_at": datetime(2030, 1, 1, tzinfo=UTC)},
+        ),
         "explain": (d.explain, {"ref": 1}),
         "unsubscribe": (d.unsubscribe, {"token": "x.y"}),
         "subscribers.upsert": (
@@ -88,6 +93,7 @@ def calls(d: Dispatcher) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]
             {"subscriber_id": "u1", "windows": [("22:00", "07:00", "weekdays")]},
         ),
         "quiet_hours.list": (d.quiet_hours.list, {"subscriber_id": "u1"}),
+        "quiet_hours.clear": (d.quiet_hours.clear, {"subscriber_id": "u1"}),
         "push_subscriptions.add": (
             d.push_subscriptions.add,
             {

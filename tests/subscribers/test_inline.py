@@ -58,6 +58,11 @@ def test_inline_recipients_update_only_the_fields_they_give(dispatcher: Dispatch
     ana = dispatcher.subscribers.get("ana")
     assert (ana.email, ana.timezone, ana.locale) == ("old@example.com", "UTC", "es-MX")
     assert ana.attributes == {"team": "a"}
+    dispatcher.notify(
+        "ticket_created", to=[{"id": "ana", "plan": "pro", "email": None}], data=TICKET
+    )
+    ana = dispatcher.subscribers.get("ana")
+    assert (ana.email, ana.locale, ana.attributes) == (None, "es-MX", {"team": "a", "plan": "pro"})
 
 
 def test_one_recipient_may_be_a_mapping_alone(dispatcher: Dispatcher) -> None:
