@@ -136,13 +136,14 @@ def _ids(value: Any, field: str) -> tuple[str, ...]:
 
 
 def check_priority(value: Priority | str | None, default: Priority) -> Priority:
-    """The campaign's priority; ``urgent`` is refused.
+    """The campaign's priority; ``urgent`` is refused. Left out, it is the type's, and
+    ``high`` for a type whose default is ``urgent`` (a campaign is bulk by nature).
 
     Raises:
         InvalidCampaignError: (``field="priority"``) unknown, or ``urgent``.
     """
     if value is None:
-        value = Priority.LOW if default is Priority.URGENT else default
+        value = Priority.HIGH if default is Priority.URGENT else default
     try:
         priority = Priority(value)
     except ValueError:

@@ -228,3 +228,16 @@ def test_a_campaign_with_a_start_time_is_scheduled(dispatcher: Dispatcher) -> No
     assert (c.status, c.next_run_at) == (CampaignStatus.SCHEDULED, at)
     assert [x.id for x in dispatcher.campaigns.list()] == [c.id]
     assert dispatcher.campaigns.list(status="draft") == []
+
+
+def test_a_type_that_defaults_to_urgent_goes_out_as_high_on_the_bulk_queue(
+    dispatcher: Dispatcher,
+) -> None:
+    from dispatcher import names
+
+    example = dispatcher.catalog.get("system_alert").example
+    c = dispatcher.campaigns.create(
+        "alert", type="system_alert", data=example, audience={"all": True}
+    )
+    assert c.priority == "high"
+    assert names.for_priority(c.priority, bulk=True) == names.BULK
