@@ -160,6 +160,14 @@ class Channel:
         many, so a process killed mid-batch leaves at most this many sent but unrecorded."""
         return 1
 
+    def begin_batch(self) -> None:
+        """Called before one claimed batch is sent (in groups of :attr:`in_flight`, one
+        :meth:`send` each): a channel keeps what it learns across those groups (a push
+        service that stopped answering) until :meth:`end_batch`. No-op by default."""
+
+    def end_batch(self) -> None:
+        """Called after the batch :meth:`begin_batch` announced. No-op by default."""
+
     def address_missing(self, recipient: Recipient) -> bool:
         """Whether the recipient has no address on this channel (no email, no device);
         by default, whether they lack an address of :attr:`address_kind`."""

@@ -41,13 +41,29 @@ class GroupSender:
     ) -> list[Record]:
         """Send ``messages`` a group at a time, record each group's outcomes as they come
         back, and renew the claim between groups; return the records written."""
-        recorded: list[Record] = []
         size = self.group_size or max(1, channel.in_flight)
-        started = time.monotonic()
-        renewed = started
-        remaining = list(messages)
+        channel.begin_batch()
+        try:
+            return self._send_groups(channel, list(messages), now, token, size)
+        finally:
+            channel.end_batch()
+
+    def _send_groups(
+        self,
+        channel: Channel,
+        remaining: list[Message],
+        now: datetime,
+        token: str | None,
+        size: int,
+    ) -> list[Record]:
+        recorded: list[Record] = []
+        started = renewed = time.monotonic()
+        groups = 0
         while remaining:
-            at = now + timedelta(seconds=time.monotonic() - started)
+            # The first group is recorded at the batch's clock (``now``, which tests may
+            # freeze); later ones at that clock plus the time spent sending so far.
+            at = now + timedelta(seconds=time.monotonic() - started) if groups else now
+            groups += 1
             if token is not None and time.monotonic() - renewed > self.lease.total_seconds() / 4:
                 remaining = self._still_held(remaining, token, at)
                 renewed = time.monotonic()

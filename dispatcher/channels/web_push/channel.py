@@ -118,9 +118,17 @@ class WebPushChannel(Channel):
         self._limit: asyncio.Semaphore | None = None
         self._signer: VapidSigner | None = None
         self._timeout = aiohttp.ClientTimeout(total=self.push.timeout)
+        #: Origins that stopped answering, kept across one batch's groups.
+        self._batch_breaker: _Breaker | None = None
 
     def is_configured(self) -> bool:
         return self.push.is_configured()
+
+    def begin_batch(self) -> None:
+        self._batch_breaker = _Breaker()
+
+    def end_batch(self) -> None:
+        self._batch_breaker = None
 
     @property
     def in_flight(self) -> int:
@@ -186,7 +194,7 @@ class WebPushChannel(Channel):
         devices = self._devices({m.recipient.id for m in messages})
         outcomes: list[Outcome] = []
         work: list[tuple[Message, list[asyncio.Task[_Attempt]]]] = []
-        breaker = _Breaker()
+        breaker = self._batch_breaker or _Breaker()
         async with asyncio.TaskGroup() as group:
             for m in messages:
                 mine = devices.get(m.recipient.id, [])

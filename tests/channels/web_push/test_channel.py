@@ -185,7 +185,7 @@ def test_every_device_gets_the_decrypted_payload_and_headers(
         notification_id = s.scalar(select(Notification.id))
     expected = {
         "title": "Entrada vendida: Copa del Rey Final",
-        "body": "Luis vendió 2 entradas por 45.00 EUR a Marta.",
+        "body": "Luis vendió 2 entradas por 45,00\xa0€ a Marta.",
         "url": "/tickets/123",
         "tag": f"notification-{notification_id}",
         "notification_id": notification_id,
@@ -412,7 +412,7 @@ def test_worker_pushes_to_both_devices_once_and_forgets_a_gone_one(
         (on_phone,), (on_laptop,) = push_service.for_device(phone), push_service.for_device(laptop)
         assert on_phone.json == on_laptop.json
         assert on_phone.json["title"] == "Ticket sold: Copa del Rey Final"
-        assert on_phone.json["body"] == "Luis sold 2 tickets for 45.00 EUR to Marta."
+        assert on_phone.json["body"] == "Luis sold 2 tickets for €45.00 to Marta."
         assert _push_rows(d)[0].status is DeliveryStatus.SENT
 
         push_service.answer(410, device=laptop)
