@@ -293,7 +293,9 @@ class Settings(BaseSettings):
     #: Clients allowed to read the gateway's ``/metrics`` (CIDR networks); the default
     #: keeps it on the machine itself. Put the gateway behind a proxy that forwards
     #: ``/metrics`` only from the monitoring network if you widen this.
-    metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    metrics_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"]
+    )
     #: ``text`` (``event key=value``) or ``json`` (one object per line) log lines.
     log_format: Literal["text", "json"] = "text"
     #: Recipients per campaign chunk: one transaction and one pipelined publish each.
@@ -323,7 +325,9 @@ class Settings(BaseSettings):
             return [q.strip() for q in value.split(",") if q.strip()]
         return value
 
-    @pydantic.field_validator("extra_templates_dirs", "types_modules", mode="before")
+    @pydantic.field_validator(
+        "extra_templates_dirs", "types_modules", "metrics_allow", mode="before"
+    )
     @classmethod
     def _lists(cls, value: object) -> object:
         return split_list(value)

@@ -168,8 +168,8 @@ StartGateway = Callable[..., GatewayServer]
 
 
 @pytest.fixture(scope="session")
-def _gateways() -> Iterator[dict[tuple[str, frozenset[tuple[str, str]], int], GatewayServer]]:
-    started: dict[tuple[str, frozenset[tuple[str, str]], int], GatewayServer] = {}
+def _gateways() -> Iterator[dict[tuple[str, str, frozenset[tuple[str, str]], int], GatewayServer]]:
+    started: dict[tuple[str, str, frozenset[tuple[str, str]], int], GatewayServer] = {}
     yield started
     for g in started.values():
         g.stop()
@@ -180,7 +180,7 @@ def start_gateway(
     request: pytest.FixtureRequest,
     backend: str,
     dispatcher: Dispatcher,
-    _gateways: dict[tuple[str, frozenset[tuple[str, str]], int], GatewayServer],
+    _gateways: dict[tuple[str, str, frozenset[tuple[str, str]], int], GatewayServer],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> StartGateway:
     """Start a gateway for this backend with extra environment variables.
@@ -192,7 +192,10 @@ def start_gateway(
     """
 
     def start(extra_env: dict[str, str] | None = None, instance: int = 0) -> GatewayServer:
-        key = (backend, frozenset((extra_env or {}).items()), instance)
+        # The broker is part of the key: a test without a worker rings a quiet broker,
+        # and a gateway it started must not be handed to a test whose worker listens.
+        broker = dispatcher.settings.broker_url
+        key = (backend, broker, frozenset((extra_env or {}).items()), instance)
         shared = not extra_env and instance == 0
         current = _gateways.get(key)
         if shared and current is not None and current.process.poll() is None:

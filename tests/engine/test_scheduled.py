@@ -171,7 +171,7 @@ def test_cli_cancel_and_reschedule(d: Dispatcher) -> None:
     plain = runner.invoke(main, ["events", "cancel", str(receipt.id)], env=env)
     assert plain.output.startswith(f"event {receipt.id} already cancelled")
     missing = runner.invoke(main, ["events", "cancel", "424242"], env=env)
-    assert missing.exit_code == 1 and "no event 424242" in missing.output
+    assert missing.exit_code == 2 and "no event 424242" in missing.output
     naive = runner.invoke(main, ["events", "reschedule", "1", "--send-at", "tomorrow"], env=env)
     assert naive.exit_code == 2 and "--send-at" in naive.output
     neither = runner.invoke(main, ["events", "cancel"], env=env)

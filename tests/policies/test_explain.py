@@ -140,9 +140,9 @@ def test_cli_prints_the_trail_and_json(inproc: Dispatcher) -> None:
     assert data["recipients"][0]["deliveries"][1]["reason"] == "opted_out"
     assert data["recipients"][1]["deliveries"][0]["summary"] == "sent"
     missing = runner.invoke(main, ["explain", "n424242"], env=env)
-    assert missing.exit_code == 1 and "no notification 424242" in missing.output
+    assert missing.exit_code == 2 and "no notification 424242" in missing.output
     bad = runner.invoke(main, ["explain", "zz"], env=env)
-    assert bad.exit_code == 1 and "cannot explain 'zz'" in bad.output
+    assert bad.exit_code == 2 and "cannot explain 'zz'" in bad.output
 
 
 def test_explain_before_fanout_says_so(inproc: Dispatcher) -> None:
