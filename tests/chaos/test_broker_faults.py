@@ -51,8 +51,6 @@ def test_flushing_redis_while_delivery_messages_are_queued_loses_nothing(
     beat = Beat(dispatcher.settings, tmp_path / "beat.log")
     try:
         wait_for(lambda: settled(dispatcher, RECIPIENTS * 2), timeout=120, interval=0.2)
-        # Both beats really ran (a loaded machine may start the second one late).
-        wait_for(lambda: all("Sending due task sweep" in b.log() for b in beats), timeout=30)
     finally:
         beat.stop()
     time.sleep(1)
