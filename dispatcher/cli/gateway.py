@@ -22,15 +22,13 @@ from dispatcher.extras import needs
 @click.option("--log-level", default="info", show_default=True)
 def gateway(host: str, port: int, access_log: bool, log_level: str) -> None:
     """Serve the REST inbox and the WebSocket (DISPATCHER_GATEWAY_* settings)."""
-    try:
-        with needs("gateway", "`dispatcher gateway`"):
-            import uvicorn
+    # A missing extra is a MissingExtraError: the CLI group prints it in one line (exit 3).
+    with needs("gateway", "`dispatcher gateway`"):
+        import uvicorn
 
-            from dispatcher.gateway import create_app
-            from dispatcher.gateway.handshake import protocol_classes
-            from dispatcher.gateway.redaction import install
-    except DispatcherError as exc:
-        raise click.ClickException(str(exc)) from None
+        from dispatcher.gateway import create_app
+        from dispatcher.gateway.handshake import protocol_classes
+        from dispatcher.gateway.redaction import install
 
     d = open_dispatcher()
     try:

@@ -21,11 +21,9 @@ def vapid() -> None:
 
 def _vapid() -> Any:
     """The VAPID module, or a clean CLI error naming the extra it needs."""
-    try:
-        with needs("webpush", "`dispatcher vapid`"):
-            from dispatcher.channels.web_push import vapid as module
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
+    # A missing extra is a MissingExtraError: the CLI group prints it in one line (exit 3).
+    with needs("webpush", "`dispatcher vapid`"):
+        from dispatcher.channels.web_push import vapid as module
     return module
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from dispatcher.db.models import Base, use_table_prefix
-from dispatcher.errors import ConfigurationError
+from dispatcher.errors import ConfigurationError, MissingExtraError
 from dispatcher.extras import needs
 
 
@@ -50,6 +50,8 @@ class Store:
         try:
             with needs("postgres", "a PostgreSQL database"):
                 self.engine: Engine = create_engine(parsed, **kwargs)
+        except MissingExtraError:
+            raise
         except (ImportError, NoSuchModuleError) as exc:  # mysql:// without MySQLdb, foo://
             raise ConfigurationError(
                 f"DISPATCHER_DATABASE_URL: no driver for {parsed.drivername!r} ({exc}); "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -10,6 +11,18 @@ from dispatcher import Dispatcher
 from dispatcher.db.models import Delivery, Notification, Subscriber, table
 from dispatcher.worker import Runtime
 from tests.conftest import runtime
+
+#: Templates of the campaign tests' own types (kept out of tests/templates, which the
+#: template checks read with only the suite's registered types).
+CAMPAIGN_TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def use_campaign_templates(d: Dispatcher) -> None:
+    """Let ``d`` render the campaign test types (before its renderer is first used)."""
+    if CAMPAIGN_TEMPLATES not in d.settings.extra_templates_dirs:
+        d.settings.extra_templates_dirs.append(CAMPAIGN_TEMPLATES)
+    d.__dict__.pop("renderer", None)
+
 
 PAYOUT = {"payout_id": 7, "amount": "12.00"}
 

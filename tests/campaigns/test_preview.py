@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from dispatcher import Dispatcher, NotificationType, RateLimit
 from dispatcher.db.models import Base
-from tests.campaigns.support import add_subscribers
+from tests.campaigns.support import add_subscribers, use_campaign_templates
 from tests.conftest import make_settings, runtime
 from tests.smtp_server import (  # noqa: F401 - fixtures
     SmtpServer,
@@ -86,6 +86,7 @@ def test_preview_counts_reasons_per_channel_and_writes_nothing(
 def test_preview_reads_rate_limits_without_using_them(dispatcher: Dispatcher) -> None:
     d = dispatcher
     d.register(LIMITED)
+    use_campaign_templates(d)
     add_subscribers(d, 3)
     receipt = d.notify("campaign_greeting", to="s000001", data={"note": "first"})
     runtime(d).fanout(receipt.id)

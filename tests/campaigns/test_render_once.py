@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from dispatcher import Dispatcher, NotificationType
 from dispatcher.campaigns.render_once import CampaignComposer
-from tests.campaigns.support import PAYOUT, add_subscribers, run_all
+from tests.campaigns.support import PAYOUT, add_subscribers, run_all, use_campaign_templates
 from tests.conftest import runtime
 
 
@@ -42,6 +42,7 @@ def test_content_that_reads_no_recipient_renders_once_per_locale(dispatcher: Dis
 def test_content_that_reads_the_recipient_renders_per_recipient(dispatcher: Dispatcher) -> None:
     d = dispatcher
     d.register(GREETING)
+    use_campaign_templates(d)
     add_subscribers(d, 12, locale="en")
     campaign = d.campaigns.create(
         "g", type="campaign_greeting", data={"note": "n"}, audience={"all": True}
