@@ -2,7 +2,8 @@
 
 Each test run uses its own Redis database numbers (``DISPATCHER_TEST_REDIS_DB``, default
 8, and the next one) and its own PostgreSQL database (created, then dropped), so
-parallel runs do not meet. Missing services fail loudly; nothing is faked.
+parallel runs do not meet. Within one run split over processes (``pytest -n N``, as
+``scripts/test`` does), each process gets a redis-server of its own as well. Missing services fail loudly; nothing is faked.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,7 +29,20 @@ from dispatcher.worker import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_HOST = os.environ.get("DISPATCHER_TEST_REDIS_HOST", "127.0.0.1")
-REDIS_PORT = int(os.environ.get("DISPATCHER_TEST_REDIS_PORT", "6379"))
+#: Set by the controller of a parallel run (``pytest -n N``): one private redis-server
+#: per test process, so a test that flushes or fills Redis cannot reach another's keys.
+WORKER_REDIS_PORTS = "DISPATCHER_TEST_WORKER_REDIS_PORTS"
+
+
+def _redis_port() -> int:
+    ports = os.environ.get(WORKER_REDIS_PORTS)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1"... in a parallel run
+    if ports and worker.startswith("gw"):
+        return int(ports.split(",")[int(worker[2:])])
+    return int(os.environ.get("DISPATCHER_TEST_REDIS_PORT", "6379"))
+
+
+REDIS_PORT = _redis_port()
 #: SQLite tests use this Redis database and PostgreSQL tests the next one, so that the
 #: two backends' workers never take each other's tasks.
 REDIS_DB = int(os.environ.get("DISPATCHER_TEST_REDIS_DB", "8"))
@@ -54,6 +69,29 @@ PG_DB = f"dispatcher_test_{RUN_ID}"
 BACKENDS = ("sqlite", "postgres")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In the controller of a parallel run, start one redis-server per test process."""
+    processes = getattr(config.option, "numprocesses", None) or 0
+    if hasattr(config, "workerinput") or not processes or WORKER_REDIS_PORTS in os.environ:
+        return
+    from tests.redis_server import PrivateRedis  # noqa: PLC0415 - needs this module loaded
+
+    folder = Path(tempfile.mkdtemp(prefix="dispatcher-test-redis-"))
+    servers = [PrivateRedis(folder) for _ in range(int(processes))]
+    for server in servers:
+        server.start()
+    config.stash[_PRIVATE_REDIS] = servers
+    os.environ[WORKER_REDIS_PORTS] = ",".join(str(s.port) for s in servers)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for server in config.stash.get(_PRIVATE_REDIS, []):
+        server.stop()
+    if config.stash.get(_PRIVATE_REDIS, None):
+        os.environ.pop(WORKER_REDIS_PORTS, None)
+
+
+_PRIVATE_REDIS = pytest.StashKey[list[Any]]()
 _RUNTIMES: dict[int, tuple[Dispatcher, Runtime]] = {}
 
 
