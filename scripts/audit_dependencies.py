@@ -10,26 +10,40 @@ nothing. So the audit carries a canary, a pin with published advisories
 - a known vulnerability in a real pin fails the step (exit 1);
 - the canary flagged means the service answered: the pins it looked up are audited;
 - the canary not flagged means the service is blind here: the step says, in capitals,
-  that nothing was audited, and fails only when ``DISPATCHER_AUDIT_REQUIRED=1``
+  that the online audit checked nothing, and fails only when ``DISPATCHER_AUDIT_REQUIRED=1``
   (set in GitHub Actions, where the service is reachable).
+
+When the service is blind, the pins are checked against a local advisory cache instead:
+the ``safety-db`` package (PyUp's open database, installed with the dev tools), whose
+date is printed, because it is old (its data is dated 2021-07-01) and knows nothing
+published after it. A pin inside one of its advisories' ranges fails the step just as
+an online finding does; the cache's own canary (:data:`CACHE_CANARY`) proves it was read.
 
 Usage: ``python scripts/audit_dependencies.py [constraints.txt]``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Jinja2 3.1.4 has three published advisories (CVE-2024-56201, CVE-2024-56326,
 #: CVE-2025-27516); a service that knows of none of them answered nothing.
 CANARY = ("jinja2", "3.1.4")
+#: Jinja2 2.7.2 is inside the cache's advisory for CVE-2014-1402 (fixed in 2.7.3).
+CACHE_CANARY = ("jinja2", "2.7.2")
 
 
 def pins(constraints: Path) -> list[str]:
@@ -110,11 +124,69 @@ def judge(report: dict[str, Any], canary: tuple[str, str] = CANARY) -> tuple[int
     return 0, lines
 
 
+def load_cache() -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """The local advisory cache (``safety-db``) by canonical package name, and its date."""
+    # Found, not imported: the package's __init__ opens a path relative to the working folder.
+    spec = importlib.util.find_spec("safety_db")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("pip-audit: the local advisory cache (safety-db) is not installed.")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    text = (folder / "insecure_full.json").read_text()
+    raw: dict[str, Any] = json.loads(text)
+    meta = raw.pop("$meta", {})
+    stamp = datetime.fromtimestamp(int(meta.get("timestamp", 0)), tz=UTC).date().isoformat()
+    return {canonicalize_name(name): entries for name, entries in raw.items()}, stamp
+
+
+def cache_findings(pin: str, cache: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Ids of the cached advisories whose version ranges contain ``pin``."""
+    name, _, version = pin.partition("==")
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        return []
+    found: list[str] = []
+    for entry in cache.get(canonicalize_name(name), []):
+        for spec in entry.get("specs", []):
+            try:
+                inside = parsed in SpecifierSet(str(spec), prereleases=True)
+            except InvalidSpecifier:
+                continue
+            if inside:
+                found.append(str(entry.get("cve") or entry.get("id")))
+                break
+    return found
+
+
+def judge_offline(
+    requirements: list[str], cache: dict[str, list[dict[str, Any]]], stamp: str
+) -> tuple[int, list[str]]:
+    """Exit code and lines for ``requirements`` checked against the local cache."""
+    if not cache_findings("==".join(CACHE_CANARY), cache):
+        return 1, [f"pip-audit: the local advisory cache ({stamp}) could not be read."]
+    vulnerable = [
+        f"  {pin}: {', '.join(ids)}" for pin in requirements if (ids := cache_findings(pin, cache))
+    ]
+    if vulnerable:
+        head = f"pip-audit: local advisory cache ({stamp}): {len(vulnerable)} pinned package(s)"
+        return 1, [f"{head} with known vulnerabilities:", *vulnerable]
+    return 0, [
+        f"pip-audit: {len(requirements)} pins checked against the local advisory cache "
+        f"dated {stamp} (safety-db): none is in a known advisory's range. Advisories "
+        f"published after {stamp} are not known to it."
+    ]
+
+
 def main(argv: list[str]) -> int:
     constraints = Path(argv[0]) if argv else ROOT / "constraints.txt"
-    report = run_audit([*pins(constraints), "==".join(CANARY)])
+    requirements = pins(constraints)
+    report = run_audit([*requirements, "==".join(CANARY)])
     code, lines = judge(report)
     print("\n".join(lines))
+    if code == 0 and lines[0].startswith("pip-audit: NOT CHECKED"):
+        offline_code, offline_lines = judge_offline(requirements, *load_cache())
+        print("\n".join(offline_lines))
+        return offline_code
     return code
 
 

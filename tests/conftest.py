@@ -3,7 +3,8 @@
 Each test run uses its own Redis database numbers (``DISPATCHER_TEST_REDIS_DB``, default
 8, and the next one) and its own PostgreSQL database (created, then dropped), so
 parallel runs do not meet. Within one run split over processes (``pytest -n N``, as
-``scripts/test`` does), each process gets a redis-server of its own as well. Missing services fail loudly; nothing is faked.
+``scripts/test`` does), each process gets a redis-server of its own as well. Missing
+services fail loudly; nothing is faked.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
     processes = getattr(config.option, "numprocesses", None) or 0
     if hasattr(config, "workerinput") or not processes or WORKER_REDIS_PORTS in os.environ:
         return
-    from tests.redis_server import PrivateRedis  # noqa: PLC0415 - needs this module loaded
+    from tests.redis_server import PrivateRedis  # it imports this module
 
     folder = Path(tempfile.mkdtemp(prefix="dispatcher-test-redis-"))
     servers = [PrivateRedis(folder) for _ in range(int(processes))]

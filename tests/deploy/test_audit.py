@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.deploy.scripts import load_script
 
 audit = load_script("audit_dependencies")
@@ -65,3 +66,34 @@ def test_pins_are_read_from_the_constraints_file(tmp_path: Path) -> None:
     path = tmp_path / "c.txt"
     path.write_text("# comment\ncelery==5.7.0\n\nJinja2==3.1.6  # pinned\n")
     assert audit.pins(path) == ["celery==5.7.0", "Jinja2==3.1.6"]
+
+
+def test_the_local_cache_finds_an_old_advisory_and_states_its_date() -> None:
+    cache, stamp = audit.load_cache()
+    assert stamp == "2021-07-01"
+    assert "CVE-2014-1402" in audit.cache_findings("Jinja2==2.7.2", cache)
+    assert audit.cache_findings("jinja2==3.1.6", cache) == []
+    assert audit.cache_findings("not-a-package==1.0", cache) == []
+
+
+def test_offline_a_pin_in_a_cached_advisory_fails_and_clean_pins_pass() -> None:
+    cache, stamp = audit.load_cache()
+    code, lines = audit.judge_offline(["celery==5.7.0", "Django==1.11.0"], cache, stamp)
+    assert code == 1
+    assert lines[0].startswith("pip-audit: local advisory cache (2021-07-01): 1 pinned package")
+    assert lines[1].startswith("  Django==1.11.0: CVE-")
+    code, lines = audit.judge_offline(["celery==5.7.0", "Django==5.2.19"], cache, stamp)
+    assert code == 0
+    assert "2 pins checked against the local advisory cache dated 2021-07-01" in lines[0]
+
+
+def test_offline_an_unreadable_cache_fails() -> None:
+    code, lines = audit.judge_offline(["celery==5.7.0"], {}, "1970-01-01")
+    assert code == 1
+    assert "could not be read" in lines[0]
+
+
+def test_every_real_pin_is_clear_of_the_local_cache() -> None:
+    cache, stamp = audit.load_cache()
+    code, lines = audit.judge_offline(audit.pins(ROOT / "constraints.txt"), cache, stamp)
+    assert (code, len(lines)) == (0, 1), lines
