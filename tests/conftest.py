@@ -73,7 +73,13 @@ BACKENDS = ("sqlite", "postgres")
 def pytest_configure(config: pytest.Config) -> None:
     """In the controller of a parallel run, start one redis-server per test process."""
     processes = getattr(config.option, "numprocesses", None) or 0
-    if hasattr(config, "workerinput") or not processes or WORKER_REDIS_PORTS in os.environ:
+    if hasattr(config, "workerinput"):
+        # xdist gives its processes COLUMNS=80 and LINES=24; a rich console built at import
+        # would keep that width even where a test sets COLUMNS, as a terminal would not.
+        for name in ("COLUMNS", "LINES"):
+            os.environ.pop(name, None)
+        return
+    if not processes or WORKER_REDIS_PORTS in os.environ:
         return
     from tests.redis_server import PrivateRedis  # it imports this module
 

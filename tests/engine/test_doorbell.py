@@ -5,6 +5,7 @@ rings again (a private redis-server, stopped and restarted)."""
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 
 import pytest
@@ -21,6 +22,18 @@ from tests.redis_server import PrivateRedis, private_redis_fixture  # noqa: F401
 def p99(samples: list[float]) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def assert_never_waited(up: list[float], down: list[float], ring_timeout: float) -> None:
+    """With the broker down, ``notify`` costs what it costs with the broker up.
+
+    Load-proof forms of "p99 within 20 ms" (``bench.doorbell`` prints the p99s on a quiet
+    machine): the typical call costs the same, and after the first failed ring no call
+    waits on the broker (a wait is at least one ring timeout; the breaker skips instead).
+    """
+    assert statistics.median(down) <= statistics.median(up) + 0.005, (up, down)
+    waited = [t for t in down[1:] if t >= ring_timeout]
+    assert not waited, f"calls that waited on the broker: {waited}"
 
 
 def _timed_notifies(d: Dispatcher, count: int, start: int) -> list[float]:
@@ -51,7 +64,7 @@ def test_notify_does_not_wait_for_a_broker_that_is_down(
         private_redis.stop()
         down = _timed_notifies(d, 200, 100)
         print(f"\nnotify p99: broker up {p99(up) * 1000:.1f} ms, down {p99(down) * 1000:.1f} ms")
-        assert p99(down) <= p99(up) + 0.020
+        assert_never_waited(up, down, d.settings.ring_timeout_seconds)
         with d.store.session() as s:  # every event stored; the sweep rings them later
             assert s.scalar(select(func.count()).select_from(Event)) == 300
         messages = [r.getMessage() for r in caplog.records]
