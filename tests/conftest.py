@@ -27,6 +27,7 @@ from sqlalchemy import text
 from dispatcher import Dispatcher, Settings
 from dispatcher.db.models import Base
 from dispatcher.worker import Runtime
+from tests.brokers import TEST_BROKER, amqp_vhost_url, delete_vhosts
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_HOST = os.environ.get("DISPATCHER_TEST_REDIS_HOST", "127.0.0.1")
@@ -89,6 +90,25 @@ def pytest_configure(config: pytest.Config) -> None:
         server.start()
     config.stash[_PRIVATE_REDIS] = servers
     os.environ[WORKER_REDIS_PORTS] = ",".join(str(s.port) for s in servers)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On RabbitMQ (``DISPATCHER_TEST_BROKER=rabbitmq``) run only the tests with a worker
+    fixture, minus those about Redis as the broker (marked ``redis_broker``)."""
+    if TEST_BROKER != "rabbitmq":
+        return
+    keep, drop = [], []
+    for item in items:
+        uses_worker = bool(WORKER_FIXTURES & set(getattr(item, "fixturenames", ())))
+        on_redis = item.get_closest_marker("redis_broker") is not None
+        (keep if uses_worker and not on_redis else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    delete_vhosts()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -160,11 +180,19 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'dispatcher.db'}"
 
 
+def broker_url(backend: str) -> str:
+    """Where this backend's workers take their tasks: Redis, or a RabbitMQ vhost of this
+    test process when the run is on RabbitMQ (tests/brokers.py)."""
+    if TEST_BROKER == "rabbitmq":
+        return amqp_vhost_url(f"dispatcher-test-{RUN_ID}-{backend}")
+    return redis_url(backend)
+
+
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     backend = "sqlite" if database_url.startswith("sqlite") else "postgres"
     values: dict[str, Any] = {
         "database_url": database_url,
-        "broker_url": redis_url(backend),
+        "broker_url": broker_url(backend),
         "redis_url": redis_url(backend),
         "redis_prefix": f"dtest-{RUN_ID}",
         "types_modules": ["tests.app_types"],
