@@ -27,6 +27,7 @@ import click
 import redis
 
 from dispatcher import names
+from dispatcher.brokers import BROKER_ERRORS, is_amqp, ping_broker
 from dispatcher.cli.group import FOUND, default_secret, failure_for, local
 from dispatcher.cli.output import emit, json_option
 from dispatcher.dispatcher import Dispatcher
@@ -79,27 +80,23 @@ def check_database(d: Dispatcher) -> list[Check]:
     return [reachable, Check("migrations", OK, f"at the newest revision ({head})")]
 
 
-def _ping(url: str) -> None:
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        client.ping()
-    finally:
-        client.close()
-
-
 def check_redis(settings: Settings) -> list[Check]:
     checks = []
-    for name, url, variable in (
-        ("redis", settings.redis_url, "DISPATCHER_REDIS_URL"),
-        ("broker", settings.broker_url, "DISPATCHER_BROKER_URL"),
-    ):
-        try:
-            _ping(url)
-        except redis.RedisError as exc:
-            fix = f"start Redis or fix {variable}"
-            checks.append(Check(name, FAIL, f"{type(exc).__name__}: {exc}", fix))
-        else:
-            checks.append(Check(name, OK, "answers PING"))
+    try:
+        ping_broker(settings.redis_url)
+    except redis.RedisError as exc:
+        fix = "start Redis or fix DISPATCHER_REDIS_URL"
+        checks.append(Check("redis", FAIL, f"{type(exc).__name__}: {exc}", fix))
+    else:
+        checks.append(Check("redis", OK, "answers PING"))
+    kind = "RabbitMQ" if is_amqp(settings.broker_url) else "Redis"
+    try:
+        ping_broker(settings.broker_url)
+    except BROKER_ERRORS as exc:
+        fix = f"start {kind} or fix DISPATCHER_BROKER_URL"
+        checks.append(Check("broker", FAIL, f"{type(exc).__name__}: {exc}", fix))
+    else:
+        checks.append(Check("broker", OK, f"{kind} answers"))
     return checks
 
 

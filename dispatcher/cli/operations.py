@@ -8,12 +8,12 @@ import sys
 from typing import Any
 
 import click
-import redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from dispatcher import names
+from dispatcher.brokers import BROKER_ERRORS, queue_depths
 from dispatcher.cli.core import open_dispatcher
 from dispatcher.cli.group import FOUND, fail
 from dispatcher.cli.output import emit, json_option
@@ -205,9 +205,8 @@ def stats(since: str | None, as_json: bool) -> None:
         counted = d.deliveries.stats()
         lengths: dict[str, int] | None
         try:
-            client = redis.Redis.from_url(d.settings.broker_url, socket_connect_timeout=2)
-            lengths = {name: int(client.llen(name)) for name in names.ALL}
-        except redis.RedisError as exc:
+            lengths = queue_depths(d.settings.broker_url, names.ALL)
+        except BROKER_ERRORS as exc:
             lengths = None
             broker_error = type(exc).__name__
         if as_json:

@@ -11,6 +11,7 @@ from celery import Celery
 from kombu.entity import Queue
 
 from dispatcher import names
+from dispatcher.brokers import is_amqp
 from dispatcher.settings import Settings
 
 
@@ -62,11 +63,6 @@ def celery_app(settings: Settings) -> Celery:
             broker_transport_options={"confirm_publish": True},
         )
     return app
-
-
-def is_amqp(broker_url: str) -> bool:
-    """Whether ``broker_url`` names RabbitMQ (``amqp://``, ``pyamqp://``, ``amqps://``)."""
-    return broker_url.split("://", 1)[0] in {"amqp", "pyamqp", "amqps"}
 
 
 def ringing_app(settings: Settings) -> Celery:

@@ -16,12 +16,12 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
-import redis
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Float, case, cast, func, select
 
 from dispatcher import log, names
+from dispatcher.brokers import BROKER_ERRORS, queue_depths
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Campaign, Delivery, Event, Notification
@@ -46,7 +46,6 @@ class DatabaseCollector(Collector):
         self.broker_url = broker_url
         self.queues = tuple(queues)
         self.latency_window = latency_window
-        self._broker: redis.Redis | None = None
 
     def describe(self) -> list[Metric]:
         # Never run queries when registering.
@@ -166,23 +165,16 @@ class DatabaseCollector(Collector):
     def _queue_depths(self) -> Metric:
         depth = GaugeMetricFamily(
             "dispatcher_queue_depth",
-            "Messages waiting in each broker queue (Redis list length).",
+            "Messages waiting in each broker queue (Redis list length, RabbitMQ message count).",
             labels=["queue"],
         )
         try:
-            if self._broker is None:
-                self._broker = redis.Redis.from_url(
-                    self.broker_url, socket_connect_timeout=2, socket_timeout=2
-                )
-            with self._broker.pipeline(transaction=False) as pipe:
-                for queue in self.queues:
-                    pipe.llen(queue)
-                lengths = pipe.execute()
-        except redis.RedisError as exc:
+            lengths = queue_depths(self.broker_url, self.queues)
+        except BROKER_ERRORS as exc:
             log.warning("metrics.broker_unavailable", error=type(exc).__name__)
             return depth
-        for queue, n in zip(self.queues, lengths, strict=True):
-            depth.add_metric([queue], int(n))
+        for queue, n in lengths.items():
+            depth.add_metric([queue], n)
         return depth
 
 

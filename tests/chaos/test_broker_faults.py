@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis
 
 from dispatcher import DeliveryStatus, Dispatcher
@@ -29,6 +30,7 @@ def _env(smtp_server: SmtpServer) -> dict[str, str]:
     )
 
 
+@pytest.mark.redis_broker  # reads or flushes Redis lists
 def test_flushing_redis_while_delivery_messages_are_queued_loses_nothing(
     dispatcher: Dispatcher,
     start_worker: StartWorker,

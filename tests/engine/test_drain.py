@@ -260,6 +260,7 @@ def test_a_ring_the_broker_refused_releases_the_latch(dispatcher: Dispatcher) ->
         d.close()
 
 
+@pytest.mark.redis_broker  # reads or flushes Redis lists
 def test_a_backlog_rung_once_is_delivered_by_the_worker(
     dispatcher: Dispatcher,
     start_worker: StartWorker,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 import redis
 from sqlalchemy import func, select
 
@@ -17,6 +18,7 @@ def _rows(d: Dispatcher) -> list[Delivery]:
         return list(s.scalars(select(Delivery).order_by(Delivery.id)))
 
 
+@pytest.mark.redis_broker  # reads or flushes Redis lists
 def test_flushing_the_broker_after_notify_loses_nothing(
     dispatcher: Dispatcher,
     start_worker: StartWorker,
