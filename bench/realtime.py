@@ -57,6 +57,9 @@ FAKE_ID_BASE = 10**12
 #: from here (never counted).
 WARMUP_EVENTS = 40
 WARMUP_SEQ = 10**9
+#: The one event sent as soon as the worker and the clients are up (never counted in
+#: the phases): how long the first event after a worker starts takes to arrive.
+FIRST_SEQ = 2 * 10**9
 
 
 def parse_args() -> argparse.Namespace:
@@ -333,6 +336,7 @@ def main() -> None:
 
     import redis
 
+    from bench.pg_server import ServerCounter
     from dispatcher import Dispatcher, Settings
     from dispatcher.db.models import Subscriber
     from dispatcher.names import inbox_channel
@@ -430,6 +434,13 @@ def main() -> None:
             f"{connected_rss / 1024:.1f} MiB with all sockets open"
         )
 
+        # The first event after the worker started: its processes have taken no work yet.
+        first = Dispatcher(settings)
+        first.notify("bench_ping", to="s0", data={"seq": FIRST_SEQ})
+        first_sent = time.monotonic()
+        first.close()
+        time.sleep(1.0)
+
         r = redis.Redis.from_url(args.redis_url)
         rng = random.Random(7)
         count = int(max(args.rate, args.notify_rate) * max(args.duration, args.baseline_duration))
@@ -479,6 +490,8 @@ def main() -> None:
 
         print(f"phase notify:  {args.notify_rate:g}/s for {args.duration:g}s through the worker")
         rpid = redis_pid()
+        server = ServerCounter(d.store.engine) if d.store.is_postgres else None
+        server_before = server.sample() if server else None
 
         def cpu_now() -> dict[str, float]:
             usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -532,12 +545,15 @@ def main() -> None:
             }
         time.sleep(1.0)  # the last publishes cross the gateway
         cpu_after = cpu_now()
+        server_after = server.sample() if server else None
         spent = {k: (cpu_after[k] - cpu_before[k]) * 1000 / total for k in cpu_before}
         print(
             "  CPU per event: "
             + ", ".join(f"{k} {v:.2f} ms" for k, v in spent.items())
             + f"; total {sum(spent.values()):.2f} ms"
         )
+        if server is not None and server_before is not None and server_after is not None:
+            print("  " + server.per_event(server_before, server_after, total))
         peak = peak_kib(gateway.pid)
         clients.stdin.write(b"dump\n")
         clients.stdin.flush()
@@ -569,6 +585,12 @@ def main() -> None:
                 "a backlog, not lost; they are not in 'lost' or the percentiles)"
             )
         print(f"duplicates: {result['duplicates']}")
+        first_got = got["notify"].get(FIRST_SEQ)
+        if first_got is None:
+            print("first event after the worker started: never received")
+        else:
+            took_ms = (first_got - first_sent) * 1000
+            print(f"first event after the worker started: {took_ms:.1f} ms (target 50 ms)")
         print_split(notify_wall, result["split"])
         print(f"gateway peak memory (VmHWM): {peak / 1024:.1f} MiB")
         target = rows["notify"].get("p99")
