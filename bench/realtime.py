@@ -16,7 +16,7 @@ message, both on the system-wide monotonic clock. Prints p50/p95/p99/max, messag
 (expected minus received), the gateway's peak memory (VmHWM) and each phase's p99 as a
 ratio of the baseline's.
 
-    python -m bench.realtime                      # 1,000 clients, 200/s, 30 s (issue 6)
+    python -m bench.realtime          # 1,000 clients, 200/s, 30 s; SQLite, then PostgreSQL
     python -m bench.realtime --clients 200 --duration 5 --database-url postgresql://...
 
 Redis: ``--redis-url`` carries the broker queues and pub/sub (under a fresh key prefix).
@@ -50,6 +50,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import both  # noqa: E402  (after the path: run as a file too)
+
 BASELINE_CHANNEL_SUFFIX = ":bench:baseline"
 #: Gateway-phase notification ids start here so they never meet real ones.
 FAKE_ID_BASE = 10**12
@@ -76,7 +78,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--baseline-duration", type=float, default=10.0, help="seconds of each baseline phase"
     )
-    p.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="default: each of --databases in turn (a fresh SQLite file, a fresh "
+        "PostgreSQL database)",
+    )
+    both.add_arguments(p)
     p.add_argument(
         "--redis-url",
         default=os.environ.get("DISPATCHER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
@@ -332,6 +340,9 @@ def main() -> None:
         args.notify_rate = args.rate
     if args.role == "clients":
         run_clients(args)
+        return
+    if args.database_url is None:
+        both.run_each("bench.realtime", args)
         return
 
     import redis
