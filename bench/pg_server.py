@@ -22,8 +22,13 @@ _BACKENDS = text(
     "SELECT pid FROM pg_stat_activity "
     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
 )
+#: Top-level statements are what clients sent (each its own round trip, except those
+#: of one ``executemany``, which psycopg pipelines); nested ones are run by the server
+#: itself (foreign-key checks) when ``pg_stat_statements.track = all``.
 _STATEMENTS = text(
-    "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) FROM pg_stat_statements "
+    "SELECT coalesce(sum(calls) FILTER (WHERE toplevel), 0), "
+    "coalesce(sum(calls) FILTER (WHERE NOT toplevel), 0), "
+    "coalesce(sum(total_exec_time) FILTER (WHERE toplevel), 0) FROM pg_stat_statements "
     "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
     "AND query NOT LIKE '%pg_stat%'"
 )
@@ -33,8 +38,10 @@ _STATEMENTS = text(
 class ServerSample:
     #: CPU seconds of each backend of the bench's database (None: not on this machine).
     cpu: dict[int, float] | None
-    #: Statements executed and their execution time in ms (None: no pg_stat_statements).
+    #: Statements clients sent, statements the server ran for them (foreign-key checks),
+    #: and the execution time of the first in ms (None: no pg_stat_statements).
     calls: int | None
+    nested: int | None
     exec_ms: float | None
 
 
@@ -55,9 +62,9 @@ class ServerCounter:
     def sample(self) -> ServerSample:
         with self.engine.connect() as conn:
             pids = [int(p) for (p,) in conn.execute(_BACKENDS)]
-            calls = exec_ms = None
+            calls = nested = exec_ms = None
             if self.statements:
-                calls, exec_ms = conn.execute(_STATEMENTS).one()
+                calls, nested, exec_ms = conn.execute(_STATEMENTS).one()
         cpu: dict[int, float] | None = {}
         tick = os.sysconf("SC_CLK_TCK")
         for pid in pids:
@@ -71,7 +78,12 @@ class ServerCounter:
             cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
         if pids and not cpu:
             cpu = None
-        return ServerSample(cpu, None if calls is None else int(calls), exec_ms)
+        return ServerSample(
+            cpu,
+            None if calls is None else int(calls),
+            None if nested is None else int(nested),
+            exec_ms,
+        )
 
     @staticmethod
     def per_event(before: ServerSample, after: ServerSample, events: int) -> str:
@@ -84,8 +96,12 @@ class ServerCounter:
             parts.append(f"PostgreSQL server CPU {spent * 1000 / events:.2f} ms")
         if before.calls is not None and after.calls is not None:
             calls = (after.calls - before.calls) / events
+            nested = ((after.nested or 0) - (before.nested or 0)) / events
             ms = ((after.exec_ms or 0.0) - (before.exec_ms or 0.0)) / events
-            parts.append(f"{calls:.1f} statements ({ms:.2f} ms executing)")
+            parts.append(
+                f"{calls:.1f} statements sent ({ms:.2f} ms executing; BEGIN and COMMIT "
+                f"included) and {nested:.1f} run inside them (foreign-key checks)"
+            )
         else:
             parts.append("statements unknown (no pg_stat_statements)")
         return "per event: " + ", ".join(parts)

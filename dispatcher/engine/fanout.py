@@ -67,8 +67,6 @@ _LOAD_EVENT = select(
 ).where(_EVENTS.c.id == bindparam("event_id"))
 #: On PostgreSQL a second fan-out of the same event waits here and then finds it done.
 _LOCK_EVENT = _LOAD_EVENT.with_for_update()
-#: A drain does not wait: an event another drain holds is that drain's to fan out.
-_LOCK_EVENT_OR_SKIP = _LOAD_EVENT.with_for_update(skip_locked=True)
 _BY_EXTERNAL_ID = _SUBSCRIBERS.c.external_id.in_(bindparam("external_ids", expanding=True))
 _SUBSCRIBER_IDS = select(
     _SUBSCRIBERS.c.id.label("subscriber_id"), _SUBSCRIBERS.c.external_id
@@ -123,6 +121,28 @@ def _take_due(bulk: bool) -> Any:
 
 
 _TAKE_DUE = {b: _take_due(b) for b in (False, True)}
+#: A drain's own event on PostgreSQL, as :data:`_TAKE_DUE` takes a batch: locked unless
+#: another fan-out holds it, checked pending and due, and marked, in one statement.
+_TAKE_ONE = (
+    update(_EVENTS)
+    .where(
+        _EVENTS.c.id.in_(
+            select(_EVENTS.c.id)
+            .where(
+                _EVENTS.c.id == bindparam("event_id"),
+                _EVENTS.c.status == EventStatus.PENDING,
+                _EVENTS.c.send_at <= bindparam("now", type_=UTCDateTime()),
+            )
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    )
+    .values(
+        status=EventStatus.FANNED_OUT,
+        fanned_out_at=bindparam("now", type_=UTCDateTime()),
+    )
+    .returning(_EVENTS.c.id, *_LOAD_EVENT.selected_columns)
+)
 #: For :mod:`dispatcher.engine.rehearsal`, which runs these once when a worker starts.
 TAKE_DUE = _TAKE_DUE
 LOAD_EVENT = _LOAD_EVENT
@@ -161,19 +181,24 @@ def fanout(
         # is due by this clock.
         now = now or utcnow()
         conn = session.connection()
-        lock = _LOAD_EVENT
-        if store.is_postgres:
-            lock = _LOCK_EVENT_OR_SKIP if skip_locked else _LOCK_EVENT
-        event = conn.execute(lock, {"event_id": event_id}).one_or_none()
-        if event is None and lock is _LOCK_EVENT_OR_SKIP:
-            # Held by another fan-out (which fans it out), or gone: either way not ours.
-            return FanoutResult(event_id, 0, 0, 0, False)
-        if event is None:
-            log.warning("fanout.no_event", event_id=event_id)
-            return FanoutResult(event_id, 0, 0, 0, False)
-        if event.status != EventStatus.PENDING or event.send_at > now:
-            return FanoutResult(event_id, 0, 0, 0, False)
-        expanded = _expand(session, catalog, [(event_id, event)], now, deliverer, inline_limit)
+        marked = store.is_postgres and skip_locked
+        if marked:
+            event = conn.execute(_TAKE_ONE, {"event_id": event_id, "now": now}).one_or_none()
+            if event is None:
+                # Held by another fan-out (which fans it out), done, not due, or gone:
+                # in every case not this drain's to fan out now.
+                return FanoutResult(event_id, 0, 0, 0, False)
+        else:
+            lock = _LOCK_EVENT if store.is_postgres else _LOAD_EVENT
+            event = conn.execute(lock, {"event_id": event_id}).one_or_none()
+            if event is None:
+                log.warning("fanout.no_event", event_id=event_id)
+                return FanoutResult(event_id, 0, 0, 0, False)
+            if event.status != EventStatus.PENDING or event.send_at > now:
+                return FanoutResult(event_id, 0, 0, 0, False)
+        events = [(event_id, event)]
+        expanded = _expand(session, catalog, events, now, deliverer, inline_limit, marked=marked)
+    # Sent and rung only once the transaction committed.
     return _finish(expanded, doorbell, batch_size, now)[0]
 
 
