@@ -3,7 +3,7 @@
 Prints rows/s for dispatcher (bulk fan-out, batched deliveries) and, measured in the same
 run on the same database, the naive baseline (one Celery task and one commit per recipient).
 
-    .venv/bin/python -m bench.fanout                      # 10,000 subscribers on SQLite
+    .venv/bin/python -m bench.fanout                      # 10,000 subscribers, SQLite then PG
     .venv/bin/python -m bench.fanout --database-url postgresql://postgres@127.0.0.1/test
 """
 
@@ -20,6 +20,8 @@ from pathlib import Path
 import redis
 from sqlalchemy import func, insert, select, text
 
+from bench import both
+from bench.pg_server import ServerCounter
 from dispatcher import Dispatcher, Settings
 from dispatcher.db.models import Base, Delivery, Event, Notification, Subscriber
 from dispatcher.enums import DeliveryStatus
@@ -93,10 +95,14 @@ def main() -> None:
         default=None,
         help="recipients for the naive baseline (default: same as --subscribers)",
     )
-    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--database-url", default=None, help="default: each of --databases")
     parser.add_argument("--redis-db", type=int, default=14)
     parser.add_argument("--concurrency", type=int, default=2)
+    both.add_arguments(parser)
     args = parser.parse_args()
+    if args.database_url is None:
+        both.run_each("bench.fanout", args)
+        return
     n, naive_n = args.subscribers, args.naive or args.subscribers
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
@@ -126,11 +132,14 @@ def main() -> None:
 
     # dispatcher: one notify, bulk fan-out, batched in-app deliveries
     proc = worker("worker", env, tmp / "worker.log", args.concurrency)
+    server = ServerCounter(d.store.engine) if d.store.is_postgres else None
     try:
+        server_before = server.sample() if server else None
         start = time.perf_counter()
         d.notify("bench_fanout", to=recipients, data={"name": "bench", "n": 1})
         notify_done = time.perf_counter()
         end = wait_until(d, n, timeout=600)
+        server_after = server.sample() if server else None
     finally:
         proc.terminate()
         proc.wait()
@@ -139,6 +148,10 @@ def main() -> None:
         f"dispatcher: {n} rows in {end - start:.2f}s (notify {notify_done - start:.2f}s) "
         f"= {ours:,.0f} notifications/s end to end"
     )
+    if server is not None and server_before is not None and server_after is not None:
+        # "event" here is one notification: the fan-out's cost per recipient.
+        line = server.per_event(server_before, server_after, n)
+        print("            " + line.replace("per event", "per notification"))
 
     # naive: one task + one commit per recipient, same database, same worker pool size
     reset(d)

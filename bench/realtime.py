@@ -16,7 +16,7 @@ message, both on the system-wide monotonic clock. Prints p50/p95/p99/max, messag
 (expected minus received), the gateway's peak memory (VmHWM) and each phase's p99 as a
 ratio of the baseline's.
 
-    python -m bench.realtime                      # 1,000 clients, 200/s, 30 s (issue 6)
+    python -m bench.realtime          # 1,000 clients, 200/s, 30 s; SQLite, then PostgreSQL
     python -m bench.realtime --clients 200 --duration 5 --database-url postgresql://...
 
 Redis: ``--redis-url`` carries the broker queues and pub/sub (under a fresh key prefix).
@@ -50,6 +50,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import both  # noqa: E402  (after the path: run as a file too)
+
 BASELINE_CHANNEL_SUFFIX = ":bench:baseline"
 #: Gateway-phase notification ids start here so they never meet real ones.
 FAKE_ID_BASE = 10**12
@@ -57,6 +59,9 @@ FAKE_ID_BASE = 10**12
 #: from here (never counted).
 WARMUP_EVENTS = 40
 WARMUP_SEQ = 10**9
+#: The one event sent as soon as the worker and the clients are up (never counted in
+#: the phases): how long the first event after a worker starts takes to arrive.
+FIRST_SEQ = 2 * 10**9
 
 
 def parse_args() -> argparse.Namespace:
@@ -73,7 +78,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--baseline-duration", type=float, default=10.0, help="seconds of each baseline phase"
     )
-    p.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="default: each of --databases in turn (a fresh SQLite file, a fresh "
+        "PostgreSQL database)",
+    )
+    both.add_arguments(p)
     p.add_argument(
         "--redis-url",
         default=os.environ.get("DISPATCHER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
@@ -330,9 +341,13 @@ def main() -> None:
     if args.role == "clients":
         run_clients(args)
         return
+    if args.database_url is None:
+        both.run_each("bench.realtime", args)
+        return
 
     import redis
 
+    from bench.pg_server import ServerCounter
     from dispatcher import Dispatcher, Settings
     from dispatcher.db.models import Subscriber
     from dispatcher.names import inbox_channel
@@ -430,6 +445,13 @@ def main() -> None:
             f"{connected_rss / 1024:.1f} MiB with all sockets open"
         )
 
+        # The first event after the worker started: its processes have taken no work yet.
+        first = Dispatcher(settings)
+        first.notify("bench_ping", to="s0", data={"seq": FIRST_SEQ})
+        first_sent = time.monotonic()
+        first.close()
+        time.sleep(1.0)
+
         r = redis.Redis.from_url(args.redis_url)
         rng = random.Random(7)
         count = int(max(args.rate, args.notify_rate) * max(args.duration, args.baseline_duration))
@@ -479,6 +501,8 @@ def main() -> None:
 
         print(f"phase notify:  {args.notify_rate:g}/s for {args.duration:g}s through the worker")
         rpid = redis_pid()
+        server = ServerCounter(d.store.engine) if d.store.is_postgres else None
+        server_before = server.sample() if server else None
 
         def cpu_now() -> dict[str, float]:
             usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -532,12 +556,15 @@ def main() -> None:
             }
         time.sleep(1.0)  # the last publishes cross the gateway
         cpu_after = cpu_now()
+        server_after = server.sample() if server else None
         spent = {k: (cpu_after[k] - cpu_before[k]) * 1000 / total for k in cpu_before}
         print(
             "  CPU per event: "
             + ", ".join(f"{k} {v:.2f} ms" for k, v in spent.items())
             + f"; total {sum(spent.values()):.2f} ms"
         )
+        if server is not None and server_before is not None and server_after is not None:
+            print("  " + server.per_event(server_before, server_after, total))
         peak = peak_kib(gateway.pid)
         clients.stdin.write(b"dump\n")
         clients.stdin.flush()
@@ -569,6 +596,12 @@ def main() -> None:
                 "a backlog, not lost; they are not in 'lost' or the percentiles)"
             )
         print(f"duplicates: {result['duplicates']}")
+        first_got = got["notify"].get(FIRST_SEQ)
+        if first_got is None:
+            print("first event after the worker started: never received")
+        else:
+            took_ms = (first_got - first_sent) * 1000
+            print(f"first event after the worker started: {took_ms:.1f} ms (target 50 ms)")
         print_split(notify_wall, result["split"])
         print(f"gateway peak memory (VmHWM): {peak / 1024:.1f} MiB")
         target = rows["notify"].get("p99")

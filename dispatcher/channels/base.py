@@ -195,6 +195,11 @@ class Channel:
     async def close(self) -> None:
         """Release connections; called when the worker process shuts down."""
 
+    def warm(self) -> None:
+        """Open what the first batch would otherwise open, before a worker process
+        takes work (so its first message is not slower than the next). Best effort: an
+        error here is logged and the first batch opens it instead. No-op by default."""
+
     def store(self, session: Session, messages: Sequence[Message]) -> Sequence[Outcome]:
         """Deliver a batch by writing it with ``session`` (see
         :attr:`stores_in_transaction`); the caller records the outcomes in the same

@@ -63,6 +63,12 @@ class InAppChannel(Channel):
         session.connection().execute(_STORE_CONTENT, rows)
         return [Outcome.sent(m.delivery_id) for m in messages]
 
+    def warm(self) -> None:
+        """Connect the publisher now: the first announce would pay for it otherwise."""
+        if self._publisher is None:
+            self._publisher = redis.Redis.from_url(self.settings.redis_url)
+        self._publisher.ping()
+
     def announce(self, messages: Sequence[Message]) -> None:
         """Publish the stored notifications to the gateways (best effort: clients catch
         up with ``resume`` on reconnect)."""

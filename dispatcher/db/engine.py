@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import Engine, Table, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import NoSuchModuleError
+from sqlalchemy.exc import DisconnectionError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -45,8 +46,13 @@ class Store:
                 kwargs["poolclass"] = NullPool
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:
-            kwargs["pool_pre_ping"] = True
+            # No pool_pre_ping: it costs a round trip per transaction, which on a busy
+            # machine is as much as a statement. A connection idle for a while is
+            # pinged on checkout instead (see _ping_if_idle); one in steady use is not.
             kwargs["pool_size"] = 5
+            # psycopg prepares a statement server-side from its first repeat: the hot
+            # path runs the same few statements hundreds of times a second.
+            kwargs["connect_args"] = {"prepare_threshold": 1}
         try:
             with needs("postgres", "a PostgreSQL database"):
                 self.engine: Engine = create_engine(parsed, **kwargs)
@@ -60,6 +66,9 @@ class Store:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
+        else:
+            event.listen(self.engine, "checkin", _note_checkin)
+            event.listen(self.engine, "checkout", _ping_if_idle)
         # A forked child (a Celery pool process) must not use the parent's connections.
         engine_ref = weakref.ref(self.engine)
         os.register_at_fork(after_in_child=lambda: _forget_connections(engine_ref))
@@ -161,6 +170,43 @@ class WriterLock:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._mutex.release()
+
+
+#: A pooled PostgreSQL connection idle longer than this is pinged before use.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """``pool_pre_ping`` for connections idle longer than
+    :data:`PING_AFTER_IDLE_SECONDS` (a server restarted since is found here, and the
+    pool reconnects); one used a moment ago is only checked for a known break."""
+    if getattr(dbapi_conn, "closed", False) or getattr(dbapi_conn, "broken", False):
+        raise DisconnectionError("connection closed")
+    since = record.info.get("idle_since")
+    if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        alive = record.driver_connection is not None and _ping(dbapi_conn)
+    except Exception as exc:
+        raise DisconnectionError(type(exc).__name__) from exc
+    if not alive:
+        raise DisconnectionError("ping failed")
+
+
+def _ping(dbapi_conn: Any) -> bool:
+    autocommit = dbapi_conn.autocommit
+    if not autocommit:
+        dbapi_conn.autocommit = True  # a ping must not open a transaction
+    try:
+        dbapi_conn.execute("SELECT 1")
+    finally:
+        if not autocommit:
+            dbapi_conn.autocommit = False
+    return True
 
 
 def _forget_connections(engine_ref: weakref.ref[Engine]) -> None:

@@ -159,7 +159,7 @@ def _fanout_alone(
     """Fan out one event for :func:`drain`: a result if it was done; a failure recorded
     on the event (and raised if it is the database's, not the event's)."""
     try:
-        result = fanout(store, catalog, doorbell, event_id, **options)
+        result = fanout(store, catalog, doorbell, event_id, skip_locked=True, **options)
     except Exception as exc:
         if is_transient(exc):
             raise

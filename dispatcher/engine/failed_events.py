@@ -51,7 +51,7 @@ _COUNT = (
 )
 _FAIL = (
     update(_EVENTS)
-    .where(_EVENTS.c.id == bindparam("event_id"), _EVENTS.c.status == EventStatus.PENDING)
+    .where(_EVENTS.c.id == bindparam("event_id"), _EVENTS.c.status == bindparam("from_status"))
     .values(status=EventStatus.FAILED, reason=bindparam("reason"), detail=bindparam("detail"))
 )
 
@@ -98,9 +98,23 @@ def _classes(exc: BaseException) -> str:
     return name[:255]
 
 
-def mark_failed(conn: Connection, event_id: int, reason: Reason, detail: str) -> None:
-    """Mark pending event ``event_id`` ``failed``, in the caller's transaction."""
-    conn.execute(_FAIL, {"event_id": event_id, "reason": reason.value, "detail": detail[:255]})
+def mark_failed(
+    conn: Connection,
+    event_id: int,
+    reason: Reason,
+    detail: str,
+    *,
+    from_status: EventStatus = EventStatus.PENDING,
+) -> None:
+    """Mark event ``event_id`` ``failed`` if it is still ``from_status`` (pending, or
+    fanned out earlier in the caller's transaction), in the caller's transaction."""
+    params = {
+        "event_id": event_id,
+        "reason": reason.value,
+        "detail": detail[:255],
+        "from_status": from_status,
+    }
+    conn.execute(_FAIL, params)
 
 
 def record_failure(store: Store, event_id: int, exc: BaseException) -> bool:

@@ -85,7 +85,7 @@ _DUE_EVENTS = (
     .where(
         _EVENTS.c.status == EventStatus.PENDING,
         _EVENTS.c.send_at <= bindparam("now", type_=UTCDateTime()),
-        _EVENTS.c.priority == bindparam("priority"),
+        _EVENTS.c.priority == bindparam("due_priority"),
         _EVENTS.c.id.not_in(bindparam("skip", expanding=True)),
     )
     .order_by(_EVENTS.c.send_at, _EVENTS.c.id)
@@ -102,6 +102,50 @@ def _next_due(bulk: bool, postgres: bool) -> Select[Any]:
 
 
 _NEXT_DUE = {(b, pg): _next_due(b, pg) for b in (False, True) for pg in (False, True)}
+
+
+def _take_due(bulk: bool) -> Any:
+    """PostgreSQL: lock the oldest due events (skipping those a concurrent drain holds)
+    and mark them fanned out, returning them, in one statement instead of a select now
+    and an update at the end. The transaction's rollback undoes the mark."""
+    locked = _next_due(bulk, True).with_only_columns(_EVENTS.c.id).scalar_subquery()
+    return (
+        update(_EVENTS)
+        .where(_EVENTS.c.id.in_(locked))
+        .values(
+            status=EventStatus.FANNED_OUT,
+            fanned_out_at=bindparam("now", type_=UTCDateTime()),
+        )
+        .returning(_EVENTS.c.id, *_LOAD_EVENT.selected_columns)
+    )
+
+
+_TAKE_DUE = {b: _take_due(b) for b in (False, True)}
+#: A drain's own event on PostgreSQL, as :data:`_TAKE_DUE` takes a batch: locked unless
+#: another fan-out holds it, checked pending and due, and marked, in one statement.
+_TAKE_ONE = (
+    update(_EVENTS)
+    .where(
+        _EVENTS.c.id.in_(
+            select(_EVENTS.c.id)
+            .where(
+                _EVENTS.c.id == bindparam("event_id"),
+                _EVENTS.c.status == EventStatus.PENDING,
+                _EVENTS.c.send_at <= bindparam("now", type_=UTCDateTime()),
+            )
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    )
+    .values(
+        status=EventStatus.FANNED_OUT,
+        fanned_out_at=bindparam("now", type_=UTCDateTime()),
+    )
+    .returning(_EVENTS.c.id, *_LOAD_EVENT.selected_columns)
+)
+#: For :mod:`dispatcher.engine.rehearsal`, which runs these once when a worker starts.
+TAKE_DUE = _TAKE_DUE
+LOAD_EVENT = _LOAD_EVENT
 _MARK_FANNED_OUT = (
     update(_EVENTS)
     .where(_EVENTS.c.id.in_(bindparam("event_ids", expanding=True)))
@@ -119,8 +163,12 @@ def fanout(
     now: datetime | None = None,
     deliverer: Deliverer | None = None,
     inline_limit: int = 0,
+    skip_locked: bool = False,
 ) -> FanoutResult:
     """Create the notifications and deliveries of ``event_id`` and ring for delivery.
+
+    With ``skip_locked`` (a drain's), an event that a concurrent fan-out holds on
+    PostgreSQL is left to it at once instead of waited for (and reported not done).
 
     An event with at most ``inline_limit`` deliveries is delivered right here with
     ``deliverer`` instead: a second trip through the broker would cost more than the
@@ -133,14 +181,24 @@ def fanout(
         # is due by this clock.
         now = now or utcnow()
         conn = session.connection()
-        lock = _LOCK_EVENT if store.is_postgres else _LOAD_EVENT
-        event = conn.execute(lock, {"event_id": event_id}).one_or_none()
-        if event is None:
-            log.warning("fanout.no_event", event_id=event_id)
-            return FanoutResult(event_id, 0, 0, 0, False)
-        if event.status != EventStatus.PENDING or event.send_at > now:
-            return FanoutResult(event_id, 0, 0, 0, False)
-        expanded = _expand(session, catalog, [(event_id, event)], now, deliverer, inline_limit)
+        marked = store.is_postgres and skip_locked
+        if marked:
+            event = conn.execute(_TAKE_ONE, {"event_id": event_id, "now": now}).one_or_none()
+            if event is None:
+                # Held by another fan-out (which fans it out), done, not due, or gone:
+                # in every case not this drain's to fan out now.
+                return FanoutResult(event_id, 0, 0, 0, False)
+        else:
+            lock = _LOCK_EVENT if store.is_postgres else _LOAD_EVENT
+            event = conn.execute(lock, {"event_id": event_id}).one_or_none()
+            if event is None:
+                log.warning("fanout.no_event", event_id=event_id)
+                return FanoutResult(event_id, 0, 0, 0, False)
+            if event.status != EventStatus.PENDING or event.send_at > now:
+                return FanoutResult(event_id, 0, 0, 0, False)
+        events = [(event_id, event)]
+        expanded = _expand(session, catalog, events, now, deliverer, inline_limit, marked=marked)
+    # Sent and rung only once the transaction committed.
     return _finish(expanded, doorbell, batch_size, now)[0]
 
 
@@ -164,13 +222,23 @@ def fanout_due(
     with store.session(write=True) as session:
         now = now or utcnow()  # as in fanout(): once the writer lock is held
         conn = session.connection()
-        statement = _NEXT_DUE[bulk, store.is_postgres]
-        parameters = {"now": now, "priority": priority, "limit": limit, "skip": list(skip)}
-        events = conn.execute(statement, parameters).all()
+        parameters = {"now": now, "due_priority": priority, "limit": limit, "skip": list(skip)}
+        events: Sequence[Any]
+        if store.is_postgres:
+            taken = conn.execute(_TAKE_DUE[bulk], parameters).all()
+            events = sorted(taken, key=lambda e: (e.send_at, e.id))
+        else:
+            events = conn.execute(_NEXT_DUE[bulk, False], parameters).all()
         if not events:
             return []
         expanded = _expand(
-            session, catalog, [(e.id, e) for e in events], now, deliverer, inline_limit
+            session,
+            catalog,
+            [(e.id, e) for e in events],
+            now,
+            deliverer,
+            inline_limit,
+            marked=store.is_postgres,
         )
     return _finish(expanded, doorbell, batch_size, now)
 
@@ -180,7 +248,7 @@ def due_event_ids(
 ) -> list[int]:
     """The ids :func:`fanout_due` would take now (read without locking)."""
     with store.session() as session:
-        parameters = {"now": utcnow(), "priority": priority, "limit": limit, "skip": list(skip)}
+        parameters = {"now": utcnow(), "due_priority": priority, "limit": limit, "skip": list(skip)}
         rows = session.connection().execute(_NEXT_DUE[bulk, False], parameters)
         return [row.id for row in rows]
 
@@ -208,10 +276,13 @@ def _expand(
     now: datetime,
     deliverer: Deliverer | None,
     inline_limit: int,
+    *,
+    marked: bool = False,
 ) -> _Expanded:
-    """Insert the notifications and deliveries of loaded, pending, due events."""
+    """Insert the notifications and deliveries of loaded, pending, due events (already
+    marked fanned out in this transaction if ``marked``)."""
     conn = session.connection()
-    events, refused = _refuse_unstorable(conn, events)
+    events, refused = _refuse_unstorable(conn, events, marked)
     if not events:
         return _Expanded(results=list(refused), to_ring={}, refused=refused)
     by_id = dict(events)
@@ -293,7 +364,9 @@ def _expand(
             returning=(_DELIVERIES.c.id, _DELIVERIES.c.notification_id, _DELIVERIES.c.channel),
         )
     )
-    conn.execute(_MARK_FANNED_OUT, {"event_ids": [event_id for event_id, _ in events], "now": now})
+    if not marked:
+        event_ids = [event_id for event_id, _ in events]
+        conn.execute(_MARK_FANNED_OUT, {"event_ids": event_ids, "now": now})
 
     facts = {
         event_id: EventFacts(
@@ -377,7 +450,7 @@ _ACTOR_SKIPPED: dict[str, Any] = {
 
 
 def _refuse_unstorable(
-    conn: Connection, events: Sequence[tuple[int, Any]]
+    conn: Connection, events: Sequence[tuple[int, Any]], marked: bool = False
 ) -> tuple[list[tuple[int, Any]], dict[FanoutResult, str]]:
     """Mark ``failed`` the events whose stored data no store can keep as it is (stored
     before ``notify`` refused it: a NUL in a payload string, say), which would fail their
@@ -394,9 +467,14 @@ def _refuse_unstorable(
             continue
         path, why = problem
         detail = f"{column}{path}: {why}"
-        mark_failed(conn, event_id, Reason.INVALID_DATA, detail)
+        status = EventStatus.FANNED_OUT if marked else EventStatus.PENDING
+        mark_failed(conn, event_id, Reason.INVALID_DATA, detail, from_status=status)
         refused[FanoutResult(event_id, 0, 0, 0, False, failed=True)] = detail
     return kept, refused
+
+
+#: For :mod:`dispatcher.engine.rehearsal`.
+expand = _expand
 
 
 def _finish(

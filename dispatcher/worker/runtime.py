@@ -9,7 +9,8 @@ types and channels as the app that rang it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import cached_property
 
@@ -27,6 +28,7 @@ from dispatcher.engine.drain import DrainResult, drain
 from dispatcher.engine.fanout import FanoutResult, fanout
 from dispatcher.engine.liveness import Liveness
 from dispatcher.engine.purge import PurgeResult, purge
+from dispatcher.engine.rehearsal import rehearse
 from dispatcher.engine.sweep import SweepResult, sweep
 from dispatcher.enums import Priority
 from dispatcher.policies import PolicyChain
@@ -195,6 +197,66 @@ class Runtime:
         """Delete finished events older than ``retention_days`` (what ``dispatcher.purge``
         runs)."""
         return purge(self.dispatcher.store, retention=timedelta(days=self.settings.retention_days))
+
+    def warm(self) -> None:
+        """Open what the first task would otherwise open (a database connection, the
+        broker's and Redis' connections, the channels) and compile every template this
+        worker's types can render in the default locale, so the first event after a
+        worker starts is as fast as the next ones.
+
+        Best effort: what cannot be warmed now (a database or broker still starting)
+        is opened by the first task that needs it, as before.
+        """
+        started = time.monotonic()
+        d = self.dispatcher
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("database", d.store.ping),
+            ("deliverer", lambda: self.deliverer),
+            ("broker", self._warm_broker),
+            ("redis", lambda: self.doorbell.latch.client.ping()),
+            ("channels", self._warm_channels),
+            ("templates", self._warm_templates),
+            ("rehearsal", self._rehearse),
+        ]
+        failed = []
+        for name, step in steps:
+            try:
+                step()
+            except Exception as exc:  # the first task opens it instead
+                failed.append(name)
+                log.warning("worker.warm_failed", step=name, error=type(exc).__name__)
+        took = round((time.monotonic() - started) * 1000, 1)
+        log.info("worker.warmed", ms=took, failed=",".join(failed) or None)
+
+    def _rehearse(self) -> None:
+        d = self.dispatcher
+        rehearse(d.store, d.catalog, self.deliverer, self.settings.inline_delivery_limit)
+        self.liveness.beat()  # the first inline claim's key, opened now
+
+    def _warm_broker(self) -> None:
+        app = self.doorbell.app
+        with app.producer_or_acquire() as producer:
+            producer.connection.ensure_connection(max_retries=1)
+
+    def _warm_channels(self) -> None:
+        names_used = {c for t in self.dispatcher.catalog for c in t.channels}
+        for name in sorted(names_used):
+            channel = self.dispatcher.channels.get(name)
+            if channel is not None and channel.is_configured():
+                channel.warm()
+
+    def _warm_templates(self) -> None:
+        d = self.dispatcher
+        locale = self.settings.default_locale
+        for notification_type in d.catalog:
+            for name in notification_type.channels:
+                channel = d.channels.get(name)
+                if channel is None:
+                    continue
+                for part in (*channel.parts, *channel.optional_parts):
+                    found = d.renderer.find(notification_type.name, name, part, locale)
+                    if found is not None:
+                        d.renderer.load(found, part)
 
     def close(self) -> None:
         """Close the policies' clients and the doorbell's latch; the dispatcher closes

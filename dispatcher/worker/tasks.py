@@ -139,7 +139,19 @@ def register_tasks(app: Celery) -> None:
         return out
 
 
-signals.worker_process_init.connect(_reset, weak=False)
+def _start(**_: Any) -> None:
+    """A new pool process: forget the parent's runtime, then build and warm its own
+    before it takes work (:meth:`Runtime.warm`)."""
+    _reset()
+    try:
+        runtime = current_runtime()
+    except Exception as exc:  # configuration errors surface in the first task, as before
+        log.warning("worker.warm_failed", step="runtime", error=type(exc).__name__)
+        return
+    runtime.warm()
+
+
+signals.worker_process_init.connect(_start, weak=False)
 signals.worker_process_shutdown.connect(_reset, weak=False)
 signals.worker_shutdown.connect(_reset, weak=False)
 log.logger.debug("tasks module loaded")
