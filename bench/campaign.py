@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -40,9 +41,21 @@ WATCHER = "urgent-watcher"
 #: ``-O fair``: Celery hands a task only to an idle pool process; by default it may
 #: queue an urgent task behind a running chunk in a busy process's pipe.
 FAIR = ["-O", "fair"]
+#: The queues of the two workers run as docker-compose.yml runs them: urgent and high
+#: traffic on a worker of its own, so it never waits for a pool process busy with a
+#: chunk (``--shared-worker`` runs one worker on every queue instead).
+URGENT_QUEUES = "dispatcher.urgent,dispatcher.high"
+BULK_QUEUES = "dispatcher.bulk,dispatcher.maintenance,dispatcher.medium,dispatcher.low"
 
 
-def worker(app: str, env: dict[str, str], log: Path, concurrency: int) -> subprocess.Popen[bytes]:
+def worker(
+    app: str,
+    env: dict[str, str],
+    log: Path,
+    concurrency: int,
+    queues: str | None = None,
+    name: str = "w",
+) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -58,8 +71,9 @@ def worker(app: str, env: dict[str, str], log: Path, concurrency: int) -> subpro
             "--without-mingle",
             "--without-gossip",
             *FAIR,
+            *(["-Q", queues] if queues else []),
             "-n",
-            f"{app}-{os.getpid()}@%h",
+            f"{app}-{name}-{os.getpid()}@%h",
         ],
         cwd=ROOT,
         env=env,
@@ -102,6 +116,53 @@ def add_subscribers(d: Dispatcher, n: int) -> None:
     with d.store.session(write=True) as s:
         for start in range(0, len(rows), 10_000):
             s.execute(insert(Subscriber), rows[start : start + 10_000])
+
+
+def count_pings(redis_url: str, count: Any, ready: Any, stop: Any) -> None:
+    """In a process of its own: count the campaign's pings into ``count`` (a shared
+    integer). Reading 100,000 messages in the bench's process would hold its GIL and
+    delay the urgent watcher's timestamps."""
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe(f"{PREFIX}:inbox:*")
+    watch = f"{PREFIX}:inbox:{WATCHER}".encode()
+    ready.set()
+    seen = 0
+    while not stop.is_set():
+        message = pubsub.get_message(timeout=0.1)
+        if message is not None and message["channel"] != watch:
+            seen += 1
+            if seen % 1000 == 0:
+                count.value = seen
+        elif message is None:
+            count.value = seen
+    pubsub.close()
+    client.close()
+
+
+class PingCounter:
+    """:func:`count_pings` in a child process."""
+
+    def __init__(self, redis_url: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.count = context.Value("q", 0, lock=False)
+        self.ready = context.Event()
+        self.stop = context.Event()
+        self.process = context.Process(
+            target=count_pings, args=(redis_url, self.count, self.ready, self.stop), daemon=True
+        )
+
+    def start(self) -> None:
+        self.process.start()
+        self.ready.wait(30)
+
+    @property
+    def pings(self) -> int:
+        return int(self.count.value)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.process.join(10)
 
 
 class Listener(threading.Thread):
@@ -161,7 +222,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 def campaign_run(
-    d: Dispatcher, env: dict[str, str], n: int, tmp: Path, concurrency: int
+    d: Dispatcher, env: dict[str, str], n: int, tmp: Path, concurrency: int, shared: bool
 ) -> dict[str, Any]:
     reset(d)
     add_subscribers(d, n)
@@ -171,8 +232,13 @@ def campaign_run(
         data={"name": "bench", "n": n},
         audience={"all": True, "exclude": [WATCHER]},
     )
-    proc = worker("worker", env, tmp / f"worker-{n}.log", concurrency)
-    listener = Listener(d.settings.redis_url, urgent=False)
+    if shared:
+        proc = worker("worker", env, tmp / f"worker-{n}.log", concurrency)
+        urgent_proc = None
+    else:
+        proc = worker("worker", env, tmp / f"bulk-{n}.log", concurrency, BULK_QUEUES, "bulk")
+        urgent_proc = worker("worker", env, tmp / f"urgent-{n}.log", 1, URGENT_QUEUES, "urgent")
+    listener = PingCounter(d.settings.redis_url)
     watcher = Listener(d.settings.redis_url, urgent=True)
     listener.start()
     watcher.start()
@@ -214,8 +280,10 @@ def campaign_run(
         done.set()
         listener.close()
         watcher.close()
-        proc.terminate()
-        proc.wait()
+        for process in (proc, urgent_proc):
+            if process is not None:
+                process.terminate()
+                process.wait()
     latencies = [
         (watcher.urgent[seq] - at) * 1000
         for seq, at in sent_urgent.items()
@@ -286,9 +354,14 @@ def main() -> None:
     port = os.environ.get("DISPATCHER_TEST_REDIS_PORT", "6379")
     parser.add_argument("--redis-url", default=f"redis://127.0.0.1:{port}/13")
     parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--chunk-size", type=int, default=2000)
+    parser.add_argument("--chunk-size", type=int, default=5000)
     parser.add_argument(
         "--no-fair", action="store_true", help="run the worker without -O fair (Celery's default)"
+    )
+    parser.add_argument(
+        "--shared-worker",
+        action="store_true",
+        help="one worker on every queue (default: urgent and high on a worker of their own)",
     )
     args = parser.parse_args()
     if args.no_fair:
@@ -312,14 +385,20 @@ def main() -> None:
     os.environ.update({k: v for k, v in env.items() if k.startswith("DISPATCHER_")})
     d = Dispatcher(Settings.from_env())
     d.migrate()
+    layout = (
+        "one worker on every queue"
+        if args.shared_worker
+        else "urgent/high on a worker of their own"
+    )
     print(
         f"database: {d.store.dialect}, worker concurrency: {args.concurrency}, "
         f"chunk: {args.chunk_size}, {'-O fair' if FAIR else 'default scheduling'}, "
+        f"{layout}, "
         f"load average: {os.getloadavg()[0]:.1f}"
     )
     results = []
     for n in sizes:
-        r = campaign_run(d, env, n, tmp, args.concurrency)
+        r = campaign_run(d, env, n, tmp, args.concurrency, args.shared_worker)
         results.append(r)
         lat = r["urgent"]
         urgent = (
