@@ -93,6 +93,23 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def start_workers(
+    env: dict[str, str], n: int, tmp: Path, concurrency: int, shared: bool
+) -> list[subprocess.Popen[bytes]]:
+    """The bulk worker (every queue if ``shared``), then the urgent one if not."""
+    if shared:
+        return [worker("worker", env, tmp / f"worker-{n}.log", concurrency)]
+    return [
+        worker("worker", env, tmp / f"bulk-{n}.log", concurrency, BULK_QUEUES, "bulk"),
+        worker("worker", env, tmp / f"urgent-{n}.log", 1, URGENT_QUEUES, "urgent"),
+    ]
+
+
+def pool_of(process: subprocess.Popen[bytes]) -> list[int]:
+    """A worker's main process and its pool processes."""
+    return [process.pid, *children(process.pid)]
+
+
 def peak_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -110,9 +127,19 @@ def reset(d: Dispatcher) -> None:
                 conn.execute(text(f"DELETE FROM {name}"))
 
 
-def add_subscribers(d: Dispatcher, n: int) -> None:
-    rows = [{"external_id": f"user-{i}", "timezone": "UTC", "attributes": {}} for i in range(n)]
-    rows.append({"external_id": WATCHER, "timezone": "UTC", "attributes": {"watcher": True}})
+def add_subscribers(d: Dispatcher, n: int, *, email: bool = False) -> None:
+    rows = [
+        {
+            "external_id": f"user-{i}",
+            "timezone": "UTC",
+            "attributes": {},
+            "email": f"user{i}@example.com" if email else None,
+        }
+        for i in range(n)
+    ]
+    rows.append(
+        {"external_id": WATCHER, "timezone": "UTC", "attributes": {"watcher": True}, "email": None}
+    )
     with d.store.session(write=True) as s:
         for start in range(0, len(rows), 10_000):
             s.execute(insert(Subscriber), rows[start : start + 10_000])
@@ -232,12 +259,8 @@ def campaign_run(
         data={"name": "bench", "n": n},
         audience={"all": True, "exclude": [WATCHER]},
     )
-    if shared:
-        proc = worker("worker", env, tmp / f"worker-{n}.log", concurrency)
-        urgent_proc = None
-    else:
-        proc = worker("worker", env, tmp / f"bulk-{n}.log", concurrency, BULK_QUEUES, "bulk")
-        urgent_proc = worker("worker", env, tmp / f"urgent-{n}.log", 1, URGENT_QUEUES, "urgent")
+    proc, *rest = start_workers(env, n, tmp, concurrency, shared)
+    urgent_proc = rest[0] if rest else None
     listener = PingCounter(d.settings.redis_url)
     watcher = Listener(d.settings.redis_url, urgent=True)
     listener.start()
@@ -274,8 +297,7 @@ def campaign_run(
         done.set()
         sender.join()
         time.sleep(0.5)  # the last urgent pings
-        processes = [proc.pid, *children(proc.pid)]
-        peaks = {pid: peak_kib(pid) for pid in processes}
+        peaks = {pid: peak_kib(pid) for pid in pool_of(proc)}
     finally:
         done.set()
         listener.close()
@@ -363,6 +385,11 @@ def main() -> None:
         action="store_true",
         help="one worker on every queue (default: urgent and high on a worker of their own)",
     )
+    parser.add_argument(
+        "--email",
+        action="store_true",
+        help="the second mode: the campaign in-app and by email to a local SMTP sink",
+    )
     args = parser.parse_args()
     if args.no_fair:
         FAIR.clear()
@@ -396,6 +423,13 @@ def main() -> None:
         f"{layout}, "
         f"load average: {os.getloadavg()[0]:.1f}"
     )
+    if args.email:
+        from bench import campaign_email
+
+        campaign_email.main(env, sizes, tmp, args.concurrency, args.shared_worker)
+        print(f"load average at the end: {os.getloadavg()[0]:.1f} (2 cores, shared)")
+        d.close()
+        return
     results = []
     for n in sizes:
         r = campaign_run(d, env, n, tmp, args.concurrency, args.shared_worker)
