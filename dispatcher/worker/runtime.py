@@ -26,6 +26,7 @@ from dispatcher.engine.doorbell import Doorbell
 from dispatcher.engine.drain import DrainResult, drain
 from dispatcher.engine.fanout import FanoutResult, fanout
 from dispatcher.engine.liveness import Liveness
+from dispatcher.engine.on_time import OnTimeResult, ring_due_soon
 from dispatcher.engine.purge import PurgeResult, purge
 from dispatcher.engine.sweep import SweepResult, sweep
 from dispatcher.enums import Priority
@@ -165,6 +166,11 @@ class Runtime:
             now=utcnow(),
             stall=timedelta(seconds=self.settings.campaign_stall_seconds),
         )
+
+    def scheduled_tick(self) -> OnTimeResult:
+        """Ring scheduled events due within the next second for their time (what
+        ``dispatcher.scheduled_tick`` runs)."""
+        return ring_due_soon(self.dispatcher.store, self.doorbell)
 
     def deliver(self, delivery_ids: Iterable[int]) -> DeliverReport:
         """Claim and send deliveries now (what ``dispatcher.deliver`` runs)."""
