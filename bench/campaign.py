@@ -391,7 +391,7 @@ def main() -> None:
     port = os.environ.get("DISPATCHER_TEST_REDIS_PORT", "6379")
     parser.add_argument("--redis-url", default=f"redis://127.0.0.1:{port}/13")
     parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--chunk-size", type=int, default=5000)
+    parser.add_argument("--chunk-size", type=int, default=None, help="default: the setting's")
     parser.add_argument(
         "--no-fair", action="store_true", help="run the worker without -O fair (Celery's default)"
     )
@@ -422,7 +422,7 @@ def main() -> None:
         "DISPATCHER_REDIS_PREFIX": PREFIX,
         "DISPATCHER_TYPES_MODULES": '["bench.bench_types"]',
         "DISPATCHER_EXTRA_TEMPLATES_DIRS": f'["{ROOT / "bench" / "templates"}"]',
-        "DISPATCHER_CAMPAIGN_CHUNK_SIZE": str(args.chunk_size),
+        **({"DISPATCHER_CAMPAIGN_CHUNK_SIZE": str(args.chunk_size)} if args.chunk_size else {}),
     }
     os.environ.update({k: v for k, v in env.items() if k.startswith("DISPATCHER_")})
     d = Dispatcher(Settings.from_env())
@@ -434,7 +434,7 @@ def main() -> None:
     )
     print(
         f"database: {d.store.dialect}, worker concurrency: {args.concurrency}, "
-        f"chunk: {args.chunk_size}, {'-O fair' if FAIR else 'default scheduling'}, "
+        f"chunk: {args.chunk_size or 'default'}, {'-O fair' if FAIR else 'default scheduling'}, "
         f"{layout}, "
         f"load average: {os.getloadavg()[0]:.1f}"
     )
