@@ -32,6 +32,7 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    text,
     union,
 )
 
@@ -253,6 +254,9 @@ def _sent_deliveries(notification_id: Any, priority: Priority, now: datetime) ->
     )
 
 
+_NO_NESTED_LOOPS = text("SET LOCAL enable_nestloop = off")
+
+
 def store(
     conn: Connection,
     postgres: bool,
@@ -274,6 +278,11 @@ def store(
     """
     rows_select = notifications_select(plan, run, notification_type, priority, bounds, now)
     if postgres:
+        # With statistics from before a bulk load (a table that held 10,000 subscribers
+        # an hour ago), the planner took the join of the inserted rows with subscribers
+        # for a few rows and nested it over the CTE: 1.1 s a chunk instead of 0.17 s.
+        # Every join here is a whole chunk's, so hash joins are always the right ones.
+        conn.execute(_NO_NESTED_LOOPS)
         created = (
             insert(_N)
             .from_select(NOTIFICATION_COLUMNS, rows_select)
