@@ -21,6 +21,13 @@ SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": timedelta(minutes=10),
         "options": {"queue": names.MAINTENANCE, "expires": 600},
     },
+    # Ring scheduled events due within the next second for their time (the sweep alone
+    # would send them up to 5 s late).
+    "scheduled_tick": {
+        "task": names.SCHEDULED_TICK,
+        "schedule": timedelta(seconds=1),
+        "options": {"queue": names.MAINTENANCE, "expires": 5},
+    },
     # Start due campaign runs (claimed: a second beat is harmless), ring stalled ones.
     "campaign_tick": {
         "task": names.CAMPAIGN_TICK,

@@ -40,3 +40,15 @@ bench_campaign = NotificationType(
     channels=("in_app",),
     priority=Priority.LOW,
 )
+
+
+#: ``bench/campaign.py --email``: the same campaign in-app and by email. The email reads
+#: the recipient's own links (unsubscribe, preferences), so it is rendered per recipient,
+#: as a real campaign email is.
+bench_campaign_email = NotificationType(
+    name="bench_campaign_email",
+    payload=Ping,
+    example={"name": "bench", "n": 1},
+    channels=("in_app", "email"),
+    priority=Priority.LOW,
+)

@@ -58,9 +58,10 @@ def run_sink(port: int) -> None:
     controller = Controller(Count(), hostname="127.0.0.1", port=port)
     controller.start()
     print("ready", flush=True)
-    # "cpu" asks for this process's CPU seconds so far; an empty line stops the sink.
-    while sys.stdin.readline().strip() == "cpu":
-        print(time.process_time(), flush=True)
+    # "cpu" asks for this process's CPU seconds so far, "count" for the messages so far;
+    # an empty line stops the sink.
+    while (command := sys.stdin.readline().strip()) in ("cpu", "count"):
+        print(time.process_time() if command == "cpu" else Count.n, flush=True)
     controller.stop()
     print(Count.n, flush=True)
 

@@ -28,6 +28,8 @@ PURGE = f"{PREFIX}.purge"
 CAMPAIGN_CHUNK = f"{PREFIX}.campaign_chunk"
 #: Beat: start due campaign runs, ring stalled ones again.
 CAMPAIGN_TICK = f"{PREFIX}.campaign_tick"
+#: Beat: ring scheduled events due within the next second for their time.
+SCHEDULED_TICK = f"{PREFIX}.scheduled_tick"
 
 # -- Celery queues -----------------------------------------------------------------------
 

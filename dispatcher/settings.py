@@ -299,7 +299,9 @@ class Settings(BaseSettings):
     #: ``text`` (``event key=value``) or ``json`` (one object per line) log lines.
     log_format: Literal["text", "json"] = "text"
     #: Recipients per campaign chunk: one transaction and one pipelined publish each.
-    campaign_chunk_size: int = Field(default=2000, ge=1, le=100_000)
+    #: Unset: 5,000 on PostgreSQL, 1,000 on SQLite (where a chunk holds the one writer
+    #: lock, so every other write, an urgent ``notify`` too, waits for it).
+    campaign_chunk_size: int | None = Field(default=None, ge=1, le=100_000)
     #: A running campaign run whose cursor has not moved for this long is rung again by
     #: beat (its chunk message was lost with a worker).
     campaign_stall_seconds: int = Field(default=15, ge=1)

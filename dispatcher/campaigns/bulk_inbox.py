@@ -15,7 +15,7 @@ skip still records its reason.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,9 +28,11 @@ from sqlalchemy import (
     Text,
     case,
     func,
+    insert,
     literal,
     null,
     select,
+    text,
     union,
 )
 
@@ -39,6 +41,7 @@ from dispatcher.catalog import NotificationType
 from dispatcher.channels.in_app import InAppChannel
 from dispatcher.db.models import (
     CampaignAudience,
+    Delivery,
     Notification,
     Preference,
     QuietHoursWindow,
@@ -48,7 +51,7 @@ from dispatcher.db.models import (
 from dispatcher.db.types import UTCDateTime
 from dispatcher.engine.compose import Row
 from dispatcher.engine.delivery import Deliverer
-from dispatcher.enums import Priority
+from dispatcher.enums import DeliveryStatus, Priority
 from dispatcher.errors import TemplateError
 from dispatcher.policies import CollapsePolicy, PreferencePolicy, QuietHoursPolicy, RateLimitPolicy
 from dispatcher.policies.base import Candidate
@@ -58,6 +61,7 @@ from dispatcher.subscribers.recipient import Recipient
 _A = table(CampaignAudience)
 _S = table(Subscriber)
 _N = table(Notification)
+_D = table(Delivery)
 _P = table(Preference)
 _Q = table(QuietHoursWindow)
 #: The policies whose in-app decisions this module knows how to make for a whole set.
@@ -132,7 +136,7 @@ def plan(
     first_of = (
         select(_S.c.locale, func.min(_S.c.id))
         .select_from(_A.join(_S, _S.c.id == _A.c.subscriber_id))
-        .where(*in_range)
+        .where(*in_range, _S.c.id > low, _S.c.id <= high)
         .group_by(_S.c.locale)
     )
     samples: dict[str, int] = {}
@@ -167,6 +171,20 @@ def plan(
     return result
 
 
+def _members(plan: InboxPlan, run: Any, bounds: Mapping[str, Any]) -> list[ColumnElement[bool]]:
+    """The ``WHERE`` of the chunk's regular members (audience joined to subscribers; the
+    id range is repeated on subscribers so that the planner reads only the chunk's)."""
+    low, high = bounds["low"], bounds["high"]
+    return [
+        _A.c.run_id == run.id,
+        _A.c.subscriber_id > low,
+        _A.c.subscriber_id <= high,
+        _S.c.id > low,
+        _S.c.id <= high,
+        plan.regular(),
+    ]
+
+
 def notifications_select(
     plan: InboxPlan,
     run: Any,
@@ -190,12 +208,7 @@ def notifications_select(
             literal(now, UTCDateTime()),
         )
         .select_from(_A.join(_S, _S.c.id == _A.c.subscriber_id))
-        .where(
-            _A.c.run_id == run.id,
-            _A.c.subscriber_id > bounds["low"],
-            _A.c.subscriber_id <= bounds["high"],
-            plan.regular(),
-        )
+        .where(*_members(plan, run, bounds))
     )
 
 
@@ -211,18 +224,116 @@ NOTIFICATION_COLUMNS = [
     "url",
     "inbox_at",
 ]
+DELIVERY_COLUMNS = [
+    "notification_id",
+    "channel",
+    "priority",
+    "status",
+    "attempts",
+    "scheduled_for",
+    "lease_until",
+    "sent_at",
+    "created_at",
+    "updated_at",
+]
 
 
-def pings(
+def _sent_deliveries(notification_id: Any, priority: Priority, now: datetime) -> Select[Any]:
+    """In-app delivery rows recorded sent (stored in the chunk's own transaction)."""
+    return select(
+        notification_id,
+        literal(IN_APP, String()),
+        literal(priority.value, String()),
+        literal(DeliveryStatus.SENT.value, String()),
+        literal(1),
+        literal(now, UTCDateTime()),
+        literal(None, UTCDateTime()),
+        literal(now, UTCDateTime()),
+        literal(now, UTCDateTime()),
+        literal(now, UTCDateTime()),
+    )
+
+
+_NO_NESTED_LOOPS = text("SET LOCAL enable_nestloop = off")
+
+
+def store(
     conn: Connection,
+    postgres: bool,
     plan: InboxPlan,
     run: Any,
     notification_type: NotificationType,
     priority: Priority,
     bounds: Mapping[str, Any],
     now: datetime,
+) -> tuple[int, list[tuple[str, str]]]:
+    """Create the chunk's regular members' notifications with their inbox content and
+    their in-app deliveries (sent); returns how many, and their pings.
+
+    Plain inserts, not ``ON CONFLICT DO NOTHING``: the chunk holds its run's lock and
+    moves the cursor past these ids in the same transaction, so no row of theirs can
+    exist yet (a speculative insert per row costs about a third more on PostgreSQL).
+    On PostgreSQL it is one statement: the inserts chained through ``RETURNING`` in
+    common table expressions, returning what the pings need.
+    """
+    rows_select = notifications_select(plan, run, notification_type, priority, bounds, now)
+    if postgres:
+        # With statistics from before a bulk load (a table that held 10,000 subscribers
+        # an hour ago), the planner took the join of the inserted rows with subscribers
+        # for a few rows and nested it over the CTE: 1.1 s a chunk instead of 0.17 s.
+        # Every join here is a whole chunk's, so hash joins are always the right ones.
+        conn.execute(_NO_NESTED_LOOPS)
+        created = (
+            insert(_N)
+            .from_select(NOTIFICATION_COLUMNS, rows_select)
+            .returning(_N.c.id, _N.c.subscriber_id)
+            .cte("created")
+        )
+        deliveries = (
+            insert(_D)
+            .from_select(DELIVERY_COLUMNS, _sent_deliveries(created.c.id, priority, now))
+            .cte("delivered")
+        )
+        rows = conn.execute(
+            select(created.c.id, _S.c.external_id, plan.locale())
+            .join(_S, _S.c.id == created.c.subscriber_id)
+            .where(_S.c.id > bounds["low"], _S.c.id <= bounds["high"])
+            .add_cte(deliveries)
+        ).all()
+        return len(rows), _pings(plan, run, notification_type, priority, now, rows)
+    result = conn.execute(
+        insert(_N).from_select(NOTIFICATION_COLUMNS, rows_select),
+        execution_options={"preserve_rowcount": True},
+    )
+    in_chunk = [
+        _N.c.event_id == run.event_id,
+        _N.c.subscriber_id > bounds["low"],
+        _N.c.subscriber_id <= bounds["high"],
+        _N.c.subscriber_id.not_in(plan.exceptional),
+    ]
+    conn.execute(
+        insert(_D).from_select(
+            DELIVERY_COLUMNS, _sent_deliveries(_N.c.id, priority, now).where(*in_chunk)
+        )
+    )
+    rows = conn.execute(
+        select(_N.c.id, _S.c.external_id, plan.locale())
+        .join(_S, _S.c.id == _N.c.subscriber_id)
+        .where(*in_chunk, _S.c.id > bounds["low"], _S.c.id <= bounds["high"])
+    ).all()
+    return max(result.rowcount or 0, 0), _pings(plan, run, notification_type, priority, now, rows)
+
+
+def _pings(
+    plan: InboxPlan,
+    run: Any,
+    notification_type: NotificationType,
+    priority: Priority,
+    now: datetime,
+    rows: Sequence[Any],
 ) -> list[tuple[str, str]]:
-    """The real-time messages of the chunk's regular members, ready to publish."""
+    """The real-time messages of the chunk's regular members, ready to publish: the
+    part after the id is the same for everyone with one locale, built once."""
     tails: dict[str, str] = {}
     for loc, parts in plan.content.items():
         item = InboxItem(
@@ -241,24 +352,12 @@ def pings(
         ).to_dict()
         del item["id"]
         tails[loc] = json.dumps(item)[1:]
-    rows = conn.execute(
-        select(_N.c.id, _S.c.external_id, plan.locale())
-        .join(_S, _S.c.id == _N.c.subscriber_id)
-        .where(
-            _N.c.event_id == run.event_id,
-            _N.c.subscriber_id > bounds["low"],
-            _N.c.subscriber_id <= bounds["high"],
-            _N.c.subscriber_id.not_in(plan.exceptional),
+    dumps = json.dumps
+    return [
+        (
+            external_id,
+            f'{{"type": "notification", "subscriber": {dumps(external_id)}, '
+            f'"notification": {{"id": {int(nid)}, {tails[loc]}}}',
         )
-    )
-    out = []
-    for nid, external_id, loc in rows:
-        subscriber = json.dumps(external_id)
-        out.append(
-            (
-                external_id,
-                f'{{"type": "notification", "subscriber": {subscriber}, '
-                f'"notification": {{"id": {int(nid)}, {tails[loc]}}}',
-            )
-        )
-    return out
+        for nid, external_id, loc in rows
+    ]

@@ -259,61 +259,62 @@ def run_chunk(
             else None
         )
         in_chunk = [_A.c.run_id == run_id, _A.c.subscriber_id > low, _A.c.subscriber_id <= high]
+        created = 0
+        pings: list[tuple[str, str]] = []
         if inbox is not None:
-            # Regular members get their inbox content in the same statement.
-            created = _count(
+            # Regular members: notifications with their inbox content and in-app
+            # deliveries (sent) in one go; the rest below, the ordinary way.
+            created, pings = bulk_inbox.store(
+                conn, postgres, inbox, run, notification_type, priority, bounds, now
+            )
+            in_chunk.append(_A.c.subscriber_id.in_(inbox.exceptional))
+        if inbox is None or inbox.exceptional:
+            select_members = select(
+                literal(run.event_id),
+                _A.c.subscriber_id,
+                literal(run.type, String()),
+                literal(notification_type.category, String()),
+                literal(priority.value, String()),
+                literal(now, UTCDateTime()),
+            ).where(
+                *in_chunk,
+                # A subscriber deleted since the run started is not in the chunk.
+                select(_S.c.id).where(_S.c.id == _A.c.subscriber_id).exists(),
+            )
+            created += _count(
                 conn.execute(
                     _insert_ignore(postgres, _N).from_select(
-                        bulk_inbox.NOTIFICATION_COLUMNS,
-                        bulk_inbox.notifications_select(
-                            inbox, run, notification_type, priority, bounds, now
-                        ),
+                        ["event_id", "subscriber_id", "type", "category", "priority", "created_at"],
+                        select_members,
                     ),
                     execution_options={"preserve_rowcount": True},
                 )
             )
-            in_chunk.append(_A.c.subscriber_id.in_(inbox.exceptional))
-        select_members = select(
-            literal(run.event_id),
-            _A.c.subscriber_id,
-            literal(run.type, String()),
-            literal(notification_type.category, String()),
-            literal(priority.value, String()),
-            literal(now, UTCDateTime()),
-        ).where(*in_chunk)
-        created = (created if inbox is not None else 0) + _count(
-            conn.execute(
-                _insert_ignore(postgres, _N).from_select(
-                    ["event_id", "subscriber_id", "type", "category", "priority", "created_at"],
-                    select_members,
-                ),
-                execution_options={"preserve_rowcount": True},
-            )
-        )
         lease_until = now + deliverer.lease
+        claims = False
         for channel in immediate:
             if inbox is not None and channel == bulk_inbox.IN_APP:
-                regular = _N.c.subscriber_id.not_in(inbox.exceptional)
-                _insert_deliveries(conn, postgres, channel, priority, bounds, now, None, regular)
-                exceptional = _N.c.subscriber_id.in_(inbox.exceptional)
-                _insert_deliveries(
-                    conn, postgres, channel, priority, bounds, now, lease_until, exceptional
-                )
+                if inbox.exceptional:
+                    exceptional = _N.c.subscriber_id.in_(inbox.exceptional)
+                    _insert_deliveries(
+                        conn, postgres, channel, priority, bounds, now, lease_until, exceptional
+                    )
+                    claims = True
             else:
                 _insert_deliveries(conn, postgres, channel, priority, bounds, now, lease_until)
-        pings = (
-            bulk_inbox.pings(conn, inbox, run, notification_type, priority, bounds, now)
-            if inbox is not None
-            else []
-        )
+                claims = True
         paced = dict(run.paced or {})
         for channel, rate in rates.items():
             paced[channel] = _pace(session, run, bounds, channel, rate, paced.get(channel, 0), now)
         facts = EventFacts(run.event_id, run.type, run.data, priority, now)
-        claimed = [
-            NewDelivery(facts, row.id, row.notification_id, row.channel, row)
-            for row in conn.execute(_CLAIMED_ROWS, {**bounds, "channels": immediate})
-        ]
+        claimed = (
+            [
+                NewDelivery(facts, row.id, row.notification_id, row.channel, row)
+                for row in conn.execute(_CLAIMED_ROWS, {**bounds, "channels": immediate})
+            ]
+            if claims
+            else []
+        )
         batch = deliverer.prepare_claimed(session, claimed, now)
         conn.execute(
             update(_R)
@@ -355,12 +356,11 @@ def _insert_deliveries(
     priority: Priority,
     bounds: dict[str, Any],
     now: datetime,
-    lease_until: datetime | None,
+    lease_until: datetime,
     *where: Any,
 ) -> None:
-    """The chunk's deliveries on ``channel``: claimed for the deliverer (with a lease),
-    or already sent (no lease: stored in this transaction by the set-based in-app)."""
-    status = DeliveryStatus.SENDING if lease_until is not None else DeliveryStatus.SENT
+    """The chunk's deliveries on ``channel``, claimed for the deliverer (first attempt,
+    under a lease)."""
     conn.execute(
         _insert_ignore(postgres, _D).from_select(
             _DELIVERY_COLUMNS,
@@ -368,11 +368,11 @@ def _insert_deliveries(
                 _N.c.id,
                 literal(channel, String()),
                 literal(priority.value, String()),
-                literal(status.value, String()),
+                literal(DeliveryStatus.SENDING.value, String()),
                 literal(1),
                 literal(now, UTCDateTime()),
                 literal(lease_until, UTCDateTime()),
-                literal(None if lease_until is not None else now, UTCDateTime()),
+                literal(None, UTCDateTime()),
                 literal(now, UTCDateTime()),
                 literal(now, UTCDateTime()),
             ).where(_IN_CHUNK, *where),

@@ -198,6 +198,7 @@ class Doorbell:
         kwargs: dict[str, Any] | None = None,
         *,
         shadow: str | None = None,
+        countdown: float | None = None,
         **ids: Any,
     ) -> bool:
         if not self.breaker.allows():
@@ -211,6 +212,7 @@ class Doorbell:
                 retry=True,
                 retry_policy=PUBLISH_RETRY,
                 shadow=shadow,
+                countdown=countdown,
             )
         except Exception as exc:  # kombu raises several unrelated types when Redis is away
             log.warning("doorbell.failed", task=name, queue=queue, error=type(exc).__name__, **ids)
@@ -246,6 +248,24 @@ class Doorbell:
         if not sent:
             self.latch.release(priority, bulk)
         return sent
+
+    def fanout_at(
+        self,
+        event_id: int,
+        priority: Priority | str,
+        countdown: float,
+        *,
+        type_name: str | None = None,
+    ) -> bool:
+        """Ask a worker to fan out scheduled event ``event_id`` alone, ``countdown``
+        seconds from now (:mod:`dispatcher.engine.on_time`: at most a second or so; the
+        row keeps the time). It bypasses the drains' latch, which it would otherwise hold
+        shut for the countdown. Returns False when the broker refused it."""
+        label = fanout_label(event_id, type_name, None, "scheduled")
+        queue = names.for_priority(Priority(priority))
+        return self._send(
+            names.FANOUT, [event_id], queue, shadow=label, countdown=countdown, event_id=event_id
+        )
 
     def relay(self, priority: Priority | str, *, bulk: bool, holds_latch: bool) -> bool:
         """Ring a draining fan-out task from a drain: its successor (which takes over

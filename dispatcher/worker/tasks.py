@@ -114,6 +114,10 @@ def register_tasks(app: Celery) -> None:
         result = current_runtime().campaign_tick()
         return {"started": len(result.started), "rung": len(result.rung)}
 
+    @app.task(name=names.SCHEDULED_TICK, ignore_result=True, expires=5)  # type: ignore[untyped-decorator]
+    def scheduled_tick() -> dict[str, int]:
+        return {"rung": current_runtime().scheduled_tick().rung}
+
     @app.task(  # type: ignore[untyped-decorator]
         name=names.SWEEP, bind=True, ignore_result=True, expires=60, send_events=False
     )
