@@ -51,7 +51,8 @@ class PrivatePostgres:
                 os.chown(path, owner.pw_uid, owner.pw_gid)
         self.port = _free_port()
         subprocess.run(
-            [*_as_owner(), _bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust"],
+            [*_as_owner(), _bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust"]
+            + ["--encoding=UTF8", "--locale=C.UTF-8"],
             check=True,
             capture_output=True,
         )
