@@ -50,9 +50,9 @@ class PrivatePostgres:
             for path in (self.root, self.sockets):
                 os.chown(path, owner.pw_uid, owner.pw_gid)
         self.port = _free_port()
+        initdb = [_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust"]
         subprocess.run(
-            [*_as_owner(), _bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust"]
-            + ["--encoding=UTF8", "--locale=C.UTF-8"],
+            [*_as_owner(), *initdb, "--encoding=UTF8", "--locale=C.UTF-8"],
             check=True,
             capture_output=True,
         )
