@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, case, update
 from sqlalchemy.orm import Session
 
 from dispatcher import log
@@ -113,6 +113,22 @@ def write_records(
         return write_records_in(session, records, now, token=token)
 
 
+def _mark_sent_each(providers: dict[int, str | None]) -> tuple[Any, Any]:
+    """:data:`_MARK_SENT` and :data:`_MARK_SENT_FENCED` with a provider id per row."""
+    values = {
+        **_SENT_VALUES,
+        "provider_id": case(providers, value=_DELIVERIES.c.id, else_=_DELIVERIES.c.provider_id),
+    }
+    plain = update(_DELIVERIES).where(_BY_IDS).values(**values)
+    fenced = (
+        update(_DELIVERIES)
+        .where(_BY_IDS, held(bindparam("token")))
+        .values(**values)
+        .returning(_DELIVERIES.c.id)
+    )
+    return plain, fenced
+
+
 def write_records_in(
     session: Session, records: Sequence[Record], now: datetime, *, token: str | None = None
 ) -> list[Record]:
@@ -123,17 +139,26 @@ def write_records_in(
     others = [r for r in records if r.status is not DeliveryStatus.SENT]
     conn = session.connection()
     refused: set[int] = set()
-    # Sent rows mostly share detail and provider id (None for in-app): one
-    # ``UPDATE … WHERE id IN (…)`` per distinct pair, not one statement per row.
-    groups: dict[tuple[str | None, str | None], list[int]] = {}
+    # Sent rows mostly share their detail: one ``UPDATE … WHERE id IN (…)`` per
+    # detail, not one statement per row. Provider ids (one Message-ID per email) go in
+    # through a ``CASE id WHEN … THEN …`` in that same statement: a round trip per
+    # message made recording a group cost more than sending it.
+    groups: dict[str | None, list[Record]] = {}
     for r in sent:
-        groups.setdefault((r.detail, r.provider_id), []).append(r.delivery_id)
-    for (detail, provider_id), ids in groups.items():
-        params = {"ids": ids, "now": now, "detail": detail, "provider_id": provider_id}
-        if token is None:
-            conn.execute(_MARK_SENT, params)
+        groups.setdefault(r.detail, []).append(r)
+    for detail, group in groups.items():
+        ids = [r.delivery_id for r in group]
+        params: dict[str, Any] = {"ids": ids, "now": now, "detail": detail}
+        providers = {r.provider_id for r in group}
+        if len(providers) == 1:
+            params["provider_id"] = providers.pop()
+            plain, fenced = _MARK_SENT, _MARK_SENT_FENCED
         else:
-            written = set(conn.scalars(_MARK_SENT_FENCED, {**params, "token": token}))
+            plain, fenced = _mark_sent_each({r.delivery_id: r.provider_id for r in group})
+        if token is None:
+            conn.execute(plain, params)
+        else:
+            written = set(conn.scalars(fenced, {**params, "token": token}))
             refused.update(i for i in ids if i not in written)
     kept: list[Record] = []
     for r in others:

@@ -218,3 +218,29 @@ def test_a_batch_that_fails_half_way_gives_its_claims_to_the_sweep_at_once(
     finally:
         worker.close()
         d.close()
+
+
+def test_a_groups_sent_rows_keep_each_their_provider_id_in_one_fenced_write(
+    dispatcher: Dispatcher,
+) -> None:
+    dispatcher.subscribers.upsert("u1")
+    for n in range(3):
+        receipt = dispatcher.notify("payout_sent", to="u1", data={"payout_id": n, "amount": "1"})
+        runtime(dispatcher).fanout(receipt.id)
+    ids = [r.id for r in _rows(dispatcher)]
+    now = utcnow()
+    mine, theirs = Ticket(owner="a:1"), Ticket(owner="b:2")
+    with dispatcher.store.session(write=True) as s:
+        claim(s, ids[:2], now=now, lease=LEASE, ticket=mine)
+        claim(s, ids[2:], now=now, lease=LEASE, ticket=theirs)
+    records = [
+        Record(i, DeliveryStatus.SENT, detail="250 ok", provider_id=f"<m{i}@x>") for i in ids
+    ]
+    written = write_records(dispatcher.store, records, now, token=mine.token)
+    assert [r.delivery_id for r in written] == ids[:2]
+    rows = _rows(dispatcher)
+    assert [(r.status, r.provider_id) for r in rows] == [
+        (DeliveryStatus.SENT, f"<m{ids[0]}@x>"),
+        (DeliveryStatus.SENT, f"<m{ids[1]}@x>"),
+        (DeliveryStatus.SENDING, None),  # another holder's row is left alone
+    ]
