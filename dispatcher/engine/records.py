@@ -113,11 +113,14 @@ def write_records(
         return write_records_in(session, records, now, token=token)
 
 
-def _mark_sent_each(providers: dict[int, str | None]) -> tuple[Any, Any]:
-    """:data:`_MARK_SENT` and :data:`_MARK_SENT_FENCED` with a provider id per row."""
+def _mark_sent_each(sent: Sequence[Record]) -> tuple[Any, Any]:
+    """:data:`_MARK_SENT` and :data:`_MARK_SENT_FENCED` with a detail and a provider id
+    per row."""
+    by_id = _DELIVERIES.c.id
     values = {
         **_SENT_VALUES,
-        "provider_id": case(providers, value=_DELIVERIES.c.id, else_=_DELIVERIES.c.provider_id),
+        "detail": case({r.delivery_id: r.detail for r in sent}, value=by_id),
+        "provider_id": case({r.delivery_id: r.provider_id for r in sent}, value=by_id),
     }
     plain = update(_DELIVERIES).where(_BY_IDS).values(**values)
     fenced = (
@@ -139,22 +142,20 @@ def write_records_in(
     others = [r for r in records if r.status is not DeliveryStatus.SENT]
     conn = session.connection()
     refused: set[int] = set()
-    # Sent rows mostly share their detail: one ``UPDATE … WHERE id IN (…)`` per
-    # detail, not one statement per row. Provider ids (one Message-ID per email) go in
-    # through a ``CASE id WHEN … THEN …`` in that same statement: a round trip per
-    # message made recording a group cost more than sending it.
-    groups: dict[str | None, list[Record]] = {}
-    for r in sent:
-        groups.setdefault(r.detail, []).append(r)
-    for detail, group in groups.items():
-        ids = [r.delivery_id for r in group]
-        params: dict[str, Any] = {"ids": ids, "now": now, "detail": detail}
-        providers = {r.provider_id for r in group}
-        if len(providers) == 1:
-            params["provider_id"] = providers.pop()
+    # One ``UPDATE … WHERE id IN (…)`` for all of them, not one statement per row: the
+    # detail and provider id (an email's server reply and Message-ID differ per row) go
+    # in through ``CASE id WHEN … THEN …`` when they differ. A round trip per message
+    # made recording a group of in-flight emails cost more than sending it.
+    if sent:
+        ids = [r.delivery_id for r in sent]
+        params: dict[str, Any] = {"ids": ids, "now": now}
+        details = {r.detail for r in sent}
+        providers = {r.provider_id for r in sent}
+        if len(details) == 1 and len(providers) == 1:
+            params.update(detail=details.pop(), provider_id=providers.pop())
             plain, fenced = _MARK_SENT, _MARK_SENT_FENCED
         else:
-            plain, fenced = _mark_sent_each({r.delivery_id: r.provider_id for r in group})
+            plain, fenced = _mark_sent_each(sent)
         if token is None:
             conn.execute(plain, params)
         else:

@@ -234,13 +234,13 @@ def test_a_groups_sent_rows_keep_each_their_provider_id_in_one_fenced_write(
         claim(s, ids[:2], now=now, lease=LEASE, ticket=mine)
         claim(s, ids[2:], now=now, lease=LEASE, ticket=theirs)
     records = [
-        Record(i, DeliveryStatus.SENT, detail="250 ok", provider_id=f"<m{i}@x>") for i in ids
+        Record(i, DeliveryStatus.SENT, detail=f"250 Q{i}", provider_id=f"<m{i}@x>") for i in ids
     ]
     written = write_records(dispatcher.store, records, now, token=mine.token)
     assert [r.delivery_id for r in written] == ids[:2]
     rows = _rows(dispatcher)
-    assert [(r.status, r.provider_id) for r in rows] == [
-        (DeliveryStatus.SENT, f"<m{ids[0]}@x>"),
-        (DeliveryStatus.SENT, f"<m{ids[1]}@x>"),
-        (DeliveryStatus.SENDING, None),  # another holder's row is left alone
+    assert [(r.status, r.provider_id, r.detail) for r in rows] == [
+        (DeliveryStatus.SENT, f"<m{ids[0]}@x>", f"250 Q{ids[0]}"),
+        (DeliveryStatus.SENT, f"<m{ids[1]}@x>", f"250 Q{ids[1]}"),
+        (DeliveryStatus.SENDING, None, None),  # another holder's row is left alone
     ]
