@@ -5,7 +5,8 @@ SMTP server, Redis; SQLite and PostgreSQL) and prints one reconciliation row eac
     DISPATCHER_CHAOS_LONG=1 .venv/bin/python -m bench.chaos   # the sizes too
 
 Columns: deliveries expected (recipients x channels), in-app rows delivered, distinct
-Message-IDs at the SMTP server, duplicate copies there, lost (never delivered on either
+Message-IDs at the SMTP server (or decrypted pushes at the push service, for the push
+scenario), duplicate copies there, lost (never delivered on either
 channel), seconds to settle (from the worker's restart for the SIGKILL scenario, from
 ``notify`` for the others). The baseline printed under the table is the issue's
 measurement of main before the fix (no fencing, no liveness keys).

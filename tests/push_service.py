@@ -10,7 +10,8 @@ process with ``python -m tests.push_service``). For every push it:
    a bad token gets 403, like FCM and autopush;
 3. checks ``TTL`` and ``Content-Encoding: aes128gcm`` (400 otherwise), body <= 4096 (413);
 4. answers whatever the test told it to (404, 410, 429 with Retry-After, 500, 413, or
-   silence);
+   silence), per device or to every push, or a scripted run of faults in order
+   (:meth:`PushService.fault_plan`: say 30 answers of 500, then 30 of 429);
 5. decrypts the body with the device's private key and auth secret, exactly as the
    browser would, and records the plaintext and headers.
 
@@ -115,6 +116,16 @@ class Answer:
 
 
 @dataclass
+class Attempt:
+    """One push request that reached the scripted answers, and what it got."""
+
+    token: str
+    at: float
+    status: int
+    retry_after: str | None = None
+
+
+@dataclass
 class Rejection:
     token: str
     status: int
@@ -133,6 +144,10 @@ class PushService:
     rejected: list[Rejection] = field(default_factory=list)
     answers: dict[str | None, Answer] = field(default_factory=dict)
     silent: set[str] = field(default_factory=set)
+    #: Answers given to every push in order, one request each, before ``answers``.
+    faults: list[Answer] = field(default_factory=list)
+    #: Every push that passed the checks: token, ``time.monotonic()``, status answered.
+    attempts: list[Attempt] = field(default_factory=list)
     accepted: int = 0
     requests: int = 0
     #: The most pushes in progress at once (proves the client sends concurrently).
@@ -173,6 +188,16 @@ class PushService:
                 status, retry_after, body, times
             )
 
+    def fault_plan(self, *steps: tuple[int, int, str | None]) -> None:
+        """Answer the next pushes, whichever device, with ``(status, count, retry_after)``
+        steps in order (e.g. ``(500, 30, None), (429, 30, "2")``); then as before."""
+        with self._lock:
+            self.faults = [
+                Answer(status, retry_after, f"fault {status}")
+                for status, count, retry_after in steps
+                for _ in range(count)
+            ]
+
     def go_silent(self, device: Device) -> None:
         """Accept pushes for ``device`` but never answer (until :meth:`reset`)."""
         self.silent.add(device.token)
@@ -183,6 +208,8 @@ class PushService:
             self.rejected.clear()
             self.answers.clear()
             self.silent.clear()
+            self.faults.clear()
+            self.attempts.clear()
             self.accepted = self.requests = self.max_in_flight = 0
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._renew_release)
@@ -257,9 +284,14 @@ class PushService:
             return web.Response(status=503)
         scripted = self._scripted(token)
         if scripted is not None:
+            with self._lock:
+                self.attempts.append(
+                    Attempt(token, time.monotonic(), scripted.status, scripted.retry_after)
+                )
             headers = {"Retry-After": scripted.retry_after} if scripted.retry_after else {}
             return web.Response(status=scripted.status, text=scripted.body, headers=headers)
         with self._lock:
+            self.attempts.append(Attempt(token, time.monotonic(), 201))
             self.accepted += 1
             decrypt = self.accepted % self.decrypt_every == 0 or self.decrypt_every == 1
         if decrypt:
@@ -280,6 +312,10 @@ class PushService:
 
     def _scripted(self, token: str) -> Answer | None:
         with self._lock:
+            if token in self.answers:
+                pass  # a device's own answer (410 for a gone one) comes first
+            elif self.faults:
+                return self.faults.pop(0)
             for key in (token, None):
                 answer = self.answers.get(key)
                 if answer is None:

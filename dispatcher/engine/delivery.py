@@ -313,6 +313,16 @@ class Deliverer:
 
     def send(self, batch: Batch, now: datetime) -> DeliverReport:
         """Send a committed :class:`Batch` through its channels and record the outcomes."""
+        try:
+            return self._send(batch, now)
+        except Exception:
+            # Half sent, and the rest cannot be recorded (say the database went away):
+            # nobody works on these claims any more. Let the sweep have them now.
+            if self.liveness is not None and batch.ticket is not None and batch.ticket.owner:
+                self.liveness.retire(batch.ticket.owner)
+            raise
+
+    def _send(self, batch: Batch, now: datetime) -> DeliverReport:
         report = DeliverReport(claimed=batch.claimed)
         token = batch.ticket.token if batch.ticket else None
         for channel, messages in batch.announcements:

@@ -9,6 +9,12 @@ restarted Redis) can make the sweep take back the claims of a live process; its
 fenced writes are then refused, and it stops sending that batch at its next renewal
 (see :mod:`dispatcher.engine.claim`), so the cost is at most the group in flight.
 When Redis cannot be asked, nobody counts as gone: leases still expire.
+
+A live process can also abandon claims: a batch that fails half-way (the database went
+away between two groups) leaves its rows ``sending`` with nobody working on them. The
+process then *retires* its name (:meth:`Liveness.retire`): its key is deleted, later
+claims carry a new name (``host:pid/2``), and the sweep takes the abandoned rows back
+as soon as it can read the database again, instead of at the end of their lease.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ class Liveness:
         self._stop = threading.Event()
         self._pid = 0
         self._owner = ""
+        self._generation = 1
         self._last = 0.0
         self._failing = False
 
@@ -53,10 +60,26 @@ class Liveness:
     def owner(self) -> str:
         """This process as ``claimed_by`` records it."""
         if self._pid != os.getpid():
-            self._pid, self._owner = os.getpid(), process_name()
+            self._pid, self._owner, self._generation = os.getpid(), process_name(), 1
             # A forked child inherits neither the thread nor safe sockets.
             self._thread, self._client, self._last = None, None, 0.0
         return self._owner
+
+    def retire(self, owner: str) -> None:
+        """Give up every claim made under ``owner`` (this process's current name): the
+        next claims are made under a new name, and ``owner``'s key is deleted now (or,
+        with Redis away, simply no longer renewed: it expires), so the sweep counts
+        those claims as a dead process's. A claim still being worked on under the old
+        name is then fenced out at its next write."""
+        if owner != self.owner:
+            return  # retired already (a second failing batch of the same name)
+        self._generation += 1
+        self._owner = f"{process_name()}/{self._generation}"[:255]
+        self._last = 0.0
+        log.warning("liveness.retired", process=owner, now=self._owner)
+        if not self._failing:
+            with contextlib.suppress(redis.RedisError):
+                self.client.delete(self.key(owner))
 
     def key(self, owner: str) -> str:
         return names.worker_alive(self._prefix, owner)
@@ -74,7 +97,7 @@ class Liveness:
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
             self._thread = threading.Thread(
-                target=self._keep, args=(owner,), name="dispatcher-liveness", daemon=True
+                target=self._keep, name="dispatcher-liveness", daemon=True
             )
             self._thread.start()
         return owner
@@ -92,11 +115,11 @@ class Liveness:
         self._failing = False
         self._last = time.monotonic()
 
-    def _keep(self, owner: str) -> None:
+    def _keep(self) -> None:
         while not self._stop.wait(self.seconds / 3):
             if os.getpid() != self._pid:
                 return
-            self._refresh(owner)
+            self._refresh(self._owner)  # the current name: a retired one is let expire
 
     def gone(self, owners: Collection[str]) -> set[str]:
         """Those of ``owners`` whose key has expired; none if Redis cannot say."""

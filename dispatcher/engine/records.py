@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, case, update
 from sqlalchemy.orm import Session
 
 from dispatcher import log
@@ -113,6 +113,25 @@ def write_records(
         return write_records_in(session, records, now, token=token)
 
 
+def _mark_sent_each(sent: Sequence[Record]) -> tuple[Any, Any]:
+    """:data:`_MARK_SENT` and :data:`_MARK_SENT_FENCED` with a detail and a provider id
+    per row."""
+    by_id = _DELIVERIES.c.id
+    values = {
+        **_SENT_VALUES,
+        "detail": case({r.delivery_id: r.detail for r in sent}, value=by_id),
+        "provider_id": case({r.delivery_id: r.provider_id for r in sent}, value=by_id),
+    }
+    plain = update(_DELIVERIES).where(_BY_IDS).values(**values)
+    fenced = (
+        update(_DELIVERIES)
+        .where(_BY_IDS, held(bindparam("token")))
+        .values(**values)
+        .returning(_DELIVERIES.c.id)
+    )
+    return plain, fenced
+
+
 def write_records_in(
     session: Session, records: Sequence[Record], now: datetime, *, token: str | None = None
 ) -> list[Record]:
@@ -123,17 +142,24 @@ def write_records_in(
     others = [r for r in records if r.status is not DeliveryStatus.SENT]
     conn = session.connection()
     refused: set[int] = set()
-    # Sent rows mostly share detail and provider id (None for in-app): one
-    # ``UPDATE … WHERE id IN (…)`` per distinct pair, not one statement per row.
-    groups: dict[tuple[str | None, str | None], list[int]] = {}
-    for r in sent:
-        groups.setdefault((r.detail, r.provider_id), []).append(r.delivery_id)
-    for (detail, provider_id), ids in groups.items():
-        params = {"ids": ids, "now": now, "detail": detail, "provider_id": provider_id}
-        if token is None:
-            conn.execute(_MARK_SENT, params)
+    # One ``UPDATE … WHERE id IN (…)`` for all of them, not one statement per row: the
+    # detail and provider id (an email's server reply and Message-ID differ per row) go
+    # in through ``CASE id WHEN … THEN …`` when they differ. A round trip per message
+    # made recording a group of in-flight emails cost more than sending it.
+    if sent:
+        ids = [r.delivery_id for r in sent]
+        params: dict[str, Any] = {"ids": ids, "now": now}
+        details = {r.detail for r in sent}
+        providers = {r.provider_id for r in sent}
+        if len(details) == 1 and len(providers) == 1:
+            params.update(detail=details.pop(), provider_id=providers.pop())
+            plain, fenced = _MARK_SENT, _MARK_SENT_FENCED
         else:
-            written = set(conn.scalars(_MARK_SENT_FENCED, {**params, "token": token}))
+            plain, fenced = _mark_sent_each(sent)
+        if token is None:
+            conn.execute(plain, params)
+        else:
+            written = set(conn.scalars(fenced, {**params, "token": token}))
             refused.update(i for i in ids if i not in written)
     kept: list[Record] = []
     for r in others:

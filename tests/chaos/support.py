@@ -92,6 +92,7 @@ class Reconciliation:
     scenario: str
     expected: int
     inbox: int
+    #: What arrived at the other end: distinct Message-IDs, or decrypted pushes.
     emails: int
     duplicates: int
     lost: int
@@ -106,7 +107,7 @@ class Reconciliation:
 
 
 HEADER = (
-    f"{'scenario':<34} {'expected':>8} {'inbox':>7} {'emails':>7} {'dups':>5} {'lost':>5} "
+    f"{'scenario':<34} {'expected':>8} {'inbox':>7} {'remote':>7} {'dups':>5} {'lost':>5} "
     f"{'settle s':>8}"
 )
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from freezegun import freeze_time
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from dispatcher import DeliveryStatus, Dispatcher
 from dispatcher.channels import default_channels
@@ -16,6 +19,7 @@ from dispatcher.channels.email.channel import EmailChannel
 from dispatcher.channels.memory import MemoryChannel
 from dispatcher.clock import utcnow
 from dispatcher.db.models import Delivery
+from dispatcher.engine import sending
 from dispatcher.engine.claim import Ticket, claim, renew
 from dispatcher.engine.records import Record, write_records
 from dispatcher.worker import Runtime
@@ -169,3 +173,74 @@ def test_a_worker_that_finds_its_claim_gone_stops_sending_the_batch(
 
 def _report(d: Dispatcher) -> dict[str, object]:
     return dict(d.catalog.get("report_generated").example)
+
+
+def test_a_batch_that_fails_half_way_gives_its_claims_to_the_sweep_at_once(
+    dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = Dispatcher(
+        dispatcher.settings.model_copy(update={"record_group_size": 3}),
+        channels={**default_channels(), "email": MemoryChannel.standing_in_for(EmailChannel)},
+    )
+    worker = Runtime(d)
+    try:
+        people = [f"p{i}" for i in range(10)]
+        for p in people:
+            d.subscribers.upsert(p, email=f"{p}@example.com")
+        receipt = d.notify("report_generated", to=people, data=_report(d))
+        worker.fanout(receipt.id)
+        ids = [r.id for r in _rows(d, "email")]
+        before = worker.liveness.beat()
+        # The database goes away after the first group's outcomes were recorded.
+        calls: list[int] = []
+
+        def record(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) > 1:
+                raise OperationalError("UPDATE deliveries", {}, Exception("server closed"))
+            return write_records(*args, **kwargs)
+
+        monkeypatch.setattr(sending, "write_records", record)
+        with pytest.raises(OperationalError):
+            worker.deliver(ids)
+        monkeypatch.undo()
+        held = [r for r in _rows(d, "email") if r.status is DeliveryStatus.SENDING]
+        assert len(held) == 7 and {r.claimed_by for r in held} == {before}
+        # The process lives on under a new name; the abandoned claims are the sweep's
+        # now, not at the end of their lease.
+        after = worker.liveness.beat()
+        assert after == f"{before}/2"
+        assert worker.sweep().deliveries == 7
+        rows = _rows(d, "email")
+        assert [r.status for r in rows].count(DeliveryStatus.PENDING) == 7
+        assert worker.deliver(ids).counts == {"sent": 7}
+        assert {r.claimed_by for r in _rows(d, "email")} == {before, after}
+    finally:
+        worker.close()
+        d.close()
+
+
+def test_a_groups_sent_rows_keep_each_their_provider_id_in_one_fenced_write(
+    dispatcher: Dispatcher,
+) -> None:
+    dispatcher.subscribers.upsert("u1")
+    for n in range(3):
+        receipt = dispatcher.notify("payout_sent", to="u1", data={"payout_id": n, "amount": "1"})
+        runtime(dispatcher).fanout(receipt.id)
+    ids = [r.id for r in _rows(dispatcher)]
+    now = utcnow()
+    mine, theirs = Ticket(owner="a:1"), Ticket(owner="b:2")
+    with dispatcher.store.session(write=True) as s:
+        claim(s, ids[:2], now=now, lease=LEASE, ticket=mine)
+        claim(s, ids[2:], now=now, lease=LEASE, ticket=theirs)
+    records = [
+        Record(i, DeliveryStatus.SENT, detail=f"250 Q{i}", provider_id=f"<m{i}@x>") for i in ids
+    ]
+    written = write_records(dispatcher.store, records, now, token=mine.token)
+    assert [r.delivery_id for r in written] == ids[:2]
+    rows = _rows(dispatcher)
+    assert [(r.status, r.provider_id, r.detail) for r in rows] == [
+        (DeliveryStatus.SENT, f"<m{ids[0]}@x>", f"250 Q{ids[0]}"),
+        (DeliveryStatus.SENT, f"<m{ids[1]}@x>", f"250 Q{ids[1]}"),
+        (DeliveryStatus.SENDING, None, None),  # another holder's row is left alone
+    ]
