@@ -23,6 +23,7 @@ import psycopg
 import pytest
 import redis
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from dispatcher import Dispatcher, Settings
 from dispatcher.db.models import Base
@@ -225,12 +226,22 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 def _truncate(d: Dispatcher) -> None:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with d.store.engine.begin() as conn:
-        if d.store.is_postgres:
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for name in tables:
-                conn.execute(text(f"DELETE FROM {name}"))
+    for attempt in range(5):
+        try:
+            with d.store.engine.begin() as conn:
+                if d.store.is_postgres:
+                    conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+                else:
+                    for name in tables:
+                        conn.execute(text(f"DELETE FROM {name}"))
+            return
+        except OperationalError:
+            # A worker kept from an earlier test may be in a transaction (a sweep, a
+            # drain, its start-up rehearsal): PostgreSQL picks TRUNCATE as the deadlock
+            # victim. Its transaction ends within moments; try again.
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @pytest.fixture(scope="session")
