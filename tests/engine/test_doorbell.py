@@ -28,10 +28,11 @@ def assert_never_waited(up: list[float], down: list[float], ring_timeout: float)
     """With the broker down, ``notify`` costs what it costs with the broker up.
 
     Load-proof forms of "p99 within 20 ms" (``bench.doorbell`` prints the p99s on a quiet
-    machine): the typical call costs the same, and after the first failed ring no call
-    waits on the broker (a wait is at least one ring timeout; the breaker skips instead).
+    machine): the typical call costs the same (within 20 ms), and after the first failed
+    ring no call waits on the broker (a wait is at least one ring timeout; the breaker
+    skips instead).
     """
-    assert statistics.median(down) <= statistics.median(up) + 0.005, (up, down)
+    assert statistics.median(down) <= statistics.median(up) + 0.020, (up, down)
     waited = [t for t in down[1:] if t >= ring_timeout]
     assert not waited, f"calls that waited on the broker: {waited}"
 
