@@ -335,20 +335,6 @@ def _count(result: Any) -> int:
     return max(result.rowcount or 0, 0)
 
 
-_DELIVERY_COLUMNS = [
-    "notification_id",
-    "channel",
-    "priority",
-    "status",
-    "attempts",
-    "scheduled_for",
-    "lease_until",
-    "sent_at",
-    "created_at",
-    "updated_at",
-]
-
-
 def _insert_deliveries(
     conn: Connection,
     postgres: bool,
@@ -363,7 +349,7 @@ def _insert_deliveries(
     under a lease)."""
     conn.execute(
         _insert_ignore(postgres, _D).from_select(
-            _DELIVERY_COLUMNS,
+            bulk_inbox.DELIVERY_COLUMNS,
             select(
                 _N.c.id,
                 literal(channel, String()),
