@@ -41,6 +41,9 @@ class Liveness:
         self._client: redis.Redis | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        # Held while the name changes or a key is set, so the background thread never
+        # sets a retired name's key again after retire() deleted it.
+        self._naming = threading.Lock()
         self._pid = 0
         self._owner = ""
         self._generation = 1
@@ -71,15 +74,16 @@ class Liveness:
         with Redis away, simply no longer renewed: it expires), so the sweep counts
         those claims as a dead process's. A claim still being worked on under the old
         name is then fenced out at its next write."""
-        if owner != self.owner:
-            return  # retired already (a second failing batch of the same name)
-        self._generation += 1
-        self._owner = f"{process_name()}/{self._generation}"[:255]
-        self._last = 0.0
+        with self._naming:
+            if owner != self.owner:
+                return  # retired already (a second failing batch of the same name)
+            self._generation += 1
+            self._owner = f"{process_name()}/{self._generation}"[:255]
+            self._last = 0.0
+            if not self._failing:
+                with contextlib.suppress(redis.RedisError):
+                    self.client.delete(self.key(owner))
         log.warning("liveness.retired", process=owner, now=self._owner)
-        if not self._failing:
-            with contextlib.suppress(redis.RedisError):
-                self.client.delete(self.key(owner))
 
     def key(self, owner: str) -> str:
         return names.worker_alive(self._prefix, owner)
@@ -104,7 +108,10 @@ class Liveness:
 
     def _refresh(self, owner: str) -> None:
         try:
-            self.client.set(self.key(owner), "1", px=int(self.seconds * 1000))
+            with self._naming:
+                if owner != self._owner:
+                    return  # retired meanwhile: its key must stay deleted
+                self.client.set(self.key(owner), "1", px=int(self.seconds * 1000))
         except redis.RedisError as exc:
             if not self._failing:
                 log.warning("liveness.failed", process=owner, error=type(exc).__name__)

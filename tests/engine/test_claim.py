@@ -222,6 +222,23 @@ def test_a_batch_that_fails_half_way_gives_its_claims_to_the_sweep_at_once(
         d.close()
 
 
+def test_a_keep_alive_racing_a_retire_never_revives_the_retired_name(
+    dispatcher: Dispatcher,
+) -> None:
+    # The background thread read the old name just before retire() ran; its late
+    # refresh must not set the deleted key again (the sweep would then wait out the
+    # key's expiry instead of taking the abandoned claims back at once).
+    liveness = runtime(dispatcher).liveness
+    before = liveness.beat()
+    assert liveness.client.exists(liveness.key(before)) == 1
+    liveness.retire(before)
+    liveness._refresh(before)
+    assert liveness.client.exists(liveness.key(before)) == 0
+    assert liveness.gone([before]) == {before}
+    after = liveness.beat()
+    assert after != before and liveness.client.exists(liveness.key(after)) == 1
+
+
 def test_a_groups_sent_rows_keep_each_their_provider_id_in_one_fenced_write(
     dispatcher: Dispatcher,
 ) -> None:
