@@ -104,6 +104,12 @@ def worker_alive(prefix: str, process: str) -> str:
     return f"{prefix}:alive:{process}"
 
 
+def take_back_turn(prefix: str) -> str:
+    """Held for a few seconds by the one worker process that looks for gone processes'
+    claims between its batches (:meth:`dispatcher.engine.liveness.Liveness.my_turn`)."""
+    return f"{prefix}:take-back-turn"
+
+
 def sweep_heartbeat(prefix: str) -> str:
     """When the beat sweep last ran (ISO time, written by the ``dispatcher.sweep``
     task): ``dispatcher doctor``'s evidence of a live beat and maintenance worker."""

@@ -49,6 +49,7 @@ class Liveness:
         self._generation = 1
         self._last = 0.0
         self._failing = False
+        self._asked_turn = 0.0
 
     @property
     def client(self) -> redis.Redis:
@@ -127,6 +128,20 @@ class Liveness:
             if os.getpid() != self._pid:
                 return
             self._refresh(self._owner)  # the current name: a retired one is let expire
+
+    def my_turn(self) -> bool:
+        """Whether this process should look for gone processes' claims now: true for
+        one process of the whole deployment every ``seconds / 2`` (a Redis key taken
+        with ``SET NX``), asked of Redis at most that often by each process."""
+        now = time.monotonic()
+        if self._failing or now - self._asked_turn < self.seconds / 2:
+            return False
+        self._asked_turn = now
+        try:
+            key = names.take_back_turn(self._prefix)
+            return bool(self.client.set(key, self.owner, nx=True, px=int(self.seconds * 500)))
+        except redis.RedisError:
+            return False
 
     def gone(self, owners: Collection[str]) -> set[str]:
         """Those of ``owners`` whose key has expired; none if Redis cannot say."""

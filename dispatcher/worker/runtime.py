@@ -15,6 +15,7 @@ from datetime import timedelta
 from functools import cached_property
 
 import redis
+from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher import log, names
 from dispatcher.campaigns.render_once import CampaignComposer
@@ -30,7 +31,7 @@ from dispatcher.engine.liveness import Liveness
 from dispatcher.engine.on_time import OnTimeResult, ring_due_soon
 from dispatcher.engine.purge import PurgeResult, purge
 from dispatcher.engine.rehearsal import rehearse
-from dispatcher.engine.sweep import SweepResult, sweep
+from dispatcher.engine.sweep import SweepResult, sweep, take_back_gone
 from dispatcher.enums import Priority
 from dispatcher.policies import PolicyChain
 
@@ -182,7 +183,21 @@ class Runtime:
         return ring_due_soon(self.dispatcher.store, self.doorbell)
 
     def deliver(self, delivery_ids: Iterable[int]) -> DeliverReport:
-        """Claim and send deliveries now (what ``dispatcher.deliver`` runs)."""
+        """Claim and send deliveries now (what ``dispatcher.deliver`` runs).
+
+        First, when it is this process's turn, take back the claims of processes that
+        are gone: the sweep does it too, but rides the maintenance queue, which a worker
+        busy with long batches reads late."""
+        if self.liveness.my_turn():
+            try:
+                take_back_gone(
+                    self.dispatcher.store,
+                    self.doorbell,
+                    self.liveness,
+                    batch_size=self.settings.delivery_batch_size,
+                )
+            except (SQLAlchemyError, redis.RedisError) as exc:  # the sweep will do it
+                log.warning("sweep.take_back_failed", error=type(exc).__name__)
         return self.deliverer.deliver(list(delivery_ids))
 
     def sweep(self) -> SweepResult:

@@ -12,7 +12,7 @@ from freezegun import freeze_time
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
-from dispatcher import DeliveryStatus, Dispatcher
+from dispatcher import DeliveryStatus, Dispatcher, names
 from dispatcher.channels import default_channels
 from dispatcher.channels.base import Message, Outcome
 from dispatcher.channels.email.channel import EmailChannel
@@ -122,6 +122,33 @@ def test_the_sweep_takes_back_at_once_the_claims_of_a_process_that_is_gone(
     assert (dead.status, dead.claim_token, dead.claimed_by) == (DeliveryStatus.PENDING, None, None)
     assert (live.status, live.claimed_by) == (DeliveryStatus.SENDING, alive)
     assert runtime(dispatcher).deliver([dead_row]).counts == {"sent": 1}
+
+
+def test_a_worker_takes_back_a_gone_processs_claims_at_its_next_batch_without_the_sweep(
+    dispatcher: Dispatcher,
+) -> None:
+    # A restarted worker busy with long batches reads the maintenance queue late; its
+    # next batch takes back its dead predecessor's rows itself (one process per turn).
+    for n, who in enumerate(["u1", "u2"]):
+        dispatcher.subscribers.upsert(who)
+        receipt = dispatcher.notify("payout_sent", to=who, data={"payout_id": n, "amount": "1"})
+        runtime(dispatcher).fanout(receipt.id)
+    dead_row, other_row = (r.id for r in _rows(dispatcher))
+    with dispatcher.store.session(write=True) as s:  # a process that was SIGKILLed
+        claim(s, [dead_row], now=utcnow(), lease=timedelta(seconds=300), ticket=Ticket("gone:7"))
+    worker = Runtime(dispatcher)
+    try:
+        turn = names.take_back_turn(dispatcher.settings.redis_prefix)
+        worker.liveness.client.delete(turn)
+        assert worker.deliver([other_row]).counts == {"sent": 1}
+        dead = next(r for r in _rows(dispatcher) if r.id == dead_row)
+        assert (dead.status, dead.claimed_by) == (DeliveryStatus.PENDING, None)
+        # The turn is held a few seconds by the process that took it.
+        assert worker.liveness.client.get(turn) == worker.liveness.owner.encode()
+        assert worker.liveness.my_turn() is False
+        assert worker.deliver([dead_row]).counts == {"sent": 1}
+    finally:
+        worker.close()
 
 
 class _Stolen(MemoryChannel.standing_in_for(EmailChannel)):  # type: ignore[misc]
