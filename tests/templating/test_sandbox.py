@@ -8,6 +8,7 @@ from typing import Any
 
 import jinja2
 import pytest
+from freezegun import freeze_time
 from packaging.version import Version
 
 from dispatcher.errors import TemplateError
@@ -231,3 +232,12 @@ def test_renderer_folder_templates_use_the_same_guards(tmp_path: Path) -> None:
         r.render("t", "in_app", ["title"], "en", {})
     assert "loop iterations" in info.value.reason
     assert str(info.value).startswith(f"{path}:1: ")
+
+
+def test_time_limit_still_holds_under_a_frozen_clock(renderer: Renderer) -> None:
+    # The deadline looks at a cheap wall clock before the CPU clock; freezegun (in an
+    # app's own tests) must not freeze that wall clock and so switch the deadline off.
+    slow = "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}"
+    with freeze_time("2027-03-28 01:59:59"), pytest.raises(TemplateError) as info:
+        render(renderer, slow)
+    assert info.value.reason == "render limit: render took longer than 0.3s"
