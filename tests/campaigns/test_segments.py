@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from dispatcher import (
+    CampaignStatus,
     Dispatcher,
     InvalidCampaignError,
     NotFoundError,
@@ -19,6 +20,12 @@ from dispatcher import (
 )
 from dispatcher.db.models import Campaign, Segment, Subscriber
 from tests.campaigns.support import PAYOUT, add_subscribers, notified, run_all
+from tests.conftest import StartWorker, wait_for
+from tests.smtp_server import (  # noqa: F401 - fixtures
+    SmtpServer,
+    smtp_server_fixture,
+    smtp_server_session,
+)
 
 
 def count(d: Dispatcher, model: type) -> int:
@@ -184,3 +191,45 @@ def test_deleting_a_segment_a_campaign_may_still_run_with_is_refused(
     d.campaigns.cancel(draft.id)
     d.campaigns.segments.delete("vip")
     assert count(d, Segment) == 0
+
+
+#: The campaign worker tests' environment (as tests/campaigns/test_worker.py): one worker
+#: per backend serves them all.
+CHUNKED = {
+    "DISPATCHER_CAMPAIGN_CHUNK_SIZE": "10",
+    "DISPATCHER_LEASE_SECONDS": "3",
+    "DISPATCHER_SMTP_BACKOFF_BASE_SECONDS": "0.2",
+    "DISPATCHER_SMTP_BACKOFF_CAP_SECONDS": "0.4",
+}
+
+
+def test_a_segment_run_through_a_worker_reaches_exactly_its_members_minus_exclusions(
+    dispatcher: Dispatcher, start_worker: StartWorker, smtp_server: SmtpServer
+) -> None:
+    d = dispatcher
+    start_worker(smtp_server.env(**CHUNKED))
+    # 60 people: sellers are multiples of 3, north the first 40.
+    add_subscribers(
+        d,
+        60,
+        attributes=lambda i: {
+            "role": "seller" if i % 3 == 0 else "buyer",
+            "region": "north" if i < 40 else "south",
+        },
+    )
+    d.campaigns.segments.create("north-sellers", {"role": "buyer"})
+    campaign = d.campaigns.create(
+        "w",
+        type="payout_sent",
+        data=PAYOUT,
+        audience={"segment": "north-sellers", "exclude": ["s000003", "s000039", "s000042"]},
+    )
+    # Edited after the campaign was saved, before its run: the edit applies.
+    d.campaigns.segments.update("north-sellers", filter={"role": "seller", "region": "north"})
+    d.campaigns.start(campaign.id)
+    wait_for(lambda: d.campaigns.get(campaign.id).status == CampaignStatus.COMPLETED, timeout=60)
+    run = d.campaigns.get(campaign.id).runs[0]
+    wait_for(lambda: d.campaigns.get(campaign.id).runs[0].progress["sent"] == run.targeted)
+    expected = [f"s{i:06d}" for i in range(0, 40, 3) if i not in (3, 39)]
+    assert run.targeted == len(expected) == 12
+    assert external_ids(d, run.event_id) == expected
