@@ -214,3 +214,22 @@ def test_a_campaign_with_its_own_templates_delivers_in_app_and_email_through_a_w
         assert text is not None and html is not None
         assert text.get_content().strip() == "Sold: 1204"  # de falls back to en
         assert f"<b>1204</b> &mdash; {name}</p>" in html.get_content()
+
+
+def test_a_campaign_template_that_reads_the_recipient_renders_per_recipient(
+    dispatcher: Dispatcher,
+) -> None:
+    d = dispatcher
+    people(d)
+    campaign = d.campaigns.create(
+        "personal",
+        type="report_generated",
+        data=report(d),
+        channels=["in_app"],
+        audience={"all": True},
+        templates={"in_app": {"en": {"title": "Hi {{ recipient.id }}", "body": "b"}}},
+    )
+    run = d.campaigns.start(campaign.id)
+    run_all(d, run.id)
+    for n in range(6):
+        assert [i.title for i in d.inbox(f"s00000{n}")] == [f"Hi s00000{n}"]
