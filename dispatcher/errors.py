@@ -196,8 +196,9 @@ class CampaignStateError(DispatcherError):
 
 
 class SegmentInUseError(DispatcherError):
-    """Raised when deleting a segment that a draft, scheduled, running or paused
-    campaign names in its audience; ``segment`` is its name, ``campaigns`` their ids."""
+    """Raised when deleting a segment that a campaign which may still run (any but a
+    cancelled one) names in its audience; ``segment`` is its name, ``campaigns`` their
+    ids."""
 
     def __init__(self, message: str, *, segment: str, campaigns: Sequence[int]) -> None:
         self.segment = segment

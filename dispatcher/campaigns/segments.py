@@ -5,7 +5,8 @@ A segment is a filter on subscriber attributes with a name, e.g. ``north-sellers
 (``{"segment": "north-sellers", "exclude": [...]}``); its filter is read when a run
 starts, so a segment edited after the campaign was saved applies to the next run, and
 the run records whom it resolved to, as for any audience. A segment that a campaign which
-may still run names cannot be deleted.
+may still run names (any but a cancelled one: a completed campaign can be started again)
+cannot be deleted.
 """
 
 from __future__ import annotations
@@ -34,13 +35,9 @@ from dispatcher.validation import check_storable
 
 _G = table(Segment)
 _C = table(Campaign)
-#: Campaigns in these states may still start a run, so their segments must stay.
-MAY_RUN = (
-    CampaignStatus.DRAFT.value,
-    CampaignStatus.SCHEDULED.value,
-    CampaignStatus.RUNNING.value,
-    CampaignStatus.PAUSED.value,
-)
+#: The one state from which a campaign never starts a run again (a completed one can be
+#: started by hand), so the segments of all others must stay.
+FINAL = CampaignStatus.CANCELLED.value
 MAX_DESCRIPTION = 2000
 
 
@@ -203,8 +200,8 @@ class Segments:
 
         Raises:
             NotFoundError: no such segment.
-            SegmentInUseError: a draft, scheduled, running or paused campaign names it;
-                ``campaigns`` lists their ids.
+            SegmentInUseError: a campaign that is not cancelled names it; ``campaigns``
+                lists their ids.
         """
         with self.store.session(write=True) as session:
             conn = session.connection()
@@ -214,7 +211,7 @@ class Segments:
                 (row.id, row.status)
                 for row in conn.execute(
                     select(_C.c.id, _C.c.status, _C.c.audience)
-                    .where(_C.c.status.in_(MAY_RUN))
+                    .where(_C.c.status != FINAL)
                     .order_by(_C.c.id)
                 )
                 if (row.audience or {}).get("segment") == name
@@ -222,8 +219,8 @@ class Segments:
             if users:
                 listed = ", ".join(f"{i} ({status})" for i, status in users)
                 raise SegmentInUseError(
-                    f"segment {name!r} is used by campaign(s) {listed}; cancel them or "
-                    "give them another audience first",
+                    f"segment {name!r} is used by campaign(s) {listed}, which may still "
+                    "start a run; cancel them first",
                     segment=name,
                     campaigns=[i for i, _ in users],
                 )

@@ -121,7 +121,7 @@ def update(name: str, filters: tuple[str, ...], description: str | None, as_json
 @click.argument("name")
 @_json_option
 def delete(name: str, as_json: bool) -> None:
-    """Delete a segment (refused while a campaign that may still run names it)."""
+    """Delete a segment (refused while a campaign that is not cancelled names it)."""
     _call(lambda d: d.campaigns.segments.delete(name))
     if as_json:
         click.echo(json.dumps({"deleted": name}))

@@ -73,8 +73,12 @@ def test_segments_and_campaign_templates_from_the_cli(
     assert [i.title for i in d.inbox("s000000")] == ["Hi 7"]
     assert d.inbox("s000001") == [] and d.inbox("s000004") == []
 
-    # Completed (no cron): it will not run again, so the segment may go.
+    # Completed, but it may be started again: the segment stays until it is cancelled.
     assert ok_json(d, "show", cid)["status"] == "completed"
+    used = cli(d, "segments", "delete", "sellers")
+    assert used.exit_code == 2
+    assert f"segment 'sellers' is used by campaign(s) {cid} (completed)" in used.output
+    ok_json(d, "cancel", cid)
     assert ok_json(d, "segments", "delete", "sellers") == {"deleted": "sellers"}
 
     broken = tmp_path / "broken.json"
