@@ -4,7 +4,7 @@ Everything an app needs is here; the rooms behind it are described in
 ``docs/architecture.md``.
 """
 
-from dispatcher.campaigns import CampaignInfo, Preview, RunInfo
+from dispatcher.campaigns import CampaignInfo, Preview, RunInfo, SegmentInfo
 from dispatcher.catalog import Catalog, NotificationType, RateLimit
 from dispatcher.channels.base import Channel, Message, Outcome, RetryPolicy
 from dispatcher.channels.memory import MemoryChannel
@@ -42,6 +42,7 @@ from dispatcher.errors import (
     PayloadValidationError,
     PermanentDeliveryError,
     PushEndpointTakenError,
+    SegmentInUseError,
     TaskOutcomeError,
     TemplateError,
     TemplateLimitError,
@@ -101,6 +102,7 @@ __all__ = [
     "CampaignStatus",
     "Preview",
     "RunInfo",
+    "SegmentInfo",
     # Errors
     "AuthenticationError",
     "BrokerUnavailableError",
@@ -129,6 +131,7 @@ __all__ = [
     "PayloadValidationError",
     "PermanentDeliveryError",
     "PushEndpointTakenError",
+    "SegmentInUseError",
     "TaskOutcomeError",
     "TemplateError",
     "TemplateLimitError",

@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from dispatcher.arguments import checked, checked_except
-from dispatcher.campaigns.api import CampaignInfo, Campaigns
+from dispatcher.campaigns.api import Campaigns
+from dispatcher.campaigns.info import CampaignInfo
 from dispatcher.campaigns.preview import Preview, dry_run
 from dispatcher.catalog import Catalog, NotificationType
 from dispatcher.channels.base import Channel, ChannelContext
@@ -38,6 +39,7 @@ from dispatcher.seed_types import default_catalog
 from dispatcher.settings import Settings
 from dispatcher.subscribers.directory import Subscribers
 from dispatcher.subscribers.inbox import Inbox, InboxItem
+from dispatcher.templating.campaign_sources import CampaignSources
 from dispatcher.templating.overrides import TemplateOverrides
 from dispatcher.templating.renderer import Renderer
 from dispatcher.templating.versions import Templates
@@ -96,7 +98,14 @@ class Dispatcher:
         self.push_subscriptions = PushSubscriptions(self.store, self.settings.push)
         self.quiet_hours = QuietHours(self.store)
         #: Bulk and scheduled sends to an audience: create, preview, start, pause...
-        self.campaigns = Campaigns(self.store, self.catalog, self._doorbell, self._preview)
+        self.campaigns = Campaigns(
+            self.store,
+            self.catalog,
+            self._doorbell,
+            self._preview,
+            renderer=lambda: self.renderer,
+            channels=lambda: self.channels,
+        )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Dispatcher:
@@ -330,6 +339,7 @@ class Dispatcher:
             ),
             time_limit=self.settings.template_time_limit_seconds,
             output_limit=self.settings.template_output_max_chars,
+            campaign_sources=CampaignSources(self.store),
         )
 
     @cached_property

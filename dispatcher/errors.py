@@ -18,6 +18,7 @@
      │    ├── InvalidClickTokenError
      │    └── InvalidCampaignError    a campaign's content, audience, priority or schedule
      ├── CampaignStateError          a campaign cannot do that now (pause a finished one)
+     ├── SegmentInUseError           a segment a campaign may still run with cannot go
      ├── IdempotencyConflictError    same key, different event
      ├── NotFoundError               a row asked for by id does not exist
  ├── EventNotPendingError        cancel/reschedule came after fan-out
@@ -191,6 +192,17 @@ class CampaignStateError(DispatcherError):
 
     def __init__(self, message: str, *, status: str) -> None:
         self.status = status
+        super().__init__(message)
+
+
+class SegmentInUseError(DispatcherError):
+    """Raised when deleting a segment that a campaign which may still run (any but a
+    cancelled one) names in its audience; ``segment`` is its name, ``campaigns`` their
+    ids."""
+
+    def __init__(self, message: str, *, segment: str, campaigns: Sequence[int]) -> None:
+        self.segment = segment
+        self.campaigns = list(campaigns)
         super().__init__(message)
 
 

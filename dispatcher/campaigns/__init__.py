@@ -2,6 +2,8 @@
 
 * :mod:`~dispatcher.campaigns.definition`: what a campaign is, checked before it is stored.
 * :mod:`~dispatcher.campaigns.audience`: audiences evaluated in the database, recorded per run.
+* :mod:`~dispatcher.campaigns.segments`: named, reusable segments (``d.campaigns.segments``).
+* :mod:`~dispatcher.campaigns.content`: templates made for a campaign, checked and stored.
 * :mod:`~dispatcher.campaigns.runs`: a run's chunks, set-based (``INSERT … SELECT``), and
   its progress.
 * :mod:`~dispatcher.campaigns.render_once`: content rendered once per (template, locale,
@@ -15,7 +17,17 @@ This room sits between the face and the engine: it uses the engine's deliverer a
 doorbell, so campaign notifications are ordinary notifications and deliveries.
 """
 
-from dispatcher.campaigns.api import CampaignInfo, Campaigns, RunInfo
+from dispatcher.campaigns.api import Campaigns
+from dispatcher.campaigns.info import CampaignInfo, RunInfo
 from dispatcher.campaigns.preview import ChannelPreview, Preview
+from dispatcher.campaigns.segments import SegmentInfo, Segments
 
-__all__ = ["CampaignInfo", "Campaigns", "ChannelPreview", "Preview", "RunInfo"]
+__all__ = [
+    "CampaignInfo",
+    "Campaigns",
+    "ChannelPreview",
+    "Preview",
+    "RunInfo",
+    "SegmentInfo",
+    "Segments",
+]

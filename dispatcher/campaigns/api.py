@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import insert, select, update
 
 from dispatcher import log
+from dispatcher.campaigns import content, segments
 from dispatcher.campaigns.definition import (
     check_aware,
     check_channels,
@@ -19,76 +19,24 @@ from dispatcher.campaigns.definition import (
     check_timezone,
     parse_audience,
 )
+from dispatcher.campaigns.info import CampaignInfo, RunInfo, campaign_info, run_info
 from dispatcher.campaigns.runs import cancel_deliveries, progress, start_run
 from dispatcher.campaigns.schedule import next_after, parse_cron
+from dispatcher.campaigns.segments import Segments
 from dispatcher.catalog import Catalog
+from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Campaign, CampaignRun, table
 from dispatcher.engine.doorbell import Doorbell
 from dispatcher.enums import CampaignStatus
 from dispatcher.errors import CampaignStateError, InvalidCampaignError, NotFoundError
+from dispatcher.templating.renderer import Renderer
 
 _C = table(Campaign)
 _R = table(CampaignRun)
 #: States from which nothing more happens.
 FINAL = (CampaignStatus.CANCELLED.value,)
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """One run of a campaign and its progress."""
-
-    id: int
-    occurrence: datetime
-    status: str
-    targeted: int
-    created: int
-    chunks: int
-    started_at: datetime
-    finished_at: datetime | None
-    event_id: int | None
-    #: Deliveries by outcome: ``sent``, ``skipped``/``deferred``/``failed`` by reason,
-    #: ``in_flight``, and per channel.
-    progress: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("occurrence", "started_at", "finished_at"):
-            value = out[key]
-            out[key] = value.isoformat() if value is not None else None
-        return out
-
-
-@dataclass(frozen=True)
-class CampaignInfo:
-    """A campaign as the API returns it."""
-
-    id: int
-    name: str
-    type: str
-    data: dict[str, Any]
-    audience: dict[str, Any]
-    channels: list[str]
-    priority: str
-    send_rates: dict[str, int]
-    start_at: datetime | None
-    cron: str | None
-    timezone: str
-    end_at: datetime | None
-    next_run_at: datetime | None
-    status: str
-    created_at: datetime
-    #: Newest first (only the newest has its progress filled in by ``list``).
-    runs: list[RunInfo] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("start_at", "end_at", "next_run_at", "created_at"):
-            value = out[key]
-            out[key] = value.isoformat() if value is not None else None
-        out["runs"] = [r.to_dict() for r in self.runs]
-        return out
 
 
 class Campaigns:
@@ -100,11 +48,17 @@ class Campaigns:
         catalog: Catalog,
         doorbell: Doorbell,
         preview: Callable[[CampaignInfo, datetime], Any] | None = None,
+        renderer: Callable[[], Renderer] | None = None,
+        channels: Callable[[], ChannelRuntime] | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.doorbell = doorbell
         self._preview = preview
+        self._renderer = renderer
+        self._channels = channels
+        #: Named, reusable audiences (``{"segment": name}``).
+        self.segments = Segments(store)
 
     # -- defining ------------------------------------------------------------------
 
@@ -122,15 +76,18 @@ class Campaigns:
         cron: str | None = None,
         timezone: str = "UTC",
         end_at: datetime | None = None,
+        templates: Mapping[str, Any] | None = None,
     ) -> CampaignInfo:
         """Save a campaign: a draft (start it with :meth:`start`), or scheduled when it
         has ``start_at`` or ``cron`` (beat starts it).
 
         Parameters:
             name: Shown to operators.
-            type: A registered notification type; its templates are the content.
-            audience: ``{"all": true}``, ``{"ids": [...]}`` or ``{"filter": {...}}``,
-                optionally with ``"exclude": [...]``; resolved when a run starts.
+            type: A registered notification type; its templates are the content unless
+                ``templates`` are given.
+            audience: ``{"all": true}``, ``{"ids": [...]}``, ``{"filter": {...}}`` or
+                ``{"segment": name}``, optionally with ``"exclude": [...]``; resolved
+                when a run starts.
             data: The type's payload, validated now.
             channels: A subset of the type's channels (default: all of them).
             priority: ``low``, ``medium`` or ``high``; ``urgent`` is refused.
@@ -139,10 +96,12 @@ class Campaigns:
             cron: Recurring runs, a five-field expression read in ``timezone``.
             timezone: IANA zone for ``cron``.
             end_at: No run starts at or after this instant.
+            templates: The campaign's own content, channel -> locale -> part -> source
+                (see :mod:`dispatcher.campaigns.content`), checked with ``data`` now.
 
         Raises:
-            InvalidCampaignError, UnknownEventTypeError, PayloadValidationError: nothing
-            is stored.
+            InvalidCampaignError, UnknownEventTypeError, PayloadValidationError,
+            TemplateError: nothing is stored.
         """
         if not isinstance(name, str) or not name.strip() or len(name) > 255:
             raise InvalidCampaignError("name must be 1 to 255 characters", field="name")
@@ -152,6 +111,8 @@ class Campaigns:
         sent_on = check_channels(channels, notification_type)
         rates = check_send_rates(send_rates, sent_on)
         parsed = parse_audience(audience)
+        parts = self._check_templates(templates, notification_type, sent_on, payload)
+        key = content.new_key() if parts else None
         zone = check_timezone(timezone)
         check_aware(start_at, "start_at")
         check_aware(end_at, "end_at")
@@ -187,13 +148,32 @@ class Campaigns:
             "next_run_at": next_run,
             "created_at": now,
             "updated_at": now,
+            "content": key,
         }
         with self.store.session(write=True) as session:
-            campaign_id = (
-                session.connection().execute(insert(_C).returning(_C.c.id), row).scalar_one()
-            )
+            conn = session.connection()
+            if parsed.segment is not None:
+                segments.check_exists(conn, parsed.segment)
+            campaign_id = conn.execute(insert(_C).returning(_C.c.id), row).scalar_one()
+            if key is not None:
+                content.store(conn, campaign_id, key, parts)
         log.info("campaign.created", campaign_id=campaign_id, type=type, status=status.value)
         return self.get(campaign_id)
+
+    def _check_templates(
+        self,
+        templates: Mapping[str, Any] | None,
+        notification_type: Any,
+        sent_on: Sequence[str],
+        payload: Mapping[str, Any],
+    ) -> list[content.Part]:
+        if templates is None:
+            return []
+        if self._renderer is None or self._channels is None:  # pragma: no cover - the face
+            raise NotImplementedError("campaign templates need a dispatcher")
+        return content.check_templates(
+            self._renderer(), self._channels(), notification_type, sent_on, payload, templates
+        )
 
     # -- reading -------------------------------------------------------------------
 
@@ -212,9 +192,11 @@ class Campaigns:
                 select(_R).where(_R.c.campaign_id == campaign_id).order_by(_R.c.id.desc())
             ).all()
             infos = [
-                _run(r, progress(conn, r.event_id) if i == 0 else {}) for i, r in enumerate(runs)
+                run_info(r, progress(conn, r.event_id) if i == 0 else {})
+                for i, r in enumerate(runs)
             ]
-        return _info(row, infos)
+            own = content.load(conn, campaign_id) if row.content is not None else {}
+        return campaign_info(row, infos, own)
 
     def list(self, *, status: str | None = None, limit: int = 100) -> list[CampaignInfo]:
         """Campaigns, newest first, each with its newest run."""
@@ -228,8 +210,8 @@ class Campaigns:
                 newest = conn.execute(
                     select(_R).where(_R.c.campaign_id == row.id).order_by(_R.c.id.desc()).limit(1)
                 ).first()
-                runs = [_run(newest, progress(conn, newest.event_id))] if newest else []
-                out.append(_info(row, runs))
+                runs = [run_info(newest, progress(conn, newest.event_id))] if newest else []
+                out.append(campaign_info(row, runs))
         return out
 
     def preview(self, campaign_id: int, *, now: datetime | None = None) -> Any:
@@ -370,39 +352,3 @@ class Campaigns:
         if row is None:
             raise NotFoundError(f"no campaign {campaign_id}")
         return row
-
-
-def _run(row: Any, progress: dict[str, Any]) -> RunInfo:
-    return RunInfo(
-        id=row.id,
-        occurrence=row.occurrence,
-        status=row.status,
-        targeted=row.targeted,
-        created=row.created,
-        chunks=row.chunks,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        event_id=row.event_id,
-        progress=progress,
-    )
-
-
-def _info(row: Any, runs: list[RunInfo]) -> CampaignInfo:
-    return CampaignInfo(
-        id=row.id,
-        name=row.name,
-        type=row.type,
-        data=dict(row.data or {}),
-        audience=dict(row.audience or {}),
-        channels=list(row.channels or []),
-        priority=str(row.priority),
-        send_rates=dict(row.send_rates or {}),
-        start_at=row.start_at,
-        cron=row.cron,
-        timezone=row.timezone,
-        end_at=row.end_at,
-        next_run_at=row.next_run_at,
-        status=row.status,
-        created_at=row.created_at,
-        runs=runs,
-    )

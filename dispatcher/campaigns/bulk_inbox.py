@@ -161,7 +161,7 @@ def plan(
             attributes=person.attributes,
         )
         candidate = Candidate(0, 0, IN_APP, notification_type, priority, recipient, 1, True)
-        row = Row(candidate, run.event_id, run.data, now)
+        row = Row(candidate, run.event_id, run.data, now, content=run.content)
         if composer.varies(row, channel):
             return None
         try:

@@ -6,10 +6,12 @@ An audience is a small JSON document stored on the campaign::
     {"all": true}                                   everyone
     {"ids": ["u1", "u2"]}                           an explicit list of subscriber ids
     {"filter": {"role": "seller", "region": "north"}}   attribute equality, all must hold
+    {"segment": "north-sellers"}                    a named segment's filter (d.campaigns.segments)
     ... plus "exclude": ["u9"] on any of them
 
-It is resolved when a run starts (not when the campaign is saved), and what it resolved
-to is recorded per run (:class:`~dispatcher.db.models.CampaignAudience`).
+It is resolved when a run starts (not when the campaign is saved: a segment edited in
+between applies), and what it resolved to is recorded per run
+(:class:`~dispatcher.db.models.CampaignAudience`).
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ from dispatcher.validation import check_identifier
 
 #: Attribute names a filter may test: plain identifiers, so they are safe in a JSON path.
 _ATTRIBUTE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+#: Segment names: lower-case words joined by ``-`` or ``_``.
+SEGMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 #: Most ids an explicit audience or exclusion list may name.
 MAX_IDS = 1_000_000
-AUDIENCE_KEYS = ("all", "ids", "filter")
+AUDIENCE_KEYS = ("all", "ids", "filter", "segment")
+_ONE_OF = "'all', 'ids', 'filter' or 'segment'"
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,12 @@ class Audience:
     ids: tuple[str, ...] | None = None
     filter: Mapping[str, str | int | float | bool] | None = None
     exclude: tuple[str, ...] = ()
+    #: A segment's name: its filter is read when the run starts (:meth:`with_segment`).
+    segment: str | None = None
+
+    def with_segment(self, filter: Mapping[str, str | int | float | bool]) -> Audience:
+        """This audience with its segment resolved to the segment's filter now."""
+        return Audience(filter=dict(filter), exclude=self.exclude, segment=self.segment)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -48,7 +59,9 @@ class Audience:
             out["all"] = True
         if self.ids is not None:
             out["ids"] = list(self.ids)
-        if self.filter is not None:
+        if self.segment is not None:
+            out["segment"] = self.segment
+        elif self.filter is not None:
             out["filter"] = dict(self.filter)
         if self.exclude:
             out["exclude"] = list(self.exclude)
@@ -57,6 +70,8 @@ class Audience:
     def describe(self) -> str:
         if self.ids is not None:
             what = f"{len(self.ids)} listed subscriber(s)"
+        elif self.segment is not None:
+            what = f"segment {self.segment!r}"
         elif self.filter is not None:
             what = "subscribers with " + ", ".join(f"{k}={v!r}" for k, v in self.filter.items())
         else:
@@ -69,24 +84,24 @@ def parse_audience(value: Mapping[str, Any] | None) -> Audience:
 
     Raises:
         InvalidCampaignError: (``field="audience"``) not exactly one of ``all``, ``ids``,
-            ``filter``; ids not valid subscriber ids; a filter key not an identifier or a
-            value not a string, number or boolean.
+            ``filter``, ``segment``; ids not valid subscriber ids; a filter key not an
+            identifier or a value not a string, number or boolean; a malformed segment name
+            (whether the segment exists is checked where the database is at hand).
     """
     if not isinstance(value, Mapping):
         raise InvalidCampaignError(
-            "audience must be an object with one of 'all', 'ids' or 'filter'", field="audience"
+            f"audience must be an object with one of {_ONE_OF}", field="audience"
         )
     unknown = set(value) - {*AUDIENCE_KEYS, "exclude"}
     if unknown:
         raise InvalidCampaignError(
-            f"audience: unknown key(s) {sorted(unknown)}; use 'all', 'ids' or 'filter', "
-            "and optionally 'exclude'",
+            f"audience: unknown key(s) {sorted(unknown)}; use {_ONE_OF}, and optionally 'exclude'",
             field="audience",
         )
     given = [k for k in AUDIENCE_KEYS if k in value]
     if len(given) != 1:
         raise InvalidCampaignError(
-            f"audience needs exactly one of 'all', 'ids' or 'filter' (got {given or 'none'})",
+            f"audience needs exactly one of {_ONE_OF} (got {given or 'none'})",
             field="audience",
         )
     exclude = _ids(value.get("exclude", []), "audience.exclude")
@@ -100,26 +115,54 @@ def parse_audience(value: Mapping[str, Any] | None) -> Audience:
         if not ids:
             raise InvalidCampaignError("audience.ids is empty", field="audience.ids")
         return Audience(ids=ids, exclude=exclude)
-    raw = value["filter"]
+    if key == "segment":
+        return Audience(
+            segment=check_segment_name(value["segment"], "audience.segment"), exclude=exclude
+        )
+    return Audience(filter=check_filter(value["filter"], "audience.filter"), exclude=exclude)
+
+
+def check_segment_name(value: Any, field: str = "name") -> str:
+    """A segment name.
+
+    Raises:
+        InvalidCampaignError: (``field``) not 1 to 64 lower-case letters, digits, ``-``
+            or ``_``, starting with a letter or digit.
+    """
+    if not isinstance(value, str) or not SEGMENT_NAME.match(value):
+        raise InvalidCampaignError(
+            f"{field}: segment name {value!r} must be 1 to 64 lower-case letters, digits, "
+            "'-' or '_', starting with a letter or digit",
+            field=field,
+        )
+    return value
+
+
+def check_filter(raw: Any, field: str) -> dict[str, str | int | float | bool]:
+    """An attribute filter: ``{"role": "seller", "region": "north"}``.
+
+    Raises:
+        InvalidCampaignError: (``field``) empty, a key not an identifier, or a value
+            not a string, number or boolean.
+    """
     if not isinstance(raw, Mapping) or not raw:
         raise InvalidCampaignError(
-            "audience.filter must be a non-empty object of attribute: value",
-            field="audience.filter",
+            f"{field} must be a non-empty object of attribute: value", field=field
         )
     for name, wanted in raw.items():
         if not isinstance(name, str) or not _ATTRIBUTE.match(name):
             raise InvalidCampaignError(
-                f"audience.filter: attribute name {name!r} must be a plain identifier "
+                f"{field}: attribute name {name!r} must be a plain identifier "
                 "(letters, digits, underscore)",
-                field="audience.filter",
+                field=field,
             )
         if not isinstance(wanted, str | int | float | bool) or wanted is None:
             raise InvalidCampaignError(
-                f"audience.filter.{name}: value must be a string, number or boolean, "
+                f"{field}.{name}: value must be a string, number or boolean, "
                 f"not {type(wanted).__name__}",
-                field="audience.filter",
+                field=field,
             )
-    return Audience(filter=dict(raw), exclude=exclude)
+    return dict(raw)
 
 
 def _ids(value: Any, field: str) -> tuple[str, ...]:

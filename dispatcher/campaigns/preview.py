@@ -16,6 +16,7 @@ import redis
 
 from dispatcher import log, names
 from dispatcher.campaigns import audience as audiences
+from dispatcher.campaigns import segments
 from dispatcher.campaigns.definition import parse_audience
 from dispatcher.catalog import Catalog
 from dispatcher.channels.runtime import ChannelRuntime
@@ -88,9 +89,8 @@ def dry_run(
     preview = Preview(campaign.id, 0, now)
     with store.session() as session:
         conn = session.connection()
-        rows = audiences.members(
-            conn, parse_audience(campaign.audience), store.is_postgres, columns
-        )
+        audience = segments.resolve(conn, parse_audience(campaign.audience))
+        rows = audiences.members(conn, audience, store.is_postgres, columns) if audience else []
         preview.targeted = len(rows)
         recipients = [
             Recipient.from_columns(
@@ -148,7 +148,7 @@ def dry_run(
             )
             try:
                 sample[name] = renderer.render(
-                    notification_type.name,
+                    campaign.content or notification_type.name,
                     name,
                     channel.parts,
                     locale,

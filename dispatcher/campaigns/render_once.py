@@ -56,14 +56,16 @@ class CampaignComposer(Composer):
 
     def varies(self, row: Row, channel: Channel) -> bool:
         c = row.candidate
-        key = (c.type.name, channel.name, c.recipient.locale)
+        key = (row.template_type, channel.name, c.recipient.locale)
         varies = self._per_recipient.get(key)
         if varies is None:
             extra = frozenset(channel.template_context(c.recipient, c.type, c.notification_id))
             names = PER_RECIPIENT | extra
             varies = False
             for part in channel.parts:
-                found = self.renderer.find(c.type.name, channel.name, part, c.recipient.locale)
+                found = self.renderer.find(
+                    row.template_type, channel.name, part, c.recipient.locale
+                )
                 if found is not None and reads_recipient(self.renderer, found, part, names):
                     varies = True
                     break
@@ -75,7 +77,7 @@ class CampaignComposer(Composer):
             self.renders += 1
             return super().render(row, channel)
         c = row.candidate
-        key = (c.type.name, channel.name, c.recipient.locale, row.event_id)
+        key = (row.template_type, channel.name, c.recipient.locale, row.event_id)
         content = self._shared.get(key)
         if content is None:
             self.renders += 1

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher import log
 from dispatcher.campaigns import audience as audiences
-from dispatcher.campaigns import bulk_inbox
+from dispatcher.campaigns import bulk_inbox, segments
 from dispatcher.campaigns.definition import parse_audience
 from dispatcher.catalog import Catalog
 from dispatcher.channels.in_app import InAppChannel
@@ -140,7 +140,9 @@ def start_run(
             "updated_at": now,
         },
     ).scalar_one()
-    targeted = audiences.record(conn, run_id, parse_audience(campaign.audience), postgres)
+    # A segment is read now: edits made since the campaign was saved apply.
+    audience = segments.resolve(conn, parse_audience(campaign.audience))
+    targeted = audiences.record(conn, run_id, audience, postgres) if audience else 0
     conn.execute(update(_R).where(_R.c.id == run_id).values(targeted=targeted))
     conn.execute(
         update(_C)
@@ -174,6 +176,7 @@ _LOAD_RUN = (
         _C.c.channels,
         _C.c.send_rates,
         _C.c.next_run_at,
+        _C.c.content,
     )
     .join(_C, _C.c.id == _R.c.campaign_id)
     .where(_R.c.id == bindparam("run_id"))
@@ -306,7 +309,7 @@ def run_chunk(
         paced = dict(run.paced or {})
         for channel, rate in rates.items():
             paced[channel] = _pace(session, run, bounds, channel, rate, paced.get(channel, 0), now)
-        facts = EventFacts(run.event_id, run.type, run.data, priority, now)
+        facts = EventFacts(run.event_id, run.type, run.data, priority, now, content=run.content)
         claimed = (
             [
                 NewDelivery(facts, row.id, row.notification_id, row.channel, row)

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from dispatcher.campaigns import CampaignInfo, RunInfo
 from dispatcher.cli.core import open_dispatcher
+from dispatcher.cli.segments import segments
 from dispatcher.dispatcher import Dispatcher
 from dispatcher.errors import DispatcherError
 
@@ -67,13 +68,20 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 
 
 def _audience(
-    everyone: bool, ids: tuple[str, ...], filters: tuple[str, ...], exclude: tuple[str, ...]
+    everyone: bool,
+    ids: tuple[str, ...],
+    filters: tuple[str, ...],
+    exclude: tuple[str, ...],
+    segment: str | None = None,
 ) -> dict[str, Any]:
-    given = [name for name, on in (("--all", everyone), ("--to", ids), ("--where", filters)) if on]
+    options = (("--all", everyone), ("--to", ids), ("--where", filters), ("--segment", segment))
+    given = [name for name, on in options if on]
     if len(given) != 1:
-        raise click.ClickException("give exactly one of --all, --to or --where")
+        raise click.ClickException("give exactly one of --all, --to, --where or --segment")
     audience: dict[str, Any]
-    if everyone:
+    if segment:
+        audience = {"segment": segment}
+    elif everyone:
         audience = {"all": True}
     elif ids:
         audience = {"ids": list(ids)}
@@ -97,6 +105,8 @@ def _print_campaign(info: CampaignInfo) -> None:
     click.echo(f"campaign {info.id} {info.name!r}: {info.status}")
     click.echo(f"  type {info.type}, priority {info.priority}, channels {', '.join(info.channels)}")
     click.echo(f"  audience {json.dumps(info.audience)}")
+    for channel, locales in info.templates.items():
+        click.echo(f"  own templates for {channel}: {', '.join(sorted(locales))}")
     if info.send_rates:
         rates = ", ".join(f"{c} {r}/min" for c, r in info.send_rates.items())
         click.echo(f"  send rates {rates}")
@@ -136,7 +146,15 @@ def campaigns() -> None:
 @click.option("--all", "everyone", is_flag=True, help="Everyone.")
 @click.option("--to", "ids", multiple=True, help="A subscriber id (repeatable).")
 @click.option("--where", "filters", multiple=True, help="attribute=value (repeatable, all hold).")
+@click.option("--segment", default=None, help="A segment's name (see `campaigns segments`).")
 @click.option("--exclude", multiple=True, help="A subscriber id to leave out (repeatable).")
+@click.option(
+    "--templates",
+    "templates_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The campaign's own templates: a JSON file of channel: {locale: {part: source}}.",
+)
 @click.option("--channel", "channels", multiple=True, help="Channel (default: the type's).")
 @click.option("--priority", default=None, help="low, medium or high (urgent is refused).")
 @click.option("--rate", "rates", multiple=True, help="channel=messages per minute.")
@@ -152,7 +170,9 @@ def create(
     everyone: bool,
     ids: tuple[str, ...],
     filters: tuple[str, ...],
+    segment: str | None,
     exclude: tuple[str, ...],
+    templates_file: str | None,
     channels: tuple[str, ...],
     priority: str | None,
     rates: tuple[str, ...],
@@ -163,8 +183,12 @@ def create(
     as_json: bool,
 ) -> None:
     """Save a campaign (a draft unless it has --start-at or --cron)."""
-    audience = _audience(everyone, ids, filters, exclude)
+    audience = _audience(everyone, ids, filters, exclude, segment)
     payload = _parse_json(data, "--data")
+    templates = None
+    if templates_file is not None:
+        with open(templates_file, encoding="utf-8") as f:
+            templates = _parse_json(f.read(), "--templates")
     send_rates: dict[str, Any] = {}
     for channel, rate in _pairs(rates, "--rate").items():
         if not rate.isdigit():
@@ -184,6 +208,7 @@ def create(
             cron=cron,
             timezone=timezone,
             end_at=_parse_time(end_at, "--end-at"),
+            templates=templates,
         )
 
     info = _call(action)
@@ -329,3 +354,4 @@ campaigns.add_command(_steer("start", "Start a run now."))
 campaigns.add_command(_steer("pause", "Hold the running run after its current chunk."))
 campaigns.add_command(_steer("resume", "Go on with a paused run from its cursor."))
 campaigns.add_command(_steer("cancel", "Stop for good; what was not sent is skipped."))
+campaigns.add_command(segments)

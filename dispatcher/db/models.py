@@ -209,6 +209,40 @@ class Campaign(Base):
     end_at: Mapped[datetime | None]
     #: When beat starts the next run (claimed with a conditional update); None: no more.
     next_run_at: Mapped[datetime | None] = mapped_column(index=True)
+    #: The key of the campaign's own templates (:class:`CampaignTemplate`), a random
+    #: token never reused; None: the type's templates are the content.
+    content: Mapped[str | None] = mapped_column(String(40))
+
+
+class CampaignTemplate(Base):
+    """One part of a campaign's own templates, saved with the campaign and never changed."""
+
+    __tablename__ = "campaign_templates"
+    __table_args__ = (UniqueConstraint("campaign_id", "channel", "locale", "part"),)
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[int] = mapped_column(PK, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    #: The campaign's ``content`` key: what the renderer loads them by.
+    content: Mapped[str] = mapped_column(String(40), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    locale: Mapped[str] = mapped_column(String(35))
+    part: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Segment(Base):
+    """A named, reusable audience: a filter on subscriber attributes, evaluated when a
+    run that names it starts."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    filter: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class CampaignRun(Base):

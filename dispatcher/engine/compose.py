@@ -32,6 +32,13 @@ class Row:
     created_at: datetime
     #: Who caused the event, if the app said.
     actor: str | None = None
+    #: A campaign's own templates (their content key); None: the type's templates.
+    content: str | None = None
+
+    @property
+    def template_type(self) -> str:
+        """What the renderer looks templates up by: the content key or the type name."""
+        return self.content or self.candidate.type.name
 
 
 class Composer:
@@ -74,7 +81,7 @@ class Composer:
         """
         c = row.candidate
         return self.renderer.render(
-            c.type.name,
+            row.template_type,
             channel.name,
             channel.parts,
             c.recipient.locale,

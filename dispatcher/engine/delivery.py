@@ -27,7 +27,7 @@ from dispatcher.channels.base import Channel, Message
 from dispatcher.channels.runtime import ChannelRuntime
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
-from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
+from dispatcher.db.models import Campaign, Delivery, Event, Notification, Subscriber, table
 from dispatcher.engine.claim import Ticket, claim
 from dispatcher.engine.compose import Composer, Row
 from dispatcher.engine.liveness import Liveness
@@ -115,6 +115,8 @@ class EventFacts:
     #: The notifications' ``created_at``.
     created_at: datetime
     actor: str | None = None
+    #: The content key of a campaign with its own templates (None: the type's).
+    content: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,8 +157,11 @@ _LOAD_ROWS = (
     .join(_S, _S.c.id == _N.c.subscriber_id)
     .where(_D.c.id.in_(bindparam("ids", expanding=True)))
 )
-_LOAD_PAYLOADS = select(_E.c.id, _E.c.payload, _E.c.actor).where(
-    _E.c.id.in_(bindparam("ids", expanding=True))
+_C = table(Campaign)
+_LOAD_PAYLOADS = (
+    select(_E.c.id, _E.c.payload, _E.c.actor, _C.c.content)
+    .outerjoin(_C, _C.c.id == _E.c.campaign_id)
+    .where(_E.c.id.in_(bindparam("ids", expanding=True)))
 )
 
 
@@ -246,6 +251,7 @@ class Deliverer:
                 d.event.payload,
                 d.event.created_at,
                 d.event.actor,
+                d.event.content,
             )
             for d in deliveries
         ]
@@ -347,9 +353,11 @@ class Deliverer:
         event_ids = list({r.event_id for r in found})
         payloads: dict[int, dict[str, Any]] = {}
         actors: dict[int, str | None] = {}
-        for event_id, payload, actor in conn.execute(_LOAD_PAYLOADS, {"ids": event_ids}):
+        contents: dict[int, str | None] = {}
+        for event_id, payload, actor, content in conn.execute(_LOAD_PAYLOADS, {"ids": event_ids}):
             payloads[event_id] = payload
             actors[event_id] = actor
+            contents[event_id] = content
         rows: list[Row] = []
         early: list[Record] = []
         for delivery in found:
@@ -385,6 +393,7 @@ class Deliverer:
                     payloads[delivery.event_id],
                     delivery.created_at,
                     actors[delivery.event_id],
+                    contents[delivery.event_id],
                 )
             )
         return rows, early

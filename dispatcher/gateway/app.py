@@ -29,6 +29,7 @@ from dispatcher.gateway.push import router as push_router
 from dispatcher.gateway.quiet_hours import router as quiet_hours_router
 from dispatcher.gateway.rest import router
 from dispatcher.gateway.schemas import Health
+from dispatcher.gateway.segments import router as segments_router
 from dispatcher.gateway.state import Gateway
 from dispatcher.gateway.unsubscribe import router as unsubscribe_router
 from dispatcher.gateway.websocket import ROUTES
@@ -124,6 +125,7 @@ def create_app(
     app.include_router(admin.api)
     app.include_router(admin.pages)
     app.include_router(campaigns_router)
+    app.include_router(segments_router)
     app.include_router(quiet_hours_router)
     app.router.routes.extend(ROUTES)
 

@@ -27,6 +27,7 @@ from jinja2.exceptions import SecurityError
 
 from dispatcher.errors import TemplateError, TemplateLimitError, TemplateNotFoundError
 from dispatcher.templating import filters
+from dispatcher.templating.campaign_sources import CampaignSources, is_content_key
 from dispatcher.templating.limits import (
     DEFAULT_TIME_LIMIT,
     MAX_OUTPUT_CHARS,
@@ -83,6 +84,22 @@ class _OverrideLoader(jinja2.BaseLoader):
         return override.source, f"db:{template}@v{override.version}", lambda: True
 
 
+class _CampaignLoader(jinja2.BaseLoader):
+    """Serves campaigns' own templates by their names (``@key/...``)."""
+
+    def __init__(self, sources: CampaignSources | None) -> None:
+        self._sources = sources
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        source = self._sources.source(template) if self._sources is not None else None
+        if source is None:
+            raise jinja2.TemplateNotFound(template)
+        # Campaign templates never change under their key.
+        return source, f"campaign:{template}", lambda: True
+
+
 class Renderer:
     """Renders template parts from database overrides and the templates folders.
 
@@ -95,6 +112,8 @@ class Renderer:
         time_limit: Seconds one part may take to render.
         output_limit: Characters one part may render to; no value a template builds
             may be larger, and one render may build four times this in all.
+        campaign_sources: Campaigns' own templates, rendered when the "type name" given
+            to :meth:`render` is a campaign's content key.
     """
 
     def __init__(
@@ -105,7 +124,9 @@ class Renderer:
         overrides: TemplateOverrides | None = None,
         time_limit: float = DEFAULT_TIME_LIMIT,
         output_limit: int = MAX_OUTPUT_CHARS,
+        campaign_sources: CampaignSources | None = None,
     ) -> None:
+        self.campaign_sources = campaign_sources
         self.templates_dirs = [Path(p) for p in templates_dirs]
         self.default_locale = default_locale
         self.overrides = overrides
@@ -114,6 +135,7 @@ class Renderer:
         self._found: dict[tuple[str, str, str, str | None], str | None] = {}
         loader = jinja2.ChoiceLoader(
             [
+                _CampaignLoader(campaign_sources),
                 _OverrideLoader(lambda: self._snapshot),
                 jinja2.FileSystemLoader([str(p) for p in self.templates_dirs]),
             ]
@@ -168,6 +190,16 @@ class Renderer:
         if key in self._found:
             return self._found[key]
         found = None
+        if is_content_key(type_name):
+            own = self.campaign_sources.sources(type_name) if self.campaign_sources else {}
+            for candidate in locale_chain(locale, self.default_locale):
+                name = template_name(type_name, candidate, channel, part)
+                if name in own:
+                    found = name
+                    break
+            if own:  # an unknown key may be committed a moment later: not cached
+                self._found[key] = found
+            return found
         for candidate in locale_chain(locale, self.default_locale):
             name = template_name(type_name, candidate, channel, part)
             if name in snapshot.by_name or self.file_for(name) is not None:

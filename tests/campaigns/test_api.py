@@ -32,7 +32,7 @@ def count(d: Dispatcher, model: type) -> int:
     [
         ({"priority": "urgent"}, "priority", "'urgent' is refused for a campaign"),
         ({"priority": "soon"}, "priority", "unknown priority 'soon'"),
-        ({"audience": {}}, "audience", "exactly one of 'all', 'ids' or 'filter'"),
+        ({"audience": {}}, "audience", "exactly one of 'all', 'ids', 'filter' or 'segment'"),
         ({"audience": {"all": True, "ids": ["a"]}}, "audience", "exactly one"),
         ({"audience": {"everyone": True}}, "audience", "unknown key(s) ['everyone']"),
         ({"audience": {"ids": []}}, "audience.ids", "audience.ids is empty"),

@@ -89,7 +89,7 @@ def test_refusals_are_clean_errors(dispatcher: Dispatcher) -> None:
     assert "'urgent' is refused for a campaign" in urgent.output
     assert "Traceback" not in urgent.output
     both = cli(d, "create", "x", "--type", "payout_sent", "--all", "--to", "a")
-    assert both.exit_code == 2 and "exactly one of --all, --to or --where" in both.output
+    assert both.exit_code == 2 and "exactly one of --all, --to, --where or --segment" in both.output
     rate = cli(d, "create", "x", "--type", "payout_sent", "--all", "--rate", "in_app=fast")
     assert rate.exit_code == 2 and "not a whole number" in rate.output
     naive = cli(d, "create", "x", "--type", "payout_sent", "--all", "--start-at", "2030-01-01")

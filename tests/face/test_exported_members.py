@@ -40,6 +40,7 @@ EXPECTED = {
     "CampaignStatus",
     "Preview",
     "RunInfo",
+    "SegmentInfo",
 }
 
 
