@@ -38,7 +38,9 @@ def test_three_updates_make_three_in_app_and_one_digest_email(
     for row in held:
         assert (row.status, row.reason) == (DeliveryStatus.SKIPPED, Reason.DIGEST)
         assert row.detail is not None
-        assert row.detail.startswith(f"in digest window {window.id}, sent with delivery {carrier.id}")
+        assert row.detail.startswith(
+            f"in digest window {window.id}, sent with delivery {carrier.id}"
+        )
     assert items(d, window.id) == sorted(r.id for r in rows["email"])
     assert smtp_server.messages == []
 
