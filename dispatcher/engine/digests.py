@@ -21,8 +21,10 @@ from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import DigestWindow, Subscriber, table
 from dispatcher.engine.delivery import Deliverer, DeliverReport
-from dispatcher.policies.digest import OPEN, drop_dead
+from dispatcher.policies.digest import DROPPED, FLUSHED, OPEN, drop_dead
 
+#: What a window can be, in the order it goes.
+WINDOW_STATUSES = (OPEN, FLUSHED, DROPPED)
 _W = table(DigestWindow)
 _S = table(Subscriber)
 
