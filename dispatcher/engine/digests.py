@@ -19,7 +19,8 @@ from sqlalchemy import select
 
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
-from dispatcher.db.models import DigestWindow, Subscriber, table
+from dispatcher.db.models import Delivery, DigestWindow, Subscriber, table
+from dispatcher.engine.claim import claimable
 from dispatcher.engine.delivery import Deliverer, DeliverReport
 from dispatcher.policies.digest import DROPPED, FLUSHED, OPEN, drop_dead
 
@@ -27,6 +28,7 @@ from dispatcher.policies.digest import DROPPED, FLUSHED, OPEN, drop_dead
 WINDOW_STATUSES = (OPEN, FLUSHED, DROPPED)
 _W = table(DigestWindow)
 _S = table(Subscriber)
+_D = table(Delivery)
 
 
 @dataclass
@@ -50,7 +52,10 @@ def flush_digests(
         carriers = list(
             session.scalars(
                 select(_W.c.delivery_id)
-                .where(_W.c.status == OPEN, _W.c.closes_at <= now)
+                .join(_D, _D.c.id == _W.c.delivery_id)
+                # Not a carrier that quiet hours hold past its window: it would take a
+                # place in every tick's batch until they end.
+                .where(_W.c.status == OPEN, _W.c.closes_at <= now, claimable(now))
                 .order_by(_W.c.closes_at, _W.c.id)
                 .limit(limit)
             )
@@ -58,6 +63,9 @@ def flush_digests(
     result = FlushResult(due=len(carriers), dropped=dropped)
     if carriers:
         result.report = deliverer.deliver(carriers, now=now)
+        if result.report.counts.get("skipped"):  # a carrier skipped now: its window too
+            with store.session(write=True) as session:
+                result.dropped += drop_dead(session, now)
     return result
 
 

@@ -103,6 +103,9 @@ class DigestPolicy(Policy):
             ).all()
         )
         decisions: dict[int, Decision] = {}
+        # Items first: one released together with its window's carrier (both held by
+        # quiet hours until the same instant) joins before the window closes.
+        relevant.sort(key=lambda c: c.delivery_id in carried)
         for c in relevant:
             window = carried.get(c.delivery_id)
             if window is not None:

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dispatcher import DeliveryStatus, Dispatcher, Reason
+from tests.conftest import runtime
 from tests.digests.support import by_channel, flush, items, text_of, update, windows
+from tests.policies.support import at
 from tests.smtp_server import SmtpServer
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -97,9 +99,6 @@ def test_a_flush_run_twice_sends_one_email(mailer: Dispatcher, smtp_server: Smtp
 def test_the_sweep_and_the_flush_together_send_one_email(
     mailer: Dispatcher, smtp_server: SmtpServer
 ) -> None:
-    from tests.conftest import runtime
-    from tests.policies.support import at
-
     d = mailer
     _three_updates(d)
     when = T0 + WINDOW + timedelta(seconds=3)
@@ -141,3 +140,43 @@ def test_windows_are_utc_durations_across_a_dst_change(
     text = text_of(smtp_server.to("ana@example.com")[0])
     positions = [text.index(f"{t} AM") for t in local_times]
     assert positions == sorted(positions), text
+
+
+def test_a_window_whose_digest_is_skipped_is_dropped_and_the_next_one_opens(
+    mailer: Dispatcher, smtp_server: SmtpServer
+) -> None:
+    d = mailer
+    _three_updates(d)
+    d.preferences.set("ana", type="ticket_updated", channel="email", enabled=False)
+    assert flush(d, T0 + WINDOW) == {"due": 1, "dropped": 1, "skipped": 1}
+    carrier = by_channel(d, "ana")["email"][0]
+    assert (carrier.status, carrier.reason) == (DeliveryStatus.SKIPPED, Reason.OPTED_OUT)
+    assert [w.status for w in windows(d)] == ["dropped"]
+    d.preferences.set("ana", type="ticket_updated", channel="email", enabled=True)
+    later = T0 + WINDOW + timedelta(minutes=1)
+    update(d, "ana", "Rosa", later)
+    assert [w.status for w in windows(d)] == ["dropped", "open"]
+    assert flush(d, later + WINDOW)["sent"] == 1
+    [message] = smtp_server.to("ana@example.com")
+    assert "Rosa changed" in text_of(message) and "Luis" not in text_of(message)
+
+
+def test_quiet_hours_hold_the_digest_and_the_window_keeps_gathering(
+    mailer: Dispatcher, smtp_server: SmtpServer
+) -> None:
+    d = mailer
+    _three_updates(d)  # Madrid: 13:00-13:09
+    d.quiet_hours.set("ana", [("13:10", "14:00")])
+    assert flush(d, T0 + WINDOW)["scheduled"] == 1  # deferred to 14:00 Madrid, 13:00 UTC
+    assert windows(d)[0].status == "open"
+    assert flush(d, T0 + WINDOW + timedelta(minutes=1))["due"] == 0  # held, not due
+    update(d, "ana", "Rosa", T0 + timedelta(minutes=30))  # quiet too: deferred to 14:00
+    carrier, *_, rosa = by_channel(d, "ana")["email"]
+    assert (rosa.status, rosa.reason) == (DeliveryStatus.SCHEDULED, Reason.QUIET_HOURS)
+    end = datetime(2026, 11, 27, 13, 0, tzinfo=UTC)
+    with at(end):  # the sweep releases both at 14:00 Madrid; a worker takes them together
+        runtime(d).deliver([carrier.id, rosa.id])
+    assert windows(d)[0].item_count == 4
+    [message] = smtp_server.to("ana@example.com")
+    assert message.parse()["subject"] == "4 ticket updates: Copa del Rey Final"
+    assert "Rosa changed" in text_of(message)
