@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dispatcher import DeliveryStatus, Dispatcher
 from dispatcher.worker import Runtime
+from tests.chaos.support import kill_tree
 from tests.conftest import Beat, StartWorker, make_settings, wait_for
 from tests.digests.digest_types import register_types
 from tests.digests.support import UPDATE, by_channel, text_of, update, windows
@@ -97,4 +98,58 @@ def test_a_real_worker_and_two_beats_send_one_digest_of_every_update(
     finally:
         for b in beats:
             b.stop()
+        d.close()
+
+
+def test_a_worker_killed_while_sending_the_digest_loses_no_item(
+    dispatcher: Dispatcher,
+    start_worker: StartWorker,
+    smtp_server: SmtpServer,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL of the whole worker while the digest is on the wire (the SMTP server holds
+    DATA): the restarted worker takes the claim back and sends the digest, every item in
+    it. The only repeat possible is the one the server accepted in the instant before
+    the kill, and it carries the same Message-ID (the house's rule for every email)."""
+    env = smtp_server.env(DISPATCHER_TYPES_MODULES=TYPES, DIGEST_TEST_WINDOW_SECONDS="4")
+    first = start_worker(env)
+    d = Dispatcher(make_settings(database_url, broker_url=dispatcher.settings.broker_url))
+    register_types(d.catalog, timedelta(seconds=4))
+    beat = Beat(d.settings, tmp_path / "beat.log")
+    try:
+        d.subscribers.upsert("ana", email="ana@example.com")
+        smtp_server.recorder.delay = 3.0
+        for by in ("Luis", "Marta", "Pablo"):
+            d.notify("ticket_updated", to="ana", data={**UPDATE, "updated_by": by})
+
+        def carrier_status() -> DeliveryStatus | None:
+            email = by_channel(d, "ana").get("email", [])
+            return email[0].status if email else None
+
+        def flushing() -> bool:
+            found = windows(d)
+            return bool(found) and found[0].status == "flushed"
+
+        # The window closed in the carrier's claim: the digest is on its way.
+        wait_for(flushing, timeout=30, interval=0.02)
+        assert carrier_status() is DeliveryStatus.SENDING
+        time.sleep(1.0)  # in DATA
+        kill_tree(first.process.pid)
+        first.process.wait()
+        smtp_server.recorder.delay = 0.0
+        assert windows(d)[0].item_count == 3
+        start_worker(env)
+        wait_for(lambda: carrier_status() is DeliveryStatus.SENT, timeout=90)
+        time.sleep(6)  # more ticks: nothing more
+        messages = smtp_server.to("ana@example.com")
+        assert 1 <= len(messages) <= 2
+        assert len({m.parse()["message-id"] for m in messages}) == 1
+        for message in messages:
+            text = text_of(message)
+            assert [text.count(f"{by} changed") for by in ("Luis", "Marta", "Pablo")] == [1, 1, 1]
+        assert [(w.status, w.item_count) for w in windows(d)] == [("flushed", 3)]
+    finally:
+        smtp_server.recorder.delay = 0.0
+        beat.stop()
         d.close()
