@@ -180,3 +180,38 @@ def test_quiet_hours_hold_the_digest_and_the_window_keeps_gathering(
     [message] = smtp_server.to("ana@example.com")
     assert message.parse()["subject"] == "4 ticket updates: Copa del Rey Final"
     assert "Rosa changed" in text_of(message)
+
+
+def test_a_type_without_its_own_digest_templates_gets_the_generic_ones(
+    mailer: Dispatcher, smtp_server: SmtpServer
+) -> None:
+    from dataclasses import replace
+
+    d = mailer
+    cancelled = d.catalog.get("ticket_cancelled")
+    d.catalog.register(replace(cancelled, digest={"email": WINDOW}), replace=True)
+    d.subscribers.upsert("eva", email="eva@example.com", locale="es", timezone="Europe/Madrid")
+    data = dict(cancelled.example)
+    for minute in (0, 5):
+        with at(T0 + timedelta(minutes=minute)):
+            receipt = d.notify("ticket_cancelled", to="eva", data=data, priority="medium")
+            runtime(d).fanout(receipt.id)
+            runtime(d).deliver([r.id for r in by_channel(d, "eva")["email"][-1:]])
+    assert flush(d, T0 + WINDOW)["sent"] == 1
+    [message] = smtp_server.to("eva@example.com")
+    assert message.parse()["subject"] == "2 novedades: ticket cancelled"
+    text = text_of(message)
+    assert "2 novedades desde las 13:00" in text and "13:05 ticket cancelled" in text
+
+
+def test_the_generic_web_push_digest_renders(mailer: Dispatcher) -> None:
+    when = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    items = [{"type": "ticket_updated", "data": {}, "created_at": when, "notification_id": 1}]
+    context = {
+        "recipient": {"locale": "en", "timezone": "UTC"},
+        "items": items * 4,
+        "digest": {"count": 4, "window_id": 1, "opened_at": when, "closes_at": when},
+    }
+    parts = mailer.renderer.render("_digest", "web_push", ("title", "body", "url"), "en", context)
+    assert parts["title"] == "4 updates"
+    assert parts["body"].count("ticket updated") == 3
