@@ -34,4 +34,10 @@ SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": timedelta(seconds=1),
         "options": {"queue": names.MAINTENANCE, "expires": 10},
     },
+    # Send digests whose window closed (claimed: a second beat is harmless).
+    "flush_digests": {
+        "task": names.FLUSH_DIGESTS,
+        "schedule": timedelta(seconds=5),
+        "options": {"queue": names.MAINTENANCE, "expires": 30},
+    },
 }

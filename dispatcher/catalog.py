@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pydantic
@@ -45,6 +46,10 @@ class NotificationType:
         rate_limits: Per-channel caps per subscriber.
         notify_actor: Notify a recipient who is also the event's ``actor`` (by
             default they caused it, so they are skipped with reason ``actor``).
+        digest: Channel name -> window: on that channel, deliveries of this type to one
+            subscriber are gathered for the window (from the first one) and sent as one
+            message listing them all (see :mod:`dispatcher.policies.digest`). Not for
+            ``in_app`` (the inbox is the list already); ``urgent`` is never digested.
     """
 
     name: str
@@ -60,6 +65,7 @@ class NotificationType:
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     description: str = ""
     notify_actor: bool = False
+    digest: Mapping[str, timedelta] = field(default_factory=dict)
 
     def validate(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Return ``data`` validated and normalised to JSON types.
@@ -102,6 +108,44 @@ class NotificationType:
         return self.critical and channel in self.forced_channels
 
 
+#: The longest digest window: a week (a longer one reads as a bug, not a digest).
+MAX_DIGEST_WINDOW = timedelta(days=7)
+#: Channels that may not be digested: the in-app inbox is the list already.
+UNDIGESTED_CHANNELS = frozenset({"in_app"})
+
+
+def check_digest(notification_type: NotificationType) -> None:
+    """Check ``notification_type.digest``: each key one of the type's channels (and
+    not ``in_app``), each window a ``timedelta`` from one second to a week.
+
+    Raises:
+        ConfigurationError: naming the type, the channel and what is wrong.
+    """
+    name = notification_type.name
+    digest = notification_type.digest
+    if not isinstance(digest, Mapping):
+        raise ConfigurationError(
+            f"type {name!r}: digest must map channel names to windows (timedelta), "
+            f"not {type(digest).__name__}"
+        )
+    for channel, window in digest.items():
+        where = f"type {name!r}: digest[{channel!r}]"
+        if not isinstance(channel, str) or channel not in notification_type.channels:
+            raise ConfigurationError(
+                f"{where}: not one of the type's channels {list(notification_type.channels)}"
+            )
+        if channel in UNDIGESTED_CHANNELS:
+            raise ConfigurationError(f"{where}: {channel} cannot be digested (its inbox is a list)")
+        if not isinstance(window, timedelta):
+            raise ConfigurationError(
+                f"{where}: the window must be a timedelta, not {type(window).__name__}"
+            )
+        if window < timedelta(seconds=1) or window > MAX_DIGEST_WINDOW:
+            raise ConfigurationError(
+                f"{where}: the window must be from 1 second to 7 days, not {window}"
+            )
+
+
 class Catalog:
     """The registered notification types, by name."""
 
@@ -115,6 +159,7 @@ class Catalog:
             raise ConfigurationError(f"type name {name!r} must be a Python identifier")
         if name in self._types and not replace:
             raise ConfigurationError(f"notification type {name!r} is already registered")
+        check_digest(notification_type)
         notification_type.validate(notification_type.example)
         self._types[name] = notification_type
 

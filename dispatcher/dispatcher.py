@@ -24,6 +24,7 @@ from dispatcher.channels.web_push.subscriptions import PushSubscriptions
 from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.engine.analytics import Analytics
+from dispatcher.engine.digests import WINDOW_STATUSES, list_windows
 from dispatcher.engine.doorbell import Doorbell
 from dispatcher.engine.explain import Explanation, explain
 from dispatcher.engine.metrics import DatabaseCollector
@@ -31,7 +32,7 @@ from dispatcher.engine.operations import Deliveries
 from dispatcher.engine.outbox import EventReceipt, Outbox
 from dispatcher.engine.scheduled import EventChange, cancel, reschedule
 from dispatcher.enums import Priority
-from dispatcher.errors import ConfigurationError, DispatcherError
+from dispatcher.errors import ConfigurationError, DispatcherError, InvalidArgumentError
 from dispatcher.policies import Policy, default_policies
 from dispatcher.policies.preference import PreferenceRule, Preferences
 from dispatcher.policies.quiet_hours import QuietHours
@@ -298,6 +299,18 @@ class Dispatcher:
             NotFoundError: no such event or notification.
         """
         return explain(self.store, ref)
+
+    def digests(
+        self, *, status: str | None = None, subscriber: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Digest windows, newest first: ``open`` (gathering), ``flushed`` or ``dropped``.
+
+        Raises:
+            InvalidArgumentError: ``status`` is none of those.
+        """
+        if status is not None and status not in WINDOW_STATUSES:
+            raise InvalidArgumentError("status", f"status must be one of {list(WINDOW_STATUSES)}")
+        return list_windows(self.store, status=status, subscriber=subscriber, limit=limit)
 
     def metrics_collector(self) -> DatabaseCollector:
         """A Prometheus collector that reads this dispatcher's database and broker each

@@ -30,6 +30,8 @@ CAMPAIGN_CHUNK = f"{PREFIX}.campaign_chunk"
 CAMPAIGN_TICK = f"{PREFIX}.campaign_tick"
 #: Beat: ring scheduled events due within the next second for their time.
 SCHEDULED_TICK = f"{PREFIX}.scheduled_tick"
+#: Beat: send the digests whose windows have closed.
+FLUSH_DIGESTS = f"{PREFIX}.flush_digests"
 
 # -- Celery queues -----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import click
 from dispatcher.cli.campaigns import campaigns
 from dispatcher.cli.core import migrate
 from dispatcher.cli.demo import demo
+from dispatcher.cli.digests import digests
 from dispatcher.cli.doctor import doctor
 from dispatcher.cli.events import events
 from dispatcher.cli.explain import explain
@@ -42,3 +43,4 @@ main.add_command(campaigns)
 main.add_command(doctor)
 main.add_command(subscribers)
 main.add_command(events)
+main.add_command(digests)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import conv
@@ -417,3 +418,55 @@ class Click(Base):
     #: The link's target, as signed in the token.
     url: Mapped[str] = mapped_column(Text)
     clicked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DigestWindow(Base):
+    """Deliveries of one type to one subscriber on one channel, gathered to be sent as
+    one message when the window closes (see :mod:`dispatcher.policies.digest`)."""
+
+    __tablename__ = "digest_windows"
+    __table_args__ = (
+        #: One open window per (subscriber, type, channel): concurrent first items
+        #: cannot open two.
+        Index(
+            "ix_digest_windows_open",
+            "subscriber_id",
+            "type",
+            "channel",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+        Index("ix_digest_windows_due", "status", "closes_at"),
+    )
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(128))
+    channel: Mapped[str] = mapped_column(String(32))
+    #: ``open`` (gathering), ``flushed`` (its digest is on its way), ``dropped`` (its
+    #: digest delivery was skipped, e.g. the subscriber opted out).
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closes_at: Mapped[datetime]
+    flushed_at: Mapped[datetime | None]
+    #: The delivery that carries the digest (the window's first item): unique, so a
+    #: window is sent by exactly one delivery.
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), unique=True
+    )
+    #: How many deliveries the window holds.
+    item_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DigestItem(Base):
+    """One delivery gathered into a digest window; a delivery is in at most one."""
+
+    __tablename__ = "digest_items"
+
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), primary_key=True
+    )
+    window_id: Mapped[int] = mapped_column(
+        ForeignKey("digest_windows.id", ondelete="CASCADE"), index=True
+    )

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dispatcher import log
 from dispatcher.channels.base import Channel, Message
@@ -17,9 +18,19 @@ from dispatcher.channels.clicks import LinkTracker
 from dispatcher.engine.records import Record
 from dispatcher.enums import DeliveryStatus, Reason
 from dispatcher.errors import TemplateError, TemplateLimitError
-from dispatcher.policies.base import SEND, Action, Candidate, Decision
+from dispatcher.policies.base import SEND, Action, Candidate, Decision, Digest
 from dispatcher.templating.context import template_context
 from dispatcher.templating.renderer import Renderer
+
+#: The folder of the digest templates that serve every type without its own.
+GENERIC_DIGEST = "_digest"
+
+
+def _zone(name: str | None) -> tzinfo:
+    try:
+        return ZoneInfo(name) if name else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,51 @@ class Composer:
             optional=channel.optional_parts,
         )
 
+    def render_digest(self, row: Row, channel: Channel, digest: Digest) -> dict[str, str]:
+        """Every part of ``channel`` for the digest ``row`` carries.
+
+        Templates: ``<type>/<locale>/<channel>_digest/<part>.j2`` when the type has its
+        own, else the generic ``_digest/<locale>/<channel>/<part>.j2``. Besides what
+        :meth:`context` gives (the carrier's own fields), they see ``items`` (each with
+        ``type``, ``data``, ``created_at`` in the reader's time zone and
+        ``notification_id``, oldest first) and ``digest`` (``window_id``, ``count``,
+        ``opened_at``, ``closes_at``).
+
+        Raises:
+            TemplateError: a part did not render (the window's items stay recorded; the
+                failed digest is sent again by ``dispatcher deliveries retry``).
+        """
+        c = row.candidate
+        zone = _zone(c.recipient.timezone)
+        context = self.context(row, channel)
+        context["items"] = [
+            {
+                "type": e.type,
+                "data": e.data,
+                "created_at": e.created_at.astimezone(zone),
+                "notification_id": e.notification_id,
+            }
+            for e in digest.entries
+        ]
+        context["digest"] = {
+            "window_id": digest.window_id,
+            "count": len(digest.entries),
+            "opened_at": digest.opened_at.astimezone(zone),
+            "closes_at": digest.closes_at.astimezone(zone),
+        }
+        own = f"{channel.name}_digest"
+        required = [p for p in channel.parts if p not in set(channel.optional_parts)]
+        has_own = all(self.renderer.find(c.type.name, own, p, c.recipient.locale) for p in required)
+        type_name, folder = (c.type.name, own) if has_own else (GENERIC_DIGEST, channel.name)
+        return self.renderer.render(
+            type_name,
+            folder,
+            channel.parts,
+            c.recipient.locale,
+            context,
+            optional=channel.optional_parts,
+        )
+
     def messages(
         self,
         channel: Channel,
@@ -120,7 +176,10 @@ class Composer:
                 )
                 continue
             try:
-                content = self.render(row, channel)
+                if decision.digest is not None:
+                    content = self.render_digest(row, channel, decision.digest)
+                else:
+                    content = self.render(row, channel)
             except TemplateError as exc:
                 limit = isinstance(exc, TemplateLimitError)
                 reason = Reason.TEMPLATE_LIMIT if limit else Reason.TEMPLATE_ERROR

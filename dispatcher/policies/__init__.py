@@ -2,7 +2,8 @@
 
 Preferences first (an opted-out delivery is never deferred), then quiet hours (a
 delivery held for the night does not use up a rate-limit slot), then collapse (only
-the survivor of a released group is counted), then rate limits.
+the survivor of a released group is counted), then digests (an item held for a digest
+uses no slot; the digest uses one), then rate limits.
 
 An app passes its own list to ``Dispatcher(policies=...)`` (usually
 ``[*default_policies(), MyPolicy()]``); an installed package adds one with an entry
@@ -17,6 +18,7 @@ from importlib.metadata import entry_points
 from dispatcher.errors import ConfigurationError
 from dispatcher.policies.base import Candidate, Decision, Policy, PolicyChain
 from dispatcher.policies.collapse import CollapsePolicy
+from dispatcher.policies.digest import DigestPolicy
 from dispatcher.policies.preference import PreferencePolicy
 from dispatcher.policies.quiet_hours import QuietHoursPolicy
 from dispatcher.policies.rate_limit import RateLimitPolicy
@@ -26,12 +28,13 @@ ENTRY_POINT_GROUP = "dispatcher.policies"
 
 
 def default_policies() -> list[Policy]:
-    """Preference, quiet hours, collapse and rate limit, in that order, then the
+    """Preference, quiet hours, collapse, digest and rate limit, in that order, then the
     policies installed packages register as entry points."""
     policies: list[Policy] = [
         PreferencePolicy(),
         QuietHoursPolicy(),
         CollapsePolicy(),
+        DigestPolicy(),
         RateLimitPolicy(),
     ]
     for point in entry_points(group=ENTRY_POINT_GROUP):
@@ -49,6 +52,7 @@ __all__ = [
     "Candidate",
     "CollapsePolicy",
     "Decision",
+    "DigestPolicy",
     "Policy",
     "PolicyChain",
     "PreferencePolicy",

@@ -8,10 +8,11 @@ preference changed after the event is honoured.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -31,6 +32,29 @@ class Action(StrEnum):
 
 
 @dataclass(frozen=True)
+class DigestEntry:
+    """One delivery gathered into a digest, as its template lists it."""
+
+    delivery_id: int
+    notification_id: int
+    type: str
+    data: Mapping[str, Any]
+    #: When its notification was created (UTC; the template sees the reader's zone).
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What a delivery that carries a digest sends: its window and every entry, oldest
+    first."""
+
+    window_id: int
+    opened_at: datetime
+    closes_at: datetime
+    entries: tuple[DigestEntry, ...]
+
+
+@dataclass(frozen=True)
 class Decision:
     action: Action
     reason: Reason | None = None
@@ -38,10 +62,14 @@ class Decision:
     until: datetime | None = None
     #: For in-app during quiet hours: store without a real-time ping.
     realtime: bool = True
+    #: Send this delivery as the digest of a window (rendered from its digest templates).
+    digest: Digest | None = None
 
     @classmethod
-    def send(cls, *, realtime: bool = True, detail: str | None = None) -> Decision:
-        return cls(Action.SEND, realtime=realtime, detail=detail)
+    def send(
+        cls, *, realtime: bool = True, detail: str | None = None, digest: Digest | None = None
+    ) -> Decision:
+        return cls(Action.SEND, realtime=realtime, detail=detail, digest=digest)
 
     @classmethod
     def skip(cls, reason: Reason, detail: str | None = None) -> Decision:
@@ -107,16 +135,22 @@ class PolicyChain:
         decided: dict[int, Decision] = {}
         quiet: dict[int, Decision] = {}
         remaining = list(candidates)
+        digests: dict[int, Digest] = {}
         for policy in self.policies:
             if not remaining:
                 break
             for delivery_id, decision in policy.decide(session, remaining, now).items():
                 if decision.action is Action.SEND:
+                    if decision.digest is not None:
+                        digests[delivery_id] = decision.digest
                     if not decision.realtime:
                         quiet[delivery_id] = decision
                 else:
                     decided[delivery_id] = decision
             remaining = [c for c in remaining if c.delivery_id not in decided]
         for c in remaining:
-            decided[c.delivery_id] = quiet.get(c.delivery_id, SEND)
+            decision = quiet.get(c.delivery_id, SEND)
+            if c.delivery_id in digests:
+                decision = replace(decision, digest=digests[c.delivery_id])
+            decided[c.delivery_id] = decision
         return decided

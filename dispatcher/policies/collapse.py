@@ -44,7 +44,11 @@ class CollapsePolicy(Policy):
     def decide(
         self, session: Session, candidates: Sequence[Candidate], now: datetime
     ) -> dict[int, Decision]:
-        relevant = [c for c in candidates if c.type.collapse_deferred]
+        # On a digested channel the digest gathers them instead: folding a window's
+        # carrier into another delivery would lose the window's items.
+        relevant = [
+            c for c in candidates if c.type.collapse_deferred and c.channel not in c.type.digest
+        ]
         if not relevant:
             return {}
         due = dict(

@@ -26,6 +26,9 @@ from dispatcher.templating.limits import RenderLimitError
 from dispatcher.templating.overrides import Override
 from dispatcher.templating.renderer import Renderer, compile_limit_error
 
+#: A type's digest templates for a channel live in ``<type>/<locale>/<channel>_digest/``.
+DIGEST_SUFFIX = "_digest"
+
 #: Time zone of the sample recipient: it has DST, so date filters show real conversions.
 SAMPLE_TIMEZONE = "Europe/Madrid"
 
@@ -157,7 +160,10 @@ class TemplateChecker:
         except (OSError, UnicodeDecodeError) as exc:
             yield TemplateProblem(str(path), f"cannot read: {exc}")
             return
-        if parts[0].startswith("_"):  # shared layouts and partials: syntax only
+        digest = len(parts) == 4 and parts[2].endswith(DIGEST_SUFFIX)
+        # Shared layouts and partials, the generic digest and a type's digest templates
+        # (they read ``items``, which a type's example does not give): syntax only.
+        if parts[0].startswith("_") or digest:
             part = "html" if ".html" in path.name else "text"
             try:
                 compile_named(self.renderer, source, part, relative.as_posix(), str(path))

@@ -24,6 +24,7 @@ from dispatcher.campaigns.tick import TickResult, tick
 from dispatcher.clock import utcnow
 from dispatcher.dispatcher import Dispatcher
 from dispatcher.engine.delivery import Deliverer, DeliverReport
+from dispatcher.engine.digests import FlushResult, flush_digests
 from dispatcher.engine.doorbell import Doorbell
 from dispatcher.engine.drain import DrainResult, drain
 from dispatcher.engine.fanout import FanoutResult, fanout
@@ -181,6 +182,11 @@ class Runtime:
         """Ring scheduled events due within the next second for their time (what
         ``dispatcher.scheduled_tick`` runs)."""
         return ring_due_soon(self.dispatcher.store, self.doorbell)
+
+    def flush_digests(self) -> FlushResult:
+        """Send the digests whose windows have closed (what ``dispatcher.flush_digests``
+        runs)."""
+        return flush_digests(self.dispatcher.store, self.deliverer)
 
     def deliver(self, delivery_ids: Iterable[int]) -> DeliverReport:
         """Claim and send deliveries now (what ``dispatcher.deliver`` runs).

@@ -114,6 +114,11 @@ def register_tasks(app: Celery) -> None:
         result = current_runtime().campaign_tick()
         return {"started": len(result.started), "rung": len(result.rung)}
 
+    @app.task(name=names.FLUSH_DIGESTS, ignore_result=True, expires=60, **_RETRY)  # type: ignore[untyped-decorator]
+    def flush_digests() -> dict[str, int]:
+        result = current_runtime().flush_digests()
+        return {"due": result.due, "dropped": result.dropped, **result.report.counts}
+
     @app.task(name=names.SCHEDULED_TICK, ignore_result=True, expires=5)  # type: ignore[untyped-decorator]
     def scheduled_tick() -> dict[str, int]:
         return {"rung": current_runtime().scheduled_tick().rung}
