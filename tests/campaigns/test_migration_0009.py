@@ -46,8 +46,8 @@ def test_upgrade_downgrade_upgrade(fresh_url: str) -> None:
         upgrade(d.store, "0008")
         tables, columns = shape(d)
         assert not NEW_TABLES & tables and "content" not in columns
-        upgrade(d.store)
-        assert revisions(d.store) == ("0009", "0009")
+        upgrade(d.store, "0009")
+        assert revisions(d.store)[0] == "0009"
         tables, columns = shape(d)
         assert tables >= NEW_TABLES and "content" in columns
         d.campaigns.segments.create("north", {"region": "north"})

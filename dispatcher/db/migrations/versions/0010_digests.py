@@ -1,7 +1,7 @@
 """digest windows and the deliveries they gather
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-30 22:40:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from dispatcher.db.models import prefixed as t
 
-revision: str = "0009"
-down_revision: str | Sequence[str] | None = "0008"
+revision: str = "0010"
+down_revision: str | Sequence[str] | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,4 +1,4 @@
-"""Migration 0009 (digest windows and items) upgrades and downgrades on both backends."""
+"""Migration 0010 (digest windows and items) upgrades and downgrades on both backends."""
 
 from __future__ import annotations
 
@@ -36,14 +36,14 @@ def _tables(store: Store) -> set[str]:
     return set(inspect(store.engine).get_table_names())
 
 
-def test_0009_up_down_up(empty_store: Store) -> None:
-    upgrade(empty_store, "0008")
+def test_0010_up_down_up(empty_store: Store) -> None:
+    upgrade(empty_store, "0009")
     assert not {"digest_windows", "digest_items"} & _tables(empty_store)
     upgrade(empty_store)
     assert {"digest_windows", "digest_items"} <= _tables(empty_store)
     indexes = {i["name"]: i for i in inspect(empty_store.engine).get_indexes("digest_windows")}
     assert indexes["ix_digest_windows_open"]["unique"]
-    downgrade(empty_store, "0008")
+    downgrade(empty_store, "0009")
     assert not {"digest_windows", "digest_items"} & _tables(empty_store)
     upgrade(empty_store)
     assert {"digest_windows", "digest_items"} <= _tables(empty_store)
