@@ -181,7 +181,10 @@ orders = Table(
 def app_table(dispatcher: Dispatcher):  # type: ignore[no-untyped-def]
     metadata.create_all(dispatcher.store.engine)
     yield orders
-    metadata.drop_all(dispatcher.store.engine)
+    # No existence check first: on SQLite a read then a write in one deferred
+    # transaction fails at once ("database is locked") if a worker committed in between,
+    # while a DROP that comes first waits out the busy timeout like any writer.
+    metadata.drop_all(dispatcher.store.engine, checkfirst=False)
 
 
 def test_outbox_joins_the_callers_transaction_and_rings_after_commit(
