@@ -79,6 +79,7 @@ def test_installed_packages_add_policies_through_entry_points(tmp_path: Path) ->
         "PreferencePolicy",
         "QuietHoursPolicy",
         "CollapsePolicy",
+        "DigestPolicy",
         "RateLimitPolicy",
         "CollapsePolicy",
     ]

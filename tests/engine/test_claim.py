@@ -114,6 +114,7 @@ def test_the_sweep_takes_back_at_once_the_claims_of_a_process_that_is_gone(
     dead_row, live_row = (r.id for r in _rows(dispatcher))
     now = utcnow()
     alive = runtime(dispatcher).liveness.beat()
+    _hold_take_back_turn(runtime(dispatcher))
     with dispatcher.store.session(write=True) as s:  # a process that was SIGKILLed
         claim(s, [dead_row], now=now, lease=timedelta(seconds=300), ticket=Ticket(owner="gone:1"))
         claim(s, [live_row], now=now, lease=timedelta(seconds=300), ticket=Ticket(owner=alive))
@@ -121,6 +122,7 @@ def test_the_sweep_takes_back_at_once_the_claims_of_a_process_that_is_gone(
     dead, live = _rows(dispatcher)
     assert (dead.status, dead.claim_token, dead.claimed_by) == (DeliveryStatus.PENDING, None, None)
     assert (live.status, live.claimed_by) == (DeliveryStatus.SENDING, alive)
+    _give_back_take_back_turn(runtime(dispatcher))
     assert runtime(dispatcher).deliver([dead_row]).counts == {"sent": 1}
 
 
@@ -202,6 +204,15 @@ def _report(d: Dispatcher) -> dict[str, object]:
     return dict(d.catalog.get("report_generated").example)
 
 
+def _hold_take_back_turn(worker: Runtime, seconds: int = 60) -> None:
+    turn = names.take_back_turn(worker.settings.redis_prefix)
+    worker.liveness.client.set(turn, "this test", ex=seconds)
+
+
+def _give_back_take_back_turn(worker: Runtime) -> None:
+    worker.liveness.client.delete(names.take_back_turn(worker.settings.redis_prefix))
+
+
 def test_a_batch_that_fails_half_way_gives_its_claims_to_the_sweep_at_once(
     dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -217,6 +228,9 @@ def test_a_batch_that_fails_half_way_gives_its_claims_to_the_sweep_at_once(
         receipt = d.notify("report_generated", to=people, data=_report(d))
         worker.fanout(receipt.id)
         ids = [r.id for r in _rows(d, "email")]
+        # Hold the take-back turn: a worker left running by an earlier test (same
+        # database and Redis) must not take the abandoned rows back before our sweep.
+        _hold_take_back_turn(worker)
         before = worker.liveness.beat()
         # The database goes away after the first group's outcomes were recorded.
         calls: list[int] = []
@@ -245,6 +259,7 @@ def test_a_batch_that_fails_half_way_gives_its_claims_to_the_sweep_at_once(
         assert worker.deliver(ids).counts == {"sent": 7}
         assert {r.claimed_by for r in _rows(d, "email")} == {before, after}
     finally:
+        _give_back_take_back_turn(worker)
         worker.close()
         d.close()
 
