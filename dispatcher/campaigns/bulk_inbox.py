@@ -53,7 +53,13 @@ from dispatcher.engine.compose import Row
 from dispatcher.engine.delivery import Deliverer
 from dispatcher.enums import DeliveryStatus, Priority
 from dispatcher.errors import TemplateError
-from dispatcher.policies import CollapsePolicy, PreferencePolicy, QuietHoursPolicy, RateLimitPolicy
+from dispatcher.policies import (
+    CollapsePolicy,
+    DigestPolicy,
+    PreferencePolicy,
+    QuietHoursPolicy,
+    RateLimitPolicy,
+)
 from dispatcher.policies.base import Candidate
 from dispatcher.subscribers.inbox import InboxItem
 from dispatcher.subscribers.recipient import Recipient
@@ -64,8 +70,9 @@ _N = table(Notification)
 _D = table(Delivery)
 _P = table(Preference)
 _Q = table(QuietHoursWindow)
-#: The policies whose in-app decisions this module knows how to make for a whole set.
-KNOWN_POLICIES = (PreferencePolicy, QuietHoursPolicy, CollapsePolicy, RateLimitPolicy)
+#: The policies whose in-app decisions this module knows how to make for a whole set
+#: (the digest policy never holds in-app: a type cannot digest it).
+KNOWN_POLICIES = (PreferencePolicy, QuietHoursPolicy, CollapsePolicy, DigestPolicy, RateLimitPolicy)
 IN_APP = "in_app"
 
 
