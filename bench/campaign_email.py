@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from bench import campaign as bench
 from bench.email import bench_channel, free_port
+from bench.pg_server import ServerCounter, ServerSample
 from dispatcher import Dispatcher, Settings
 from dispatcher.db.models import Delivery
 from dispatcher.enums import DeliveryStatus
@@ -43,10 +44,17 @@ class Sink:
             raise SystemExit("the SMTP sink did not start")
 
     def count(self) -> int:
+        return int(self._ask("count"))
+
+    def cpu(self) -> float:
+        """The sink's CPU seconds so far."""
+        return float(self._ask("cpu"))
+
+    def _ask(self, command: str) -> str:
         assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write("count\n")
+        self.process.stdin.write(command + "\n")
         self.process.stdin.flush()
-        return int(self.process.stdout.readline())
+        return self.process.stdout.readline()
 
     def close(self) -> None:
         assert self.process.stdin is not None
@@ -90,8 +98,10 @@ def email_run(
         audience={"all": True, "exclude": [bench.WATCHER]},
     )
     workers = bench.start_workers(env, n, tmp, concurrency, shared)
+    server = ServerCounter(d.store.engine) if d.store.is_postgres else None
     before = sink.count()
     try:
+        cpu_before = (workers_cpu(workers), sink.cpu(), server.sample() if server else None)
         start = time.perf_counter()
         d.campaigns.start(campaign.id)
         deadline = start + 1800
@@ -106,6 +116,7 @@ def email_run(
                     raise SystemExit(f"{failed[0]} email deliveries failed: {failed[1]}")
             time.sleep(0.02)
         end = time.perf_counter()
+        cpu_after = (workers_cpu(workers), sink.cpu(), server.sample() if server else None)
         extra = 0.0
         time.sleep(1.0)  # any duplicate would arrive now
         extra = sink.count() - before - n
@@ -115,7 +126,44 @@ def email_run(
             process.terminate()
             process.wait()
         d.close()
-    return {"n": n, "seconds": end - start, "rate": n / (end - start), "extra": extra, "peak": peak}
+    cpu = {
+        "workers": (cpu_after[0] - cpu_before[0]) / n,
+        "sink": (cpu_after[1] - cpu_before[1]) / n,
+    }
+    if cpu_before[2] is not None and cpu_after[2] is not None:
+        cpu["server"] = server_cpu(cpu_before[2], cpu_after[2]) / n
+    return {
+        "n": n,
+        "seconds": end - start,
+        "rate": n / (end - start),
+        "extra": extra,
+        "peak": peak,
+        "cpu": cpu,
+    }
+
+
+def workers_cpu(workers: list[subprocess.Popen[bytes]]) -> float:
+    """CPU seconds so far of the workers' main and pool processes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for process in workers:
+        for pid in bench.pool_of(process):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def server_cpu(before: ServerSample, after: ServerSample) -> float:
+    """CPU seconds the PostgreSQL backends spent between two samples (0 when unknown)."""
+    if before.cpu is None or after.cpu is None:
+        return 0.0
+    return sum(t - before.cpu.get(pid, 0.0) for pid, t in after.cpu.items())
+
+
+def cpu_line(cpu: dict[str, float]) -> str:
+    """CPU per email, in microseconds, of each side and in all."""
+    parts = [f"{name} {seconds * 1e6:,.0f} us" for name, seconds in cpu.items()]
+    return f"CPU per email: {', '.join(parts)}; in all {sum(cpu.values()) * 1e6:,.0f} us"
 
 
 def main(env: dict[str, str], sizes: list[int], tmp: Path, concurrency: int, shared: bool) -> None:
@@ -125,9 +173,14 @@ def main(env: dict[str, str], sizes: list[int], tmp: Path, concurrency: int, sha
         os.environ.update(smtp_env(sink.port))
         results = [email_run(env, n, tmp, concurrency, shared, sink) for n in sizes]
         count = min(sizes[0], 10_000)
+        ours, theirs = time.process_time(), sink.cpu()
         channel_rate, _ = bench_channel(
             sink.port, count, SmtpSettings().pool_size, Settings().delivery_batch_size
         )
+        channel_cpu = {
+            "sender": (time.process_time() - ours) / count,
+            "sink": (sink.cpu() - theirs) / count,
+        }
     finally:
         sink.close()
     for r in results:
@@ -137,7 +190,9 @@ def main(env: dict[str, str], sizes: list[int], tmp: Path, concurrency: int, sha
             f"worker peak RSS {r['peak'] / 1024:.1f} MiB; "
             f"{r['rate'] / channel_rate:.0%} of the email channel's rate"
         )
+        print(f"  {cpu_line(r['cpu'])}")
     print(
         f"email channel alone (bench.email's EmailChannel run, {count:,} messages, "
         f"one process, same sink): {channel_rate:,.0f} emails/s"
     )
+    print(f"  {cpu_line(channel_cpu)}")

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, update
+from sqlalchemy import BigInteger, Connection, Text, bindparam, func, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from dispatcher import log
@@ -113,23 +114,74 @@ def write_records(
         return write_records_in(session, records, now, token=token)
 
 
-def _mark_sent_each(sent: Sequence[Record]) -> tuple[Any, Any]:
-    """:data:`_MARK_SENT` and :data:`_MARK_SENT_FENCED` with a detail and a provider id
-    per row."""
-    by_id = _DELIVERIES.c.id
-    values = {
-        **_SENT_VALUES,
-        "detail": case({r.delivery_id: r.detail for r in sent}, value=by_id),
-        "provider_id": case({r.delivery_id: r.provider_id for r in sent}, value=by_id),
-    }
-    plain = update(_DELIVERIES).where(_BY_IDS).values(**values)
-    fenced = (
-        update(_DELIVERIES)
-        .where(_BY_IDS, held(bindparam("token")))
-        .values(**values)
-        .returning(_DELIVERIES.c.id)
+#: PostgreSQL: every sent row of a group with its own detail and provider id, in one
+#: statement built once: ``UPDATE … FROM unnest(ids, details, provider ids)``.
+_SENT_ROWS = (
+    func.unnest(
+        bindparam("ids", type_=ARRAY(BigInteger)),
+        bindparam("details", type_=ARRAY(Text)),
+        bindparam("provider_ids", type_=ARRAY(Text)),
     )
-    return plain, fenced
+    .table_valued("id", "detail", "provider_id")
+    .render_derived(name="sent")
+)
+_MARK_SENT_ROWS = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == _SENT_ROWS.c.id)
+    .values(
+        {**_SENT_VALUES, "detail": _SENT_ROWS.c.detail, "provider_id": _SENT_ROWS.c.provider_id}
+    )
+)
+_MARK_SENT_ROWS_FENCED = _MARK_SENT_ROWS.where(held(bindparam("token"))).returning(_DELIVERIES.c.id)
+#: SQLite (in process, so a statement per row costs no round trip): one row.
+_MARK_SENT_ONE = (
+    update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id")).values(**_SENT_VALUES)
+)
+_MARK_SENT_ONE_FENCED = _MARK_SENT_ONE.where(held(bindparam("token")))
+
+
+def _mark_sent(
+    conn: Connection, sent: Sequence[Record], now: datetime, token: str | None
+) -> set[int]:
+    """Mark ``sent`` sent, each with its own detail and provider id; return the ids
+    refused because the claim with ``token`` no longer holds them."""
+    ids = [r.delivery_id for r in sent]
+    details = {r.detail for r in sent}
+    providers = {r.provider_id for r in sent}
+    if len(details) == 1 and len(providers) == 1:
+        params: dict[str, Any] = {
+            "ids": ids,
+            "now": now,
+            "detail": details.pop(),
+            "provider_id": providers.pop(),
+        }
+        if token is None:
+            conn.execute(_MARK_SENT, params)
+            return set()
+        return set(ids) - set(conn.scalars(_MARK_SENT_FENCED, {**params, "token": token}))
+    if conn.dialect.name == "postgresql":
+        params = {
+            "ids": ids,
+            "details": [r.detail for r in sent],
+            "provider_ids": [r.provider_id for r in sent],
+            "now": now,
+        }
+        if token is None:
+            conn.execute(_MARK_SENT_ROWS, params)
+            return set()
+        return set(ids) - set(conn.scalars(_MARK_SENT_ROWS_FENCED, {**params, "token": token}))
+    refused: set[int] = set()
+    statement = _MARK_SENT_ONE if token is None else _MARK_SENT_ONE_FENCED
+    for r in sent:
+        row = {
+            "delivery_id": r.delivery_id,
+            "now": now,
+            "detail": r.detail,
+            "provider_id": r.provider_id,
+        }
+        if conn.execute(statement, {**row, "token": token}).rowcount == 0 and token is not None:
+            refused.add(r.delivery_id)
+    return refused
 
 
 def write_records_in(
@@ -142,25 +194,11 @@ def write_records_in(
     others = [r for r in records if r.status is not DeliveryStatus.SENT]
     conn = session.connection()
     refused: set[int] = set()
-    # One ``UPDATE … WHERE id IN (…)`` for all of them, not one statement per row: the
-    # detail and provider id (an email's server reply and Message-ID differ per row) go
-    # in through ``CASE id WHEN … THEN …`` when they differ. A round trip per message
-    # made recording a group of in-flight emails cost more than sending it.
+    # Not a round trip per row: recording a group of in-flight emails must not cost more
+    # than sending it. The detail and provider id (an email's server reply and
+    # Message-ID) differ per row.
     if sent:
-        ids = [r.delivery_id for r in sent]
-        params: dict[str, Any] = {"ids": ids, "now": now}
-        details = {r.detail for r in sent}
-        providers = {r.provider_id for r in sent}
-        if len(details) == 1 and len(providers) == 1:
-            params.update(detail=details.pop(), provider_id=providers.pop())
-            plain, fenced = _MARK_SENT, _MARK_SENT_FENCED
-        else:
-            plain, fenced = _mark_sent_each(sent)
-        if token is None:
-            conn.execute(plain, params)
-        else:
-            written = set(conn.scalars(fenced, {**params, "token": token}))
-            refused.update(i for i in ids if i not in written)
+        refused.update(_mark_sent(conn, sent, now, token))
     kept: list[Record] = []
     for r in others:
         values: dict[str, Any] = {

@@ -310,3 +310,20 @@ def test_a_groups_sent_rows_keep_each_their_provider_id_in_one_fenced_write(
         (DeliveryStatus.SENT, f"<m{ids[1]}@x>", f"250 Q{ids[1]}"),
         (DeliveryStatus.SENDING, None, None),  # another holder's row is left alone
     ]
+
+
+def test_an_unfenced_group_of_sent_rows_keeps_each_its_provider_id(
+    dispatcher: Dispatcher,
+) -> None:
+    dispatcher.subscribers.upsert("u1")
+    for n in range(3):
+        receipt = dispatcher.notify("payout_sent", to="u1", data={"payout_id": n, "amount": "1"})
+        runtime(dispatcher).fanout(receipt.id)
+    ids = [r.id for r in _rows(dispatcher)]
+    records = [
+        Record(i, DeliveryStatus.SENT, detail=f"250 Q{i}", provider_id=f"<m{i}@x>") for i in ids
+    ]
+    assert write_records(dispatcher.store, records, utcnow()) == records
+    assert [(r.status, r.provider_id, r.detail, r.claim_token) for r in _rows(dispatcher)] == [
+        (DeliveryStatus.SENT, f"<m{i}@x>", f"250 Q{i}", None) for i in ids
+    ]
