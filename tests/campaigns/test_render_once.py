@@ -1,12 +1,24 @@
 """A campaign's content is rendered once per (template, locale, data) unless the template
-reads the recipient (Jinja2's ``meta.find_undeclared_variables`` tells)."""
+reads the recipient (Jinja2's ``meta.find_undeclared_variables`` tells); an email that
+reads only its reader's links is rendered once with slots that each reader's links fill."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 from pydantic import BaseModel
 
-from dispatcher import Dispatcher, NotificationType
+from dispatcher import Dispatcher, NotificationType, Settings
 from dispatcher.campaigns.render_once import CampaignComposer
+from dispatcher.channels.base import ChannelContext
+from dispatcher.channels.email.channel import EmailChannel
+from dispatcher.engine.compose import Composer, Row
+from dispatcher.enums import Priority
+from dispatcher.policies.base import Candidate
+from dispatcher.settings import SmtpSettings
+from dispatcher.subscribers.recipient import Recipient
+from dispatcher.templating.renderer import Renderer
 from tests.campaigns.support import PAYOUT, add_subscribers, run_all, use_campaign_templates
 from tests.conftest import runtime
 
@@ -53,3 +65,91 @@ def test_content_that_reads_the_recipient_renders_per_recipient(dispatcher: Disp
     assert composer(d).renders - before == 12
     assert [i.title for i in d.inbox("s000003")] == ["Hello s000003"]
     assert [i.title for i in d.inbox("s000004")] == ["Hello s000004"]
+
+
+# -- Email: a slot for each reader's own links ------------------------------------------
+
+LINKS_HTML = (
+    '<p>{{ note }}</p><a href="{{ links.unsubscribe }}">Unsubscribe</a> '
+    '<a href="{{ links.preferences }}">Preferences</a>'
+)
+
+
+def _email_rows(
+    tmp_path: Path, parts: dict[str, str], people: int = 5
+) -> tuple[Composer, CampaignComposer, EmailChannel, list[Row]]:
+    folder = tmp_path / "campaign_note" / "en" / "email"
+    folder.mkdir(parents=True)
+    for part, source in parts.items():
+        (folder / f"{part}.j2").write_text(source)
+    settings = Settings(
+        smtp=SmtpSettings(host="127.0.0.1", port=2525, security="none"),
+        public_url="https://app.example.com/a&b",  # an & that HTML must escape
+    )
+    channel = EmailChannel(ChannelContext(settings, store=None))  # type: ignore[arg-type]
+    plain = Composer(Renderer([tmp_path]))
+    note = NotificationType(
+        name="campaign_note", payload=Note, example={"note": "hi"}, channels=("email",)
+    )
+    created = datetime(2026, 12, 1, tzinfo=UTC)
+    rows = [
+        Row(
+            Candidate(
+                i,
+                i,
+                "email",
+                note,
+                Priority.LOW,
+                Recipient(i, f"reader-{i}", "en", "UTC", {"email": f"r{i}@example.org"}),
+                1,
+            ),
+            event_id=1,
+            # A payload cannot forge a slot: the markers carry a per-process secret.
+            data={"note": "slotx0y <b>&</b>"},
+            created_at=created,
+        )
+        for i in range(1, people + 1)
+    ]
+    return plain, CampaignComposer(plain), channel, rows
+
+
+def test_an_email_reading_its_readers_links_renders_once_and_fills_each_ones_links(
+    tmp_path: Path,
+) -> None:
+    parts = {
+        "subject": "Note: {{ note }}",
+        "text": "{{ note }}\nUnsubscribe: {{ links.unsubscribe }}",
+        "html": LINKS_HTML,
+    }
+    plain, composer, channel, rows = _email_rows(tmp_path, parts)
+    sent = [composer.render(row, channel) for row in rows]
+    assert sent == [plain.render(row, channel) for row in rows]
+    # One render with slots, and the first reader's in full to check the slots.
+    assert (composer.renders, composer.shared) == (2, 4)
+    links = {s["text"].rsplit("Unsubscribe: ", 1)[1] for s in sent}
+    assert len(links) == len(rows)  # everyone's own
+    assert all("&amp;" in s["html"] and "&amp;" not in s["text"] for s in sent)
+    assert "slotx0y &lt;b&gt;&amp;&lt;/b&gt;" in sent[0]["html"]
+
+
+def test_an_email_that_transforms_a_link_falls_back_to_rendering_per_recipient(
+    tmp_path: Path,
+) -> None:
+    parts = {
+        "subject": "Note",
+        "text": "{{ links.unsubscribe|upper }}",
+        "html": "<a href='{{ links.unsubscribe[:60] }}'>x</a>",
+    }
+    plain, composer, channel, rows = _email_rows(tmp_path, parts)
+    sent = [composer.render(row, channel) for row in rows]
+    assert sent == [plain.render(row, channel) for row in rows]
+    assert composer.renders == 1 + 1 + len(rows) - 1  # slotted, checked, then each
+    assert composer.varies(rows[0], channel)
+
+
+def test_an_email_reading_the_recipient_renders_per_recipient(tmp_path: Path) -> None:
+    parts = {"subject": "Hi {{ recipient.id }}", "text": "{{ links.unsubscribe }}", "html": "x"}
+    plain, composer, channel, rows = _email_rows(tmp_path, parts)
+    sent = [composer.render(row, channel) for row in rows]
+    assert sent == [plain.render(row, channel) for row in rows]
+    assert (composer.renders, composer.shared) == (len(rows), 0)
