@@ -72,7 +72,10 @@ class Crowd:
                 ) as ws:
                     client.connects += 1
                     client.connected = True
-                    if client.last:
+                    if client.connects > 1:
+                        # Every reconnect resumes, also one that had seen nothing yet
+                        # (from 0: everything): a socket that dropped before the first
+                        # notification would otherwise miss it for good.
                         client.resumes += 1
                         await ws.send(json.dumps({"type": "resume", "since": client.last}))
                     await self._read(client, ws)
