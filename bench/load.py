@@ -56,6 +56,30 @@ def memory(worker: Worker, gateway: GatewayServer, beat: Beat) -> dict[str, floa
     }
 
 
+class GatewayCurve:
+    """The gateway's RSS sampled every ``every`` seconds while the run streams: a curve
+    that flattens is warm-up (pools, caches, the allocator's arenas), one that keeps
+    climbing is a leak."""
+
+    def __init__(self, gateway: GatewayServer, every: float) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        started = time.monotonic()
+
+        def sample() -> None:
+            while not self._stop.wait(every):
+                rss = rss_mib(gateway.process.pid, with_children=True)
+                self.samples.append((time.monotonic() - started, rss))
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> str:
+        self._stop.set()
+        self._thread.join()
+        return " ".join(f"{t / 60:.1f}min:{rss:.1f}" for t, rss in self.samples)
+
+
 def stream(d: Dispatcher, people: list[str], rate: float, seconds: float, sent: list[int]) -> None:
     """Notify one random subscriber ``rate`` times a second for ``seconds``, from a few
     threads (one ``notify`` is a few milliseconds: one thread would fall behind)."""
@@ -126,6 +150,7 @@ def main() -> None:
         sent = [0] * 4
         started = time.monotonic()
         streamer = threading.Thread(target=stream, args=(d, people, args.rate, seconds, sent))
+        curve = GatewayCurve(gateway, every=max(5.0, seconds / 20))
         streamer.start()
         time.sleep(seconds / 2)
         before_restart = rss_mib(worker.process.pid, with_children=True)
@@ -136,6 +161,7 @@ def main() -> None:
         time.sleep(min(10.0, seconds / 10))  # warm up, as the first one did
         after_restart = rss_mib(worker.process.pid, with_children=True)
         streamer.join()
+        gateway_curve = curve.stop()
         streamed = time.monotonic() - started
         total = sum(sent)
         with d.store.session() as s:
@@ -177,6 +203,7 @@ def main() -> None:
     for name, first, last in rows:
         print(f"{name:<10}{first:>8.1f}{last:>8.1f}{last / first:>10.2f}")
     print("(worker: main and pool processes; worker 1 until the restart, worker 2 after)")
+    print(f"gateway RSS MiB while streaming: {gateway_curve}")
 
 
 def stored_all(d: Dispatcher, total: int) -> bool:

@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import json
 import re
-from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,14 +48,13 @@ from dispatcher.gateway.client_messages import BadMessage, ClientMessage, MarkRe
 from dispatcher.gateway.hub import RESYNC, Live
 from dispatcher.gateway.metrics import CONNECTIONS, MESSAGES
 from dispatcher.gateway.schemas import ID_MAX
+from dispatcher.gateway.sent_ids import SentIds
 from dispatcher.gateway.state import Gateway
 from dispatcher.subscribers.inbox import InboxItem
 
 #: Close codes (4000-4999 are the application's own).
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_MANY = 4429
-#: How many sent ids a socket remembers to drop duplicates.
-REMEMBERED_IDS = 4096
 #: A ``since`` given as digits; ASCII only (``"²".isdigit()`` is true, ``int("²")`` fails).
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
@@ -72,7 +70,7 @@ class SocketSession:
         self.queue: asyncio.Queue[Live] = asyncio.Queue(gw.settings.socket_queue_size)
         self.overflowed = False
         self.unread = 0
-        self._sent: OrderedDict[int, None] = OrderedDict()
+        self._sent = SentIds()
         self._send_lock = asyncio.Lock()
 
     # -- fed by the hub (must not block) --------------------------------------
@@ -95,15 +93,6 @@ class SocketSession:
         await self.ws.send_text(json.dumps(body))
         MESSAGES.labels("out", body.get("type", "")).inc()
 
-    def _remember(self, notification_id: int) -> bool:
-        """True if this id was not sent yet (and remember it)."""
-        if notification_id in self._sent:
-            return False
-        self._sent[notification_id] = None
-        if len(self._sent) > REMEMBERED_IDS:
-            self._sent.popitem(last=False)
-        return True
-
     async def _send_count(self, count: int) -> None:
         self.unread = count
         await self._send({"type": "unread_count", "count": count})
@@ -118,7 +107,7 @@ class SocketSession:
                     await self._send({"type": "resync"})
                 elif live.kind == "notification":
                     assert live.notification_id is not None and live.text is not None
-                    if self._remember(live.notification_id):
+                    if self._sent.first_time(live.notification_id):
                         await self.ws.send_text(live.text)
                         MESSAGES.labels("out", "notification").inc()
                         # A new notification is unread: count it without a query.
@@ -197,7 +186,7 @@ class SocketSession:
         async with self._send_lock:
             sent = 0
             for item in items[:limit]:
-                if self._remember(item.id):
+                if self._sent.first_time(item.id):
                     await self._send({"type": "notification", "notification": item.to_dict()})
                     sent += 1
             await self._send({"type": "resumed", "count": sent})
