@@ -541,7 +541,7 @@ def main() -> None:
                     .select_from(Notification)
                     .where(Notification.inbox_at.is_not(None))
                 )
-            return int(n or 0) >= total + WARMUP_EVENTS
+            return int(n or 0) >= total + WARMUP_EVENTS + 1  # and the first event
 
         try:
             wait_until(all_in, args.drain, "the worker to store every notification")
