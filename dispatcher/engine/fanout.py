@@ -19,14 +19,14 @@ from sqlalchemy.orm import Session
 from dispatcher import log
 from dispatcher.catalog import Catalog
 from dispatcher.clock import utcnow
-from dispatcher.db.engine import Store
+from dispatcher.db.engine import Store, insert_ignore
 from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
 from dispatcher.db.types import UTCDateTime
+from dispatcher.engine.claim import Ticket
 from dispatcher.engine.delivery import Batch, Deliverer, DeliverReport, EventFacts, NewDelivery
 from dispatcher.engine.doorbell import Doorbell
 from dispatcher.engine.failed_events import mark_failed
-from dispatcher.engine.fanout_rows import NewNotification, first_state, insert_rows
-from dispatcher.enums import EventStatus, Priority, Reason
+from dispatcher.enums import DeliveryStatus, EventStatus, Priority, Reason
 from dispatcher.validation import json_problem
 
 LOOKUP_CHUNK = 5000
@@ -320,52 +320,62 @@ def _expand(
         recipients[event_id] = list({r.subscriber_id: r for r in present if r is not None}.values())
     # A pending event has no notifications yet (fan-out is one transaction, and
     # PostgreSQL holds the events' row locks), so what the inserts return is all.
+    notifications = insert_ignore(
+        session,
+        Notification,
+        [
+            {
+                "event_id": event_id,
+                "subscriber_id": row.subscriber_id,
+                "type": event.type,
+                "category": types[event_id].category,
+                "priority": event.priority,
+                "created_at": now,
+            }
+            for event_id, event in events
+            for row in recipients[event_id]
+        ],
+        returning=(
+            _NOTIFICATIONS.c.id,
+            _NOTIFICATIONS.c.event_id,
+            _NOTIFICATIONS.c.subscriber_id,
+        ),
+    )
+    event_of = {nid: event_id for nid, event_id, _ in notifications}
+    external_of = {row.subscriber_id: row.external_id for row in subscribers.values()}
     # The actor caused the event: their notification exists (``explain`` shows why it
     # went nowhere) but every delivery of it is skipped, unless the type says otherwise.
-    actor_pairs = {
-        (event_id, row.subscriber_id)
-        for event_id, event in events
-        if event.actor is not None and not types[event_id].notify_actor
-        for row in recipients[event_id]
-        if row.external_id == event.actor
+    by_actor = {
+        nid
+        for nid, event_id, sid in notifications
+        if by_id[event_id].actor is not None
+        and external_of.get(sid) == by_id[event_id].actor
+        and not types[event_id].notify_actor
     }
     lease_until = now + deliverer.lease if deliverer is not None else None
     ticket = deliverer.ticket() if deliverer is not None and inline else None
-    notifications, made = insert_rows(
-        session,
-        [
-            NewNotification(
-                event_id,
-                row.subscriber_id,
-                event.type,
-                types[event_id].category,
-                Priority(event.priority).value,
-            )
-            for event_id, event in events
-            for row in recipients[event_id]
-        ],
-        [
-            # Inline deliveries are claimed as they are inserted: this is their first
-            # attempt.
-            first_state(
-                event_id,
-                row.subscriber_id,
-                channel,
-                Priority(event.priority).value,
-                by_actor=(event_id, row.subscriber_id) in actor_pairs,
-                inline=event_id in inline,
-                lease_until=lease_until,
-                ticket=ticket,
-            )
-            for event_id, event in events
-            for row in recipients[event_id]
-            for channel in types[event_id].channels
-        ],
-        now,
+    due = sorted(
+        insert_ignore(
+            session,
+            Delivery,
+            [
+                {
+                    "notification_id": nid,
+                    "channel": channel,
+                    "priority": Priority(by_id[event_id].priority),
+                    "scheduled_for": now,
+                    "created_at": now,
+                    "updated_at": now,
+                    # Inline deliveries are claimed as they are inserted: this is their
+                    # first attempt.
+                    **_first_state(nid in by_actor, event_id in inline, lease_until, ticket),
+                }
+                for nid, event_id, _ in notifications
+                for channel in types[event_id].channels
+            ],
+            returning=(_DELIVERIES.c.id, _DELIVERIES.c.notification_id, _DELIVERIES.c.channel),
+        )
     )
-    due = sorted(made)
-    event_of = {nid: event_id for nid, event_id, _ in notifications}
-    by_actor = {nid for nid, event_id, sid in notifications if (event_id, sid) in actor_pairs}
     if not marked:
         event_ids = [event_id for event_id, _ in events]
         conn.execute(_MARK_FANNED_OUT, {"event_ids": event_ids, "now": now})
@@ -409,6 +419,46 @@ def _expand(
             )
         )
     return expanded
+
+
+def _first_state(
+    by_actor: bool, inline: bool, lease_until: datetime | None, ticket: Ticket | None
+) -> dict[str, Any]:
+    """How a delivery is inserted: skipped (to the event's actor), claimed (inline, under
+    ``ticket``), or pending (the same keys every time: one multi-row insert)."""
+    if by_actor:
+        return _ACTOR_SKIPPED
+    if inline:
+        return {
+            "status": DeliveryStatus.SENDING,
+            "attempts": 1,
+            "lease_until": lease_until,
+            "claim_token": ticket.token if ticket else None,
+            "claimed_by": ticket.owner if ticket else None,
+            "reason": None,
+            "detail": None,
+        }
+    return {
+        "status": DeliveryStatus.PENDING,
+        "attempts": 0,
+        "lease_until": None,
+        "claim_token": None,
+        "claimed_by": None,
+        "reason": None,
+        "detail": None,
+    }
+
+
+#: What a delivery to the event's own actor is inserted as.
+_ACTOR_SKIPPED: dict[str, Any] = {
+    "status": DeliveryStatus.SKIPPED,
+    "attempts": 0,
+    "lease_until": None,
+    "claim_token": None,
+    "claimed_by": None,
+    "reason": Reason.ACTOR.value,
+    "detail": "caused the event",
+}
 
 
 def _refuse_unstorable(
