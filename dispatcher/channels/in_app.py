@@ -52,10 +52,9 @@ class InAppChannel(Channel):
         """
         now = utcnow()
         conn = session.connection()
-        if len(messages) > 1 and conn.dialect.name == "postgresql":
+        if conn.dialect.name == "postgresql":
             # One statement for the batch instead of one per row: fewer statements for
-            # the server to run (the text is one, so it stays prepared). A single row
-            # costs the server less as the plain update.
+            # the server to run (the rows are many; the text is one, so it stays prepared).
             conn.execute(
                 _STORE_CONTENT_ALL,
                 {
