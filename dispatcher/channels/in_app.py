@@ -11,8 +11,7 @@ import json
 from collections.abc import Sequence
 
 import redis
-from sqlalchemy import BigInteger, String, bindparam, func, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.orm import Session
 
 from dispatcher import log, names
@@ -51,21 +50,6 @@ class InAppChannel(Channel):
         would deliver again.
         """
         now = utcnow()
-        conn = session.connection()
-        if conn.dialect.name == "postgresql":
-            # One statement for the batch instead of one per row: fewer statements for
-            # the server to run (the rows are many; the text is one, so it stays prepared).
-            conn.execute(
-                _STORE_CONTENT_ALL,
-                {
-                    "nids": [m.notification_id for m in messages],
-                    "titles": [m.content.get("title", "") for m in messages],
-                    "bodies": [m.content.get("body", "") for m in messages],
-                    "urls": [m.content.get("url") or None for m in messages],
-                    "now": now,
-                },
-            )
-            return [Outcome.sent(m.delivery_id) for m in messages]
         rows = [
             {
                 "nid": m.notification_id,
@@ -76,7 +60,7 @@ class InAppChannel(Channel):
             }
             for m in messages
         ]
-        conn.execute(_STORE_CONTENT, rows)
+        session.connection().execute(_STORE_CONTENT, rows)
         return [Outcome.sent(m.delivery_id) for m in messages]
 
     def warm(self) -> None:
@@ -173,27 +157,6 @@ _STORE_CONTENT = (
         title=bindparam("title"),
         body=bindparam("body"),
         url=bindparam("url"),
-        inbox_at=func.coalesce(_NOTIFICATIONS.c.inbox_at, bindparam("now", type_=UTCDateTime())),
-    )
-)
-#: PostgreSQL: :data:`_STORE_CONTENT` for every row at once, from parallel arrays.
-_CONTENT = (
-    func.unnest(
-        bindparam("nids", type_=ARRAY(BigInteger)),
-        bindparam("titles", type_=ARRAY(String)),
-        bindparam("bodies", type_=ARRAY(String)),
-        bindparam("urls", type_=ARRAY(String)),
-    )
-    .table_valued("nid", "title", "body", "url")
-    .render_derived(name="content")
-)
-_STORE_CONTENT_ALL = (
-    update(_NOTIFICATIONS)
-    .where(_NOTIFICATIONS.c.id == _CONTENT.c.nid)
-    .values(
-        title=_CONTENT.c.title,
-        body=_CONTENT.c.body,
-        url=_CONTENT.c.url,
         inbox_at=func.coalesce(_NOTIFICATIONS.c.inbox_at, bindparam("now", type_=UTCDateTime())),
     )
 )
