@@ -12,7 +12,7 @@ if it is loadable.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,12 @@ _BACKENDS = text(
 #: Top-level statements are what clients sent (each its own round trip, except those
 #: of one ``executemany``, which psycopg pipelines); nested ones are run by the server
 #: itself (foreign-key checks) when ``pg_stat_statements.track = all``.
+#: Per statement (nested ones too), to tell which steps the calls and the time go to.
+_EACH = text(
+    "SELECT queryid, toplevel, calls, total_exec_time, query FROM pg_stat_statements "
+    "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND query NOT LIKE '%pg_stat%'"
+)
 _STATEMENTS = text(
     "SELECT coalesce(sum(calls) FILTER (WHERE toplevel), 0), "
     "coalesce(sum(calls) FILTER (WHERE NOT toplevel), 0), "
@@ -43,6 +49,8 @@ class ServerSample:
     calls: int | None
     nested: int | None
     exec_ms: float | None
+    #: (queryid, toplevel) → (calls, total ms, query text); empty without the extension.
+    each: dict[tuple[int, bool], tuple[int, float, str]] = field(default_factory=dict)
 
 
 class ServerCounter:
@@ -63,8 +71,11 @@ class ServerCounter:
         with self.engine.connect() as conn:
             pids = [int(p) for (p,) in conn.execute(_BACKENDS)]
             calls = nested = exec_ms = None
+            each: dict[tuple[int, bool], tuple[int, float, str]] = {}
             if self.statements:
                 calls, nested, exec_ms = conn.execute(_STATEMENTS).one()
+                for queryid, toplevel, n, ms, query in conn.execute(_EACH):
+                    each[(int(queryid), bool(toplevel))] = (int(n), float(ms), str(query))
         cpu: dict[int, float] | None = {}
         tick = os.sysconf("SC_CLK_TCK")
         for pid in pids:
@@ -83,6 +94,7 @@ class ServerCounter:
             None if calls is None else int(calls),
             None if nested is None else int(nested),
             exec_ms,
+            each,
         )
 
     @staticmethod
@@ -105,3 +117,23 @@ class ServerCounter:
         else:
             parts.append("statements unknown (no pg_stat_statements)")
         return "per event: " + ", ".join(parts)
+
+    @staticmethod
+    def statement_table(
+        before: ServerSample, after: ServerSample, events: int, *, least: float = 0.05
+    ) -> list[str]:
+        """Lines of a table: each statement run at least ``least`` times per event
+        between the samples, with its calls per event and mean execution time."""
+        rows = []
+        for key, (calls, ms, query) in after.each.items():
+            calls0, ms0, _ = before.each.get(key, (0, 0.0, ""))
+            n = calls - calls0
+            if n / events < least:
+                continue
+            rows.append((n / events, (ms - ms0) / n, key[1], " ".join(query.split())))
+        rows.sort(key=lambda r: (not r[2], -r[0] * r[1]))
+        lines = [f"  {'calls/event':>11} {'mean ms':>8} {'ms/event':>8}  statement"]
+        for per, mean, toplevel, query in rows:
+            where = "" if toplevel else "(nested) "
+            lines.append(f"  {per:>11.2f} {mean:>8.3f} {per * mean:>8.3f}  {where}{query[:150]}")
+        return lines

@@ -95,6 +95,11 @@ def parse_args() -> argparse.Namespace:
         "--workers", type=int, default=1, help="Celery worker instances (e.g. 2 with --pool solo)"
     )
     p.add_argument("--producers", type=int, default=4, help="threads calling notify")
+    p.add_argument(
+        "--statements",
+        action="store_true",
+        help="PostgreSQL: print each statement's calls and time per event",
+    )
     p.add_argument("--drain", type=float, default=15.0, help="seconds to wait for stragglers")
     # Internal: the client process.
     p.add_argument("--role", default="main", choices=["main", "clients"], help=argparse.SUPPRESS)
@@ -536,7 +541,7 @@ def main() -> None:
                     .select_from(Notification)
                     .where(Notification.inbox_at.is_not(None))
                 )
-            return int(n or 0) >= total + WARMUP_EVENTS
+            return int(n or 0) >= total + WARMUP_EVENTS + 1  # and the first event
 
         try:
             wait_until(all_in, args.drain, "the worker to store every notification")
@@ -565,6 +570,8 @@ def main() -> None:
         )
         if server is not None and server_before is not None and server_after is not None:
             print("  " + server.per_event(server_before, server_after, total))
+            if args.statements:
+                print("\n".join(server.statement_table(server_before, server_after, total)))
         peak = peak_kib(gateway.pid)
         clients.stdin.write(b"dump\n")
         clients.stdin.flush()

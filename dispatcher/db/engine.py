@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, create_engine, event, insert, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
@@ -76,6 +76,7 @@ class Store:
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
             self._writer_lock = WriterLock(f"{parsed.database}-writer")
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._writer_sessionmaker = sessionmaker(
             self.engine.execution_options(**{_IMMEDIATE: True}), expire_on_commit=False
         )
@@ -105,6 +106,14 @@ class Store:
             return
         with self._writer_lock, self._writer_sessionmaker() as session, session.begin():
             yield session
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection outside any transaction: each statement commits on its own,
+        without the round trips of ``BEGIN`` and ``COMMIT`` (for a statement that is a
+        whole transaction by itself)."""
+        with self._autocommit_engine.connect() as conn:
+            yield conn
 
     def create_all(self) -> None:
         """Create the tables directly (tests and scratch databases; use migrations otherwise)."""

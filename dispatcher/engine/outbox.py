@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import String, any_, bindparam, func, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,7 +22,7 @@ from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store
 from dispatcher.db.models import Event, Subscriber, table
 from dispatcher.engine.doorbell import Doorbell
-from dispatcher.enums import Priority
+from dispatcher.enums import EventStatus, Priority
 from dispatcher.errors import (
     IdempotencyConflictError,
     InvalidArgumentError,
@@ -40,6 +41,49 @@ _SUBSCRIBERS = table(Subscriber)
 #: Built once: constructing a statement costs more than running it on SQLite.
 _INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
 _BY_KEY = select(_EVENTS).where(_EVENTS.c.idempotency_key == bindparam("key"))
+#: PostgreSQL: the event inserted only if every recipient is known, in one statement
+#: run outside a transaction (one round trip instead of BEGIN, lookup, insert, COMMIT).
+#: An array parameter, not ``IN (…)``: one statement text for any number of recipients,
+#: prepared once per connection.
+_EVENT_COLUMNS = (
+    "type",
+    "payload",
+    "recipients",
+    "priority",
+    "send_at",
+    "status",
+    "created_at",
+    "fanout_attempts",
+    "campaign_id",
+    "actor",
+)
+
+
+def _insert_if(condition: Any) -> Any:
+    return (
+        insert(_EVENTS)
+        .from_select(
+            list(_EVENT_COLUMNS),
+            select(*[bindparam(c, type_=_EVENTS.c[c].type) for c in _EVENT_COLUMNS]).where(
+                condition
+            ),
+        )
+        .returning(_EVENTS.c.id)
+    )
+
+
+#: One recipient (the usual case): an equality, which the plan always answers from the
+#: unique index, even as a generic plan.
+_INSERT_IF_KNOWN_ONE = _insert_if(
+    select(_SUBSCRIBERS.c.id).where(_SUBSCRIBERS.c.external_id == bindparam("external_id")).exists()
+)
+_INSERT_IF_KNOWN = _insert_if(
+    select(func.count())
+    .select_from(_SUBSCRIBERS)
+    .where(_SUBSCRIBERS.c.external_id == any_(bindparam("external_ids", type_=ARRAY(String))))
+    .scalar_subquery()
+    == bindparam("known")
+)
 _KNOWN_RECIPIENTS = select(_SUBSCRIBERS.c.external_id).where(
     _SUBSCRIBERS.c.external_id.in_(bindparam("external_ids", expanding=True))
 )
@@ -119,6 +163,15 @@ class Outbox:
                 bulk = campaign_id is not None
                 self.doorbell.after_commit(session, lambda: self._ring(receipt, bulk))
             return receipt
+        if self._at_once(parsed, idempotency_key):
+            quick = self._store_at_once(
+                type, payload, parsed.ids, chosen, when, now, campaign_id, actor
+            )
+            if quick is not None:
+                if self._due(quick, now):
+                    self._ring(quick, campaign_id is not None)
+                return quick
+            # A recipient is unknown: the usual path names it (or finds it created since).
         with self.store.session(write=True) as own:
             receipt = self._store(
                 own, type, payload, parsed, chosen, idempotency_key, when, now, campaign_id, actor
@@ -128,6 +181,54 @@ class Outbox:
         if self._due(receipt, now):
             self._ring(receipt, campaign_id is not None)
         return receipt
+
+    def _at_once(self, parsed: Recipients, key: str | None) -> bool:
+        """Whether the event can be stored in one statement: on PostgreSQL, with no
+        idempotency key (its replay check reads first) and no inline recipients (they
+        are written with it), for a list the statement can check at once."""
+        return (
+            self.store.is_postgres
+            and key is None
+            and not parsed.inline
+            and 0 < len(parsed.ids) <= LOOKUP_CHUNK
+        )
+
+    def _store_at_once(
+        self,
+        type: str,
+        payload: dict[str, Any],
+        recipients: list[str],
+        priority: Priority,
+        send_at: datetime,
+        now: datetime,
+        campaign_id: int | None,
+        actor: str | None,
+    ) -> EventReceipt | None:
+        """Store the event in one autocommitted statement if every recipient is known;
+        None (nothing stored) if one is not."""
+        row = {
+            "type": type,
+            "payload": payload,
+            "recipients": recipients,
+            "priority": priority,
+            "send_at": send_at,
+            "status": EventStatus.PENDING,
+            "created_at": now,
+            "fanout_attempts": 0,
+            "campaign_id": campaign_id,
+            "actor": actor,
+        }
+        if len(recipients) == 1:
+            statement, row["external_id"] = _INSERT_IF_KNOWN_ONE, recipients[0]
+        else:
+            statement = _INSERT_IF_KNOWN
+            row.update(external_ids=recipients, known=len(recipients))
+        with self.store.autocommit() as conn:
+            event_id = conn.execute(statement, row).scalar_one_or_none()
+        if event_id is None:
+            return None
+        log.info("event.stored", event_id=event_id, type=type, recipients=len(recipients))
+        return EventReceipt(event_id, type, priority, len(recipients), send_at, None, True)
 
     def _ring(self, receipt: EventReceipt, bulk: bool) -> None:
         self.doorbell.fanout(
