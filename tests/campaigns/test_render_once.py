@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from dispatcher import Dispatcher, NotificationType
-from dispatcher.campaigns.render_once import CampaignComposer
+from dispatcher.engine.render_once import RenderOnceComposer
 from tests.campaigns.support import PAYOUT, add_subscribers, run_all, use_campaign_templates
 from tests.conftest import runtime
 
@@ -20,9 +20,9 @@ GREETING = NotificationType(
 )
 
 
-def composer(d: Dispatcher) -> CampaignComposer:
-    c = runtime(d).campaign_deliverer.composer
-    assert isinstance(c, CampaignComposer)
+def composer(d: Dispatcher) -> RenderOnceComposer:
+    c = runtime(d).bulk_deliverer.composer
+    assert isinstance(c, RenderOnceComposer)
     return c
 
 

@@ -1,11 +1,13 @@
-"""Rendering a campaign's content once per (template, locale, data), not per recipient.
+"""Rendering one event's content once per (template, locale), not per recipient.
 
-A campaign run sends one event's data to everyone, so a template that reads nothing of
-the recipient renders the same text for all who share a locale. Jinja2's
-``meta.find_undeclared_variables`` tells which names a template reads; a template that
-reads ``recipient``, ``notification``, a name the channel adds per recipient (``links``
-for email), or that pulls in other templates (``extends``/``include``, whose reads we do
-not follow) is rendered per recipient as usual.
+A campaign run, or a direct event to many, sends one event's data to everyone, so a
+template that reads nothing of the recipient renders the same text for all who share a
+locale. Jinja2's ``meta.find_undeclared_variables`` tells which names a template reads;
+a template that reads ``recipient``, ``notification``, a name the channel adds per
+recipient (``links`` for email), that formats a time in the recipient's zone (the
+``datetime``, ``date`` and ``time`` filters without ``tz=``), or that pulls in other
+templates (``extends``/``include``, whose reads we do not follow) is rendered per
+recipient as usual.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import jinja2
-from jinja2 import meta
+from jinja2 import meta, nodes
 
 from dispatcher.channels.base import Channel
 from dispatcher.engine.compose import Composer, Row
@@ -21,6 +23,9 @@ from dispatcher.templating.renderer import Renderer
 
 #: Context names that differ from one recipient to the next.
 PER_RECIPIENT = frozenset({"recipient", "notification"})
+#: Filters that read the recipient's time zone from the context (unless given ``tz=``):
+#: recipients who share a locale may still see different text.
+ZONED_FILTERS = frozenset({"datetime", "date", "time"})
 
 
 def reads_recipient(
@@ -39,10 +44,17 @@ def reads_recipient(
         return True  # the render reports it
     if any(True for _ in meta.find_referenced_templates(parsed)):
         return True
+    for used in parsed.find_all(nodes.Filter):
+        if used.name in ZONED_FILTERS and not any(k.key == "tz" for k in used.kwargs):
+            return True
     return bool(meta.find_undeclared_variables(parsed) & per_recipient)
 
 
-class CampaignComposer(Composer):
+#: Shared renders kept at most (a few per event; older events' are dropped together).
+SHARED_LIMIT = 1024
+
+
+class RenderOnceComposer(Composer):
     """A :class:`Composer` that renders each (type, channel, locale, event) once when
     its templates read nothing of the recipient; counts renders for the bench."""
 
@@ -81,6 +93,8 @@ class CampaignComposer(Composer):
         content = self._shared.get(key)
         if content is None:
             self.renders += 1
+            if len(self._shared) >= SHARED_LIMIT:
+                self._shared.clear()
             content = self._shared[key] = super().render(row, channel)
         else:
             self.shared += 1

@@ -1,6 +1,7 @@
 """In-app for a whole chunk at once: inbox rows written by ``INSERT … SELECT`` with their
 content, deliveries recorded sent in the same transaction, pings built without a
-message object per recipient.
+message object per recipient. A chunk is a campaign run's slice of its audience or a
+slice of a direct event's ``to=`` list (an :class:`Audience` says which).
 
 This is the set-based form of what the deliverer does for each in-app delivery, and it
 decides the same way. It applies to recipients the policies cannot hold back: with the
@@ -15,7 +16,7 @@ skip still records its reason.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,9 +24,12 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    FromClause,
     Select,
     String,
     Text,
+    any_,
+    bindparam,
     case,
     func,
     insert,
@@ -35,8 +39,9 @@ from sqlalchemy import (
     text,
     union,
 )
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 
-from dispatcher.campaigns.render_once import CampaignComposer
 from dispatcher.catalog import NotificationType
 from dispatcher.channels.in_app import InAppChannel
 from dispatcher.db.models import (
@@ -50,7 +55,8 @@ from dispatcher.db.models import (
 )
 from dispatcher.db.types import UTCDateTime
 from dispatcher.engine.compose import Row
-from dispatcher.engine.delivery import Deliverer
+from dispatcher.engine.delivery import Deliverer, EventFacts
+from dispatcher.engine.render_once import RenderOnceComposer
 from dispatcher.enums import DeliveryStatus, Priority
 from dispatcher.errors import TemplateError
 from dispatcher.policies import (
@@ -76,12 +82,64 @@ KNOWN_POLICIES = (PreferencePolicy, QuietHoursPolicy, CollapsePolicy, DigestPoli
 IN_APP = "in_app"
 
 
+_IDS = _S.alias("chunk_subscribers")
+
+
+@dataclass(frozen=True)
+class Audience:
+    """The members of one chunk: ``source`` (a FROM holding ``subscribers``) filtered by
+    ``where``, each member's subscriber id read from ``member``."""
+
+    source: FromClause
+    member: ColumnElement[Any]
+    where: tuple[ColumnElement[bool], ...]
+    #: What limits another subscriber-id column to the chunk (a superset will do: it
+    #: only spares the database reading rows outside it).
+    limit: Callable[[ColumnElement[Any]], list[ColumnElement[bool]]]
+
+    @classmethod
+    def of_run(cls, run_id: int, low: int, high: int) -> Audience:
+        """Campaign run ``run_id``'s recorded audience with ids in ``(low, high]``."""
+
+        def limit(column: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+            return [column > low, column <= high]
+
+        return cls(
+            _A.join(_S, _S.c.id == _A.c.subscriber_id),
+            _A.c.subscriber_id,
+            # The id range is repeated on subscribers so that the planner reads only the
+            # chunk's.
+            (_A.c.run_id == run_id, *limit(_A.c.subscriber_id), *limit(_S.c.id)),
+            limit,
+        )
+
+    @classmethod
+    def of_external_ids(cls, external_ids: Sequence[str], postgres: bool) -> Audience:
+        """The subscribers with these external ids (one array parameter on PostgreSQL)."""
+        ids = list(external_ids)
+        if postgres:
+            match = _S.c.external_id == any_(bindparam("chunk_ids", ids, type_=ARRAY(String())))
+            inner = _IDS.c.external_id == any_(
+                bindparam("chunk_ids_inner", ids, type_=ARRAY(String()))
+            )
+        else:
+            match = _S.c.external_id.in_(ids)
+            inner = _IDS.c.external_id.in_(ids)
+        members = select(_IDS.c.id).where(inner)
+
+        def limit(column: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+            return [] if column is _S.c.id else [column.in_(members)]
+
+        return cls(_S, _S.c.id, (match,), limit)
+
+
 @dataclass
 class InboxPlan:
     """What a chunk's set-based in-app needs: content per locale, and who is left out."""
 
     channel: InAppChannel
     default_locale: str
+    audience: Audience
     #: locale -> part -> text.
     content: dict[str, dict[str, str]]
     #: Subscriber ids with rules of their own: they go the ordinary way.
@@ -100,50 +158,53 @@ class InboxPlan:
             return null()
         return case(whens, value=self.locale(), else_=null())
 
-    def regular(self) -> ColumnElement[bool]:
-        return _A.c.subscriber_id.not_in(self.exceptional)
+    def members(self) -> list[ColumnElement[bool]]:
+        """The ``WHERE`` of the chunk's regular members."""
+        return [*self.audience.where, self.audience.member.not_in(self.exceptional)]
+
+
+def applies(deliverer: Deliverer, notification_type: NotificationType) -> bool:
+    """Whether in-app of this type may go set-based with this deliverer at all: its
+    in-app channel is configured, its composer renders once, it knows every policy, and
+    the type neither rate-limits in-app nor collapses."""
+    channel = deliverer.channels.get(IN_APP)
+    if not isinstance(channel, InAppChannel) or not channel.is_configured():
+        return False
+    if not isinstance(deliverer.composer, RenderOnceComposer):
+        return False
+    if any(type(p) not in KNOWN_POLICIES for p in deliverer.policies.policies):
+        return False
+    return IN_APP not in notification_type.rate_limits and not notification_type.collapse_deferred
 
 
 def plan(
     conn: Connection,
     deliverer: Deliverer,
-    run: Any,
+    audience: Audience,
+    event: EventFacts,
     notification_type: NotificationType,
-    priority: Priority,
-    bounds: Mapping[str, Any],
-    now: datetime,
 ) -> InboxPlan | None:
     """The :class:`InboxPlan` of a chunk, or None when in-app must go the ordinary way."""
     channel = deliverer.channels.get(IN_APP)
     composer = deliverer.composer
-    if not isinstance(channel, InAppChannel) or not channel.is_configured():
+    if not applies(deliverer, notification_type):
         return None
-    if not isinstance(composer, CampaignComposer):
-        return None
-    if any(type(p) not in KNOWN_POLICIES for p in deliverer.policies.policies):
-        return None
-    if IN_APP in notification_type.rate_limits or notification_type.collapse_deferred:
-        return None
-    low, high = bounds["low"], bounds["high"]
-    in_range = [_A.c.run_id == run.id, _A.c.subscriber_id > low, _A.c.subscriber_id <= high]
+    if not isinstance(channel, InAppChannel) or not isinstance(composer, RenderOnceComposer):
+        return None  # (applies() said so already; this tells the type checker)
     exceptional = sorted(
         conn.scalars(
             union(
-                select(_P.c.subscriber_id).where(
-                    _P.c.subscriber_id > low, _P.c.subscriber_id <= high
-                ),
-                select(_Q.c.subscriber_id).where(
-                    _Q.c.subscriber_id > low, _Q.c.subscriber_id <= high
-                ),
+                select(_P.c.subscriber_id).where(*audience.limit(_P.c.subscriber_id)),
+                select(_Q.c.subscriber_id).where(*audience.limit(_Q.c.subscriber_id)),
             )
         )
     )
     default_locale = deliverer.default_locale
-    result = InboxPlan(channel, default_locale, {}, exceptional)
+    result = InboxPlan(channel, default_locale, audience, {}, exceptional)
     first_of = (
         select(_S.c.locale, func.min(_S.c.id))
-        .select_from(_A.join(_S, _S.c.id == _A.c.subscriber_id))
-        .where(*in_range, _S.c.id > low, _S.c.id <= high)
+        .select_from(audience.source)
+        .where(*audience.where)
         .group_by(_S.c.locale)
     )
     samples: dict[str, int] = {}
@@ -167,8 +228,15 @@ def plan(
             email=person.email,
             attributes=person.attributes,
         )
-        candidate = Candidate(0, 0, IN_APP, notification_type, priority, recipient, 1, True)
-        row = Row(candidate, run.event_id, run.data, now, content=run.content)
+        candidate = Candidate(0, 0, IN_APP, notification_type, event.priority, recipient, 1, True)
+        row = Row(
+            candidate,
+            event.id,
+            event.payload,
+            event.created_at,
+            actor=event.actor,
+            content=event.content,
+        )
         if composer.varies(row, channel):
             return None
         try:
@@ -178,44 +246,26 @@ def plan(
     return result
 
 
-def _members(plan: InboxPlan, run: Any, bounds: Mapping[str, Any]) -> list[ColumnElement[bool]]:
-    """The ``WHERE`` of the chunk's regular members (audience joined to subscribers; the
-    id range is repeated on subscribers so that the planner reads only the chunk's)."""
-    low, high = bounds["low"], bounds["high"]
-    return [
-        _A.c.run_id == run.id,
-        _A.c.subscriber_id > low,
-        _A.c.subscriber_id <= high,
-        _S.c.id > low,
-        _S.c.id <= high,
-        plan.regular(),
-    ]
-
-
 def notifications_select(
-    plan: InboxPlan,
-    run: Any,
-    notification_type: NotificationType,
-    priority: Priority,
-    bounds: Mapping[str, Any],
-    now: datetime,
+    plan: InboxPlan, event: EventFacts, notification_type: NotificationType
 ) -> Select[Any]:
     """The chunk's regular members as notification rows with their inbox content."""
+    now = event.created_at
     return (
         select(
-            literal(run.event_id),
-            _A.c.subscriber_id,
-            literal(run.type, String()),
+            literal(event.id),
+            plan.audience.member,
+            literal(event.type, String()),
             literal(notification_type.category, String()),
-            literal(priority.value, String()),
+            literal(event.priority.value, String()),
             literal(now, UTCDateTime()),
             plan.part("title"),
             plan.part("body"),
             plan.part("url"),
             literal(now, UTCDateTime()),
         )
-        .select_from(_A.join(_S, _S.c.id == _A.c.subscriber_id))
-        .where(*_members(plan, run, bounds))
+        .select_from(plan.audience.source)
+        .where(*plan.members())
     )
 
 
@@ -268,22 +318,24 @@ def store(
     conn: Connection,
     postgres: bool,
     plan: InboxPlan,
-    run: Any,
+    event: EventFacts,
     notification_type: NotificationType,
-    priority: Priority,
-    bounds: Mapping[str, Any],
-    now: datetime,
+    *,
+    fresh: bool = True,
 ) -> tuple[int, list[tuple[str, str]]]:
     """Create the chunk's regular members' notifications with their inbox content and
     their in-app deliveries (sent); returns how many, and their pings.
 
-    Plain inserts, not ``ON CONFLICT DO NOTHING``: the chunk holds its run's lock and
-    moves the cursor past these ids in the same transaction, so no row of theirs can
-    exist yet (a speculative insert per row costs about a third more on PostgreSQL).
+    When ``fresh``, plain inserts, not ``ON CONFLICT DO NOTHING``: a campaign chunk holds
+    its run's lock and moves the cursor past these ids in the same transaction, so no
+    row of theirs can exist yet, and a speculative insert per row costs about a third
+    more on PostgreSQL. A direct event's fan-out is not ``fresh``: an event set back to
+    pending may be fanned out again, and creates nothing new.
     On PostgreSQL it is one statement: the inserts chained through ``RETURNING`` in
     common table expressions, returning what the pings need.
     """
-    rows_select = notifications_select(plan, run, notification_type, priority, bounds, now)
+    priority, now = event.priority, event.created_at
+    rows_select = notifications_select(plan, event, notification_type)
     if postgres:
         # With statistics from before a bulk load (a table that held 10,000 subscribers
         # an hour ago), the planner took the join of the inserted rows with subscribers
@@ -291,52 +343,58 @@ def store(
         # Every join here is a whole chunk's, so hash joins are always the right ones.
         conn.execute(_NO_NESTED_LOOPS)
         created = (
-            insert(_N)
+            _insert(_N, fresh, postgres)
             .from_select(NOTIFICATION_COLUMNS, rows_select)
             .returning(_N.c.id, _N.c.subscriber_id)
             .cte("created")
         )
         deliveries = (
-            insert(_D)
+            _insert(_D, fresh, postgres)
             .from_select(DELIVERY_COLUMNS, _sent_deliveries(created.c.id, priority, now))
             .cte("delivered")
         )
         rows = conn.execute(
             select(created.c.id, _S.c.external_id, plan.locale())
             .join(_S, _S.c.id == created.c.subscriber_id)
-            .where(_S.c.id > bounds["low"], _S.c.id <= bounds["high"])
+            .where(*plan.audience.limit(_S.c.id))
             .add_cte(deliveries)
         ).all()
-        return len(rows), _pings(plan, run, notification_type, priority, now, rows)
+        return len(rows), _pings(plan, event, notification_type, rows)
     result = conn.execute(
-        insert(_N).from_select(NOTIFICATION_COLUMNS, rows_select),
+        _insert(_N, fresh, postgres).from_select(NOTIFICATION_COLUMNS, rows_select),
         execution_options={"preserve_rowcount": True},
     )
     in_chunk = [
-        _N.c.event_id == run.event_id,
-        _N.c.subscriber_id > bounds["low"],
-        _N.c.subscriber_id <= bounds["high"],
+        _N.c.event_id == event.id,
+        *plan.audience.limit(_N.c.subscriber_id),
         _N.c.subscriber_id.not_in(plan.exceptional),
     ]
+    if not fresh:
+        in_chunk.append(_N.c.created_at == literal(now, UTCDateTime()))  # not earlier ones
     conn.execute(
-        insert(_D).from_select(
+        _insert(_D, fresh, postgres).from_select(
             DELIVERY_COLUMNS, _sent_deliveries(_N.c.id, priority, now).where(*in_chunk)
         )
     )
     rows = conn.execute(
         select(_N.c.id, _S.c.external_id, plan.locale())
         .join(_S, _S.c.id == _N.c.subscriber_id)
-        .where(*in_chunk, _S.c.id > bounds["low"], _S.c.id <= bounds["high"])
+        .where(*in_chunk, *plan.audience.limit(_S.c.id))
     ).all()
-    return max(result.rowcount or 0, 0), _pings(plan, run, notification_type, priority, now, rows)
+    return max(result.rowcount or 0, 0), _pings(plan, event, notification_type, rows)
+
+
+def _insert(target: Any, fresh: bool, postgres: bool) -> Any:
+    if fresh:
+        return insert(target)
+    dialect = postgresql if postgres else sqlite
+    return dialect.insert(target).on_conflict_do_nothing()
 
 
 def _pings(
     plan: InboxPlan,
-    run: Any,
+    event: EventFacts,
     notification_type: NotificationType,
-    priority: Priority,
-    now: datetime,
     rows: Sequence[Any],
 ) -> list[tuple[str, str]]:
     """The real-time messages of the chunk's regular members, ready to publish: the
@@ -347,15 +405,16 @@ def _pings(
             id=0,
             type=notification_type.name,
             category=notification_type.category,
-            priority=priority.value,
+            priority=event.priority.value,
             title=parts.get("title", ""),
             body=parts.get("body", ""),
             url=parts.get("url") or None,
-            data=dict(run.data),
-            created_at=now,
+            data=dict(event.payload),
+            created_at=event.created_at,
             seen_at=None,
             read_at=None,
             archived_at=None,
+            actor=event.actor,
         ).to_dict()
         del item["id"]
         tails[loc] = json.dumps(item)[1:]
@@ -368,3 +427,14 @@ def _pings(
         )
         for nid, external_id, loc in rows
     ]
+
+
+@dataclass(frozen=True)
+class Pings:
+    """A chunk's real-time in-app messages, published after its commit in one pipeline."""
+
+    channel: InAppChannel
+    messages: list[tuple[str, str]]
+
+    def publish(self) -> None:
+        self.channel.publish(self.messages)
