@@ -53,8 +53,9 @@ from dispatcher.db.models import (
 )
 from dispatcher.db.types import UTCDateTime
 from dispatcher.engine import bulk_inbox
-from dispatcher.engine.bulk_inbox import Audience, Pings
+from dispatcher.engine.bulk_inbox import Pings
 from dispatcher.engine.delivery import Batch, Deliverer, EventFacts, NewDelivery
+from dispatcher.engine.members import Audience
 from dispatcher.enums import CampaignStatus, DeliveryStatus, EventStatus, Priority, Reason
 
 _C = table(Campaign)

@@ -5,9 +5,11 @@ For each slice, in the fan-out's own transaction: the regular members (no prefer
 rule, no quiet hours of their own) get their notification with its inbox content and
 their in-app delivery recorded sent by ``INSERT … SELECT``; their deliveries on the
 type's other channels are inserted pending by ``INSERT … SELECT`` and rung, so the
-deliverer sends them (and applies every policy) as usual. Everyone else (rules of
-their own, the event's actor, a slice whose templates read the recipient) is handed
-back to the per-recipient fan-out, so each skip or deferral still records its reason.
+deliverer sends them (and applies every policy) as usual. Content is rendered once per
+locale, or for each member when the templates read the recipient. Everyone else (rules
+of their own, the event's actor, a render that fails, a slice whose templates read the
+notification) is handed back to the per-recipient fan-out, so each skip, deferral or
+failure still records its reason.
 
 The event is pending and held by the fan-out (PostgreSQL's row lock, SQLite's writer
 lock) while its rows are inserted in one transaction: a crash rolls all of them back and
@@ -26,8 +28,9 @@ from dispatcher.catalog import NotificationType
 from dispatcher.db.models import Delivery, Notification, Subscriber, table
 from dispatcher.db.types import UTCDateTime
 from dispatcher.engine import bulk_inbox
-from dispatcher.engine.bulk_inbox import DELIVERY_COLUMNS, IN_APP, Audience, InboxPlan, Pings
+from dispatcher.engine.bulk_inbox import DELIVERY_COLUMNS, IN_APP, InboxPlan, Pings
 from dispatcher.engine.delivery import Deliverer, EventFacts
+from dispatcher.engine.members import Audience
 from dispatcher.enums import DeliveryStatus
 
 _N = table(Notification)

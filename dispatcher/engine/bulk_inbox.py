@@ -1,22 +1,24 @@
 """In-app for a whole chunk at once: inbox rows written by ``INSERT … SELECT`` with their
 content, deliveries recorded sent in the same transaction, pings built without a
 message object per recipient. A chunk is a campaign run's slice of its audience or a
-slice of a direct event's ``to=`` list (an :class:`Audience` says which).
+slice of a direct event's ``to=`` list (a :class:`~dispatcher.engine.members.Audience`
+says which).
 
 This is the set-based form of what the deliverer does for each in-app delivery, and it
 decides the same way. It applies to recipients the policies cannot hold back: with the
 default policies, in-app for a type with no in-app rate limit and no collapsing, that is
 everyone who has no preference rule and no quiet hours of their own (in-app is then
-on by the type's defaults, and it is never deferred). Those who do have rules, a chunk
-whose templates read the recipient, a template that fails, or policies of the app's
-own, go the ordinary way (claimed, decided and stored by the deliverer), so every
-skip still records its reason.
+on by the type's defaults, and it is never deferred). Content is rendered once per
+locale, or, when the templates read the recipient, for each member in Python and read
+back as a table (:mod:`dispatcher.engine.inbox_content`). Those who have rules, a
+member whose render fails, a chunk whose templates read the notification (its id is
+not known before the insert), or policies of the app's own, go the ordinary way
+(claimed, decided and stored by the deliverer), so every skip still records its reason.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,12 +26,9 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    FromClause,
     Select,
     String,
     Text,
-    any_,
-    bindparam,
     case,
     func,
     insert,
@@ -40,7 +39,6 @@ from sqlalchemy import (
     union,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from dispatcher.catalog import NotificationType
 from dispatcher.channels.in_app import InAppChannel
@@ -54,8 +52,9 @@ from dispatcher.db.models import (
     table,
 )
 from dispatcher.db.types import UTCDateTime
-from dispatcher.engine.compose import Row
+from dispatcher.engine import inbox_content
 from dispatcher.engine.delivery import Deliverer, EventFacts
+from dispatcher.engine.members import Audience
 from dispatcher.engine.render_once import RenderOnceComposer
 from dispatcher.enums import DeliveryStatus, Priority
 from dispatcher.errors import TemplateError
@@ -66,8 +65,6 @@ from dispatcher.policies import (
     QuietHoursPolicy,
     RateLimitPolicy,
 )
-from dispatcher.policies.base import Candidate
-from dispatcher.subscribers.inbox import InboxItem
 from dispatcher.subscribers.recipient import Recipient
 
 _A = table(CampaignAudience)
@@ -82,57 +79,6 @@ KNOWN_POLICIES = (PreferencePolicy, QuietHoursPolicy, CollapsePolicy, DigestPoli
 IN_APP = "in_app"
 
 
-_IDS = _S.alias("chunk_subscribers")
-
-
-@dataclass(frozen=True)
-class Audience:
-    """The members of one chunk: ``source`` (a FROM holding ``subscribers``) filtered by
-    ``where``, each member's subscriber id read from ``member``."""
-
-    source: FromClause
-    member: ColumnElement[Any]
-    where: tuple[ColumnElement[bool], ...]
-    #: What limits another subscriber-id column to the chunk (a superset will do: it
-    #: only spares the database reading rows outside it).
-    limit: Callable[[ColumnElement[Any]], list[ColumnElement[bool]]]
-
-    @classmethod
-    def of_run(cls, run_id: int, low: int, high: int) -> Audience:
-        """Campaign run ``run_id``'s recorded audience with ids in ``(low, high]``."""
-
-        def limit(column: ColumnElement[Any]) -> list[ColumnElement[bool]]:
-            return [column > low, column <= high]
-
-        return cls(
-            _A.join(_S, _S.c.id == _A.c.subscriber_id),
-            _A.c.subscriber_id,
-            # The id range is repeated on subscribers so that the planner reads only the
-            # chunk's.
-            (_A.c.run_id == run_id, *limit(_A.c.subscriber_id), *limit(_S.c.id)),
-            limit,
-        )
-
-    @classmethod
-    def of_external_ids(cls, external_ids: Sequence[str], postgres: bool) -> Audience:
-        """The subscribers with these external ids (one array parameter on PostgreSQL)."""
-        ids = list(external_ids)
-        if postgres:
-            match = _S.c.external_id == any_(bindparam("chunk_ids", ids, type_=ARRAY(String())))
-            inner = _IDS.c.external_id == any_(
-                bindparam("chunk_ids_inner", ids, type_=ARRAY(String()))
-            )
-        else:
-            match = _S.c.external_id.in_(ids)
-            inner = _IDS.c.external_id.in_(ids)
-        members = select(_IDS.c.id).where(inner)
-
-        def limit(column: ColumnElement[Any]) -> list[ColumnElement[bool]]:
-            return [] if column is _S.c.id else [column.in_(members)]
-
-        return cls(_S, _S.c.id, (match,), limit)
-
-
 @dataclass
 class InboxPlan:
     """What a chunk's set-based in-app needs: content per locale, and who is left out."""
@@ -144,6 +90,10 @@ class InboxPlan:
     content: dict[str, dict[str, str]]
     #: Subscriber ids with rules of their own: they go the ordinary way.
     exceptional: list[int] = field(default_factory=list)
+    #: Set when the templates read the recipient: each member's content is rendered
+    #: with it (into ``each``, by subscriber id) instead of once per locale.
+    render_each: RenderOnceComposer | None = None
+    each: dict[int, dict[str, str]] = field(default_factory=dict)
 
     def locale(self) -> ColumnElement[Any]:
         return func.coalesce(_S.c.locale, literal(self.default_locale, String()))
@@ -228,17 +178,13 @@ def plan(
             email=person.email,
             attributes=person.attributes,
         )
-        candidate = Candidate(0, 0, IN_APP, notification_type, event.priority, recipient, 1, True)
-        row = Row(
-            candidate,
-            event.id,
-            event.payload,
-            event.created_at,
-            actor=event.actor,
-            content=event.content,
-        )
+        row = inbox_content.row_for(recipient, event, notification_type)
         if composer.varies(row, channel):
-            return None
+            if composer.needs_notification(row, channel):
+                return None
+            result.render_each = composer
+            result.content.clear()
+            return result
         try:
             result.content[loc] = composer.render(row, channel)
         except TemplateError:
@@ -335,7 +281,12 @@ def store(
     common table expressions, returning what the pings need.
     """
     priority, now = event.priority, event.created_at
-    rows_select = notifications_select(plan, event, notification_type)
+    composer = plan.render_each
+    rows_select = (
+        _rendered_select(conn, postgres, plan, composer, event, notification_type)
+        if composer is not None
+        else notifications_select(plan, event, notification_type)
+    )
     if postgres:
         # With statistics from before a bulk load (a table that held 10,000 subscribers
         # an hour ago), the planner took the join of the inserted rows with subscribers
@@ -354,7 +305,7 @@ def store(
             .cte("delivered")
         )
         rows = conn.execute(
-            select(created.c.id, _S.c.external_id, plan.locale())
+            select(created.c.id, _S.c.external_id, plan.locale(), created.c.subscriber_id)
             .join(_S, _S.c.id == created.c.subscriber_id)
             .where(*plan.audience.limit(_S.c.id))
             .add_cte(deliveries)
@@ -377,7 +328,7 @@ def store(
         )
     )
     rows = conn.execute(
-        select(_N.c.id, _S.c.external_id, plan.locale())
+        select(_N.c.id, _S.c.external_id, plan.locale(), _N.c.subscriber_id)
         .join(_S, _S.c.id == _N.c.subscriber_id)
         .where(*in_chunk, *plan.audience.limit(_S.c.id))
     ).all()
@@ -397,36 +348,43 @@ def _pings(
     notification_type: NotificationType,
     rows: Sequence[Any],
 ) -> list[tuple[str, str]]:
-    """The real-time messages of the chunk's regular members, ready to publish: the
-    part after the id is the same for everyone with one locale, built once."""
-    tails: dict[str, str] = {}
-    for loc, parts in plan.content.items():
-        item = InboxItem(
-            id=0,
-            type=notification_type.name,
-            category=notification_type.category,
-            priority=event.priority.value,
-            title=parts.get("title", ""),
-            body=parts.get("body", ""),
-            url=parts.get("url") or None,
-            data=dict(event.payload),
-            created_at=event.created_at,
-            seen_at=None,
-            read_at=None,
-            archived_at=None,
-            actor=event.actor,
-        ).to_dict()
-        del item["id"]
-        tails[loc] = json.dumps(item)[1:]
-    dumps = json.dumps
-    return [
-        (
-            external_id,
-            f'{{"type": "notification", "subscriber": {dumps(external_id)}, '
-            f'"notification": {{"id": {int(nid)}, {tails[loc]}}}',
+    """The chunk's regular members' real-time messages, ready to publish."""
+
+    def content(sid: int, locale: str) -> tuple[Hashable, Mapping[str, str]]:
+        if plan.render_each is not None:
+            return sid, plan.each[sid]
+        return locale, plan.content[locale]
+
+    return inbox_content.pings(event, notification_type, rows, content)
+
+
+def _rendered_select(
+    conn: Connection,
+    postgres: bool,
+    plan: InboxPlan,
+    composer: RenderOnceComposer,
+    event: EventFacts,
+    notification_type: NotificationType,
+) -> Select[Any]:
+    """Render each regular member's content (those whose render fails join the
+    exceptional), and select their notification rows from it."""
+    members = (
+        select(
+            plan.audience.member,
+            _S.c.external_id,
+            _S.c.email,
+            _S.c.attributes,
+            _S.c.timezone,
+            plan.locale(),
         )
-        for nid, external_id, loc in rows
-    ]
+        .select_from(plan.audience.source)
+        .where(*plan.members())
+    )
+    rows, plan.each, failed = inbox_content.rendered_select(
+        conn, postgres, composer, plan.channel, members, event, notification_type
+    )
+    plan.exceptional.extend(failed)
+    return rows
 
 
 @dataclass(frozen=True)

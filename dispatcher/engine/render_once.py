@@ -28,26 +28,35 @@ PER_RECIPIENT = frozenset({"recipient", "notification"})
 ZONED_FILTERS = frozenset({"datetime", "date", "time"})
 
 
-def reads_recipient(
-    renderer: Renderer, name: str, part: str, per_recipient: frozenset[str]
-) -> bool:
-    """Whether template ``name`` (for ``part``) may render differently per recipient."""
+def reads(renderer: Renderer, name: str, part: str) -> frozenset[str] | None:
+    """The context names template ``name`` (for ``part``) reads, a filter that formats a
+    time in the recipient's zone counting as ``recipient``; None when that cannot be
+    told (it pulls in other templates, or does not parse: the render reports it)."""
     env = renderer.env_for(part)
     renderer.sync()
     loader = env.loader
     if loader is None:
-        return True
+        return None
     try:
         source, _, _ = loader.get_source(env, name)
         parsed = env.parse(source)
     except jinja2.TemplateError:
-        return True  # the render reports it
+        return None
     if any(True for _ in meta.find_referenced_templates(parsed)):
-        return True
+        return None
+    names = set(meta.find_undeclared_variables(parsed))
     for used in parsed.find_all(nodes.Filter):
         if used.name in ZONED_FILTERS and not any(k.key == "tz" for k in used.kwargs):
-            return True
-    return bool(meta.find_undeclared_variables(parsed) & per_recipient)
+            names.add("recipient")
+    return frozenset(names)
+
+
+def reads_recipient(
+    renderer: Renderer, name: str, part: str, per_recipient: frozenset[str]
+) -> bool:
+    """Whether template ``name`` (for ``part``) may read any of ``per_recipient``."""
+    names = reads(renderer, name, part)
+    return names is None or bool(names & per_recipient)
 
 
 #: Shared renders kept at most (a few per event; older events' are dropped together).
@@ -62,27 +71,43 @@ class RenderOnceComposer(Composer):
         super().__init__(base.renderer, base.context_extras)
         self._shared: dict[tuple[str, str, str, int], dict[str, str]] = {}
         self._per_recipient: dict[tuple[str, str, str], bool] = {}
+        self._needs_id: dict[tuple[str, str, str], bool] = {}
         #: Renders done, and renders saved by sharing.
         self.renders = 0
         self.shared = 0
 
     def varies(self, row: Row, channel: Channel) -> bool:
+        """Whether ``row``'s content on ``channel`` may differ from one recipient to the
+        next."""
+        return self._reads(row, channel, PER_RECIPIENT, self._per_recipient)
+
+    def needs_notification(self, row: Row, channel: Channel) -> bool:
+        """Whether rendering ``row`` on ``channel`` may need its notification's id (so it
+        cannot be rendered before the notification is stored)."""
+        return self._reads(row, channel, frozenset({"notification"}), self._needs_id)
+
+    def _reads(
+        self,
+        row: Row,
+        channel: Channel,
+        names: frozenset[str],
+        cache: dict[tuple[str, str, str], bool],
+    ) -> bool:
         c = row.candidate
         key = (row.template_type, channel.name, c.recipient.locale)
-        varies = self._per_recipient.get(key)
-        if varies is None:
+        found_any = cache.get(key)
+        if found_any is None:
             extra = frozenset(channel.template_context(c.recipient, c.type, c.notification_id))
-            names = PER_RECIPIENT | extra
-            varies = False
+            found_any = False
             for part in channel.parts:
                 found = self.renderer.find(
                     row.template_type, channel.name, part, c.recipient.locale
                 )
-                if found is not None and reads_recipient(self.renderer, found, part, names):
-                    varies = True
+                if found is not None and reads_recipient(self.renderer, found, part, names | extra):
+                    found_any = True
                     break
-            self._per_recipient[key] = varies
-        return varies
+            cache[key] = found_any
+        return found_any
 
     def render(self, row: Row, channel: Channel) -> dict[str, str]:
         if self.varies(row, channel):
@@ -104,6 +129,7 @@ class RenderOnceComposer(Composer):
         """Drop shared renders (between runs: templates may have changed)."""
         self._shared.clear()
         self._per_recipient.clear()
+        self._needs_id.clear()
 
     def stats(self) -> dict[str, Any]:
         return {"renders": self.renders, "shared": self.shared}

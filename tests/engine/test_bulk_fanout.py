@@ -183,19 +183,69 @@ def test_a_second_fan_out_creates_nothing(dispatcher: Dispatcher) -> None:
     assert outcome(d, receipt.id) == before
 
 
-def test_a_template_that_reads_the_recipient_goes_the_per_recipient_way(
+def set_based(d: Dispatcher, event_id: int) -> int:
+    """In-app deliveries of ``event_id`` recorded sent by the fan-out itself (never
+    claimed)."""
+    with d.store.session() as s:
+        return len(
+            s.scalars(
+                select(Delivery.id)
+                .join(Notification, Notification.id == Delivery.notification_id)
+                .where(
+                    Notification.event_id == event_id,
+                    Delivery.channel == "in_app",
+                    Delivery.status == "sent",
+                    Delivery.claimed_by.is_(None),
+                )
+            ).all()
+        )
+
+
+def test_a_template_that_reads_the_recipient_is_rendered_for_each_set_based(
     dispatcher: Dispatcher,
 ) -> None:
     d = dispatcher
     ids = setup_memo(d)
     d.templates.save("bulk_memo", "in_app", "en", "title", "{{ memo }} for {{ recipient.id }}")
+    d.templates.save("bulk_memo", "in_app", "en", "body", "{{ recipient.email.split('@')[0] }}")
     receipt = d.notify("bulk_memo", to=ids, data={"memo": "x"})
     result = fan_out_and_deliver(d, receipt.id, THRESHOLD)
     assert result.notifications == PEOPLE
     rows = outcome(d, receipt.id)
-    assert rows[ids[0], "in_app"] == ("sent", None, f"x for {ids[0]}", "Read x")
+    assert rows[ids[0], "in_app"] == ("sent", None, f"x for {ids[0]}", ids[0])
+    # The body of the member without an address fails, and the ordinary way records
+    # that on their delivery; the Spanish member's title reads no one (the body falls
+    # back to English).
+    assert rows[ids[3], "in_app"][:2] == ("failed", "template_error")
+    assert rows[ids[4], "in_app"] == ("sent", None, "Nota: x", ids[4])
+    # All but those with rules of their own and the failed one went set-based.
+    assert set_based(d, receipt.id) == PEOPLE - 3
+
+
+def test_a_template_that_reads_the_notification_goes_the_per_recipient_way(
+    dispatcher: Dispatcher,
+) -> None:
+    d = dispatcher
+    ids = setup_memo(d)
+    d.templates.save("bulk_memo", "in_app", "en", "title", "{{ memo }} #{{ notification.id }}")
+    receipt = d.notify("bulk_memo", to=ids, data={"memo": "x"})
+    result = fan_out_and_deliver(d, receipt.id, THRESHOLD)
+    assert result.notifications == PEOPLE
+    rows = outcome(d, receipt.id)
+    assert rows[ids[0], "in_app"][:3] == ("sent", None, f"x #{rows_id(d, receipt.id, ids[0])}")
+    assert set_based(d, receipt.id) == 0
+
+
+def rows_id(d: Dispatcher, event_id: int, who: str) -> int:
     with d.store.session() as s:
-        assert not s.scalar(select(Delivery.id).where(Delivery.claimed_by.is_(None)).limit(1))
+        return int(
+            s.scalar(
+                select(Notification.id)
+                .join(Subscriber, Subscriber.id == Notification.subscriber_id)
+                .where(Notification.event_id == event_id, Subscriber.external_id == who)
+            )
+            or 0
+        )
 
 
 def test_a_worker_fans_a_large_list_out_set_based(dispatcher: Dispatcher, worker: Worker) -> None:
