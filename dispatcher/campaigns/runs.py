@@ -343,17 +343,8 @@ def _insert_deliveries(
     conn.execute(
         _insert_ignore(postgres, _D).from_select(
             bulk_inbox.DELIVERY_COLUMNS,
-            select(
-                _N.c.id,
-                literal(channel, String()),
-                literal(priority.value, String()),
-                literal(DeliveryStatus.SENDING.value, String()),
-                literal(1),
-                literal(now, UTCDateTime()),
-                literal(lease_until, UTCDateTime()),
-                literal(None, UTCDateTime()),
-                literal(now, UTCDateTime()),
-                literal(now, UTCDateTime()),
+            bulk_inbox.delivery_rows(
+                _N.c.id, channel, priority, DeliveryStatus.SENDING, now, lease_until=lease_until
             ).where(_IN_CHUNK, *where),
         ),
         bounds,

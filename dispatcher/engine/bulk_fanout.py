@@ -21,14 +21,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, String, literal, select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.catalog import NotificationType
 from dispatcher.db.models import Delivery, Notification, Subscriber, table
-from dispatcher.db.types import UTCDateTime
 from dispatcher.engine import bulk_inbox
-from dispatcher.engine.bulk_inbox import DELIVERY_COLUMNS, IN_APP, InboxPlan, Pings
+from dispatcher.engine.bulk_inbox import (
+    DELIVERY_COLUMNS,
+    IN_APP,
+    InboxPlan,
+    Pings,
+    delivery_rows,
+)
 from dispatcher.engine.delivery import Deliverer, EventFacts
 from dispatcher.engine.members import Audience
 from dispatcher.enums import DeliveryStatus
@@ -122,18 +127,8 @@ def _insert_pending(
 ) -> list[int]:
     """The regular members' deliveries on ``channel``, pending as the per-recipient
     fan-out inserts them; returns their ids."""
-    now = event.created_at
-    rows = select(
-        _N.c.id,
-        literal(channel, String()),
-        literal(event.priority.value, String()),
-        literal(DeliveryStatus.PENDING.value, String()),
-        literal(0),
-        literal(now, UTCDateTime()),
-        literal(None, UTCDateTime()),
-        literal(None, UTCDateTime()),
-        literal(now, UTCDateTime()),
-        literal(now, UTCDateTime()),
+    rows = delivery_rows(
+        _N.c.id, channel, event.priority, DeliveryStatus.PENDING, event.created_at
     ).where(
         _N.c.event_id == event.id,
         *plan.audience.limit(_N.c.subscriber_id),

@@ -65,7 +65,6 @@ from dispatcher.policies import (
     QuietHoursPolicy,
     RateLimitPolicy,
 )
-from dispatcher.subscribers.recipient import Recipient
 
 _A = table(CampaignAudience)
 _S = table(Subscriber)
@@ -169,15 +168,7 @@ def plan(
     ).all()
     by_id = {p.id: p for p in people}
     for loc, sid in samples.items():
-        person = by_id[sid]
-        recipient = Recipient.from_columns(
-            id=person.id,
-            external_id=person.external_id,
-            locale=loc,
-            timezone=person.timezone,
-            email=person.email,
-            attributes=person.attributes,
-        )
+        recipient = inbox_content.recipient(by_id[sid], loc)
         row = inbox_content.row_for(recipient, event, notification_type)
         if composer.varies(row, channel):
             if composer.needs_notification(row, channel):
@@ -241,22 +232,34 @@ DELIVERY_COLUMNS = [
 ]
 
 
-def _sent_deliveries(notification_id: Any, priority: Priority, now: datetime) -> Select[Any]:
-    """In-app delivery rows recorded sent (stored in the chunk's own transaction)."""
+def delivery_rows(
+    notification_id: Any,
+    channel: str,
+    priority: Priority,
+    status: DeliveryStatus,
+    now: datetime,
+    *,
+    lease_until: datetime | None = None,
+) -> Select[Any]:
+    """Delivery rows (:data:`DELIVERY_COLUMNS`) on ``channel`` for ``notification_id``
+    (a column): pending (no attempt yet), claimed (``sending``, first attempt, until
+    ``lease_until``), or sent in the chunk's own transaction."""
+    sent = status is DeliveryStatus.SENT
     return select(
         notification_id,
-        literal(IN_APP, String()),
+        literal(channel, String()),
         literal(priority.value, String()),
-        literal(DeliveryStatus.SENT.value, String()),
-        literal(1),
+        literal(status.value, String()),
+        literal(0 if status is DeliveryStatus.PENDING else 1),
         literal(now, UTCDateTime()),
-        literal(None, UTCDateTime()),
-        literal(now, UTCDateTime()),
+        literal(lease_until, UTCDateTime()),
+        literal(now if sent else None, UTCDateTime()),
         literal(now, UTCDateTime()),
         literal(now, UTCDateTime()),
     )
 
 
+_SENT = DeliveryStatus.SENT
 _NO_NESTED_LOOPS = text("SET LOCAL enable_nestloop = off")
 
 
@@ -301,7 +304,9 @@ def store(
         )
         deliveries = (
             _insert(_D, fresh, postgres)
-            .from_select(DELIVERY_COLUMNS, _sent_deliveries(created.c.id, priority, now))
+            .from_select(
+                DELIVERY_COLUMNS, delivery_rows(created.c.id, IN_APP, priority, _SENT, now)
+            )
             .cte("delivered")
         )
         rows = conn.execute(
@@ -324,7 +329,7 @@ def store(
         in_chunk.append(_N.c.created_at == literal(now, UTCDateTime()))  # not earlier ones
     conn.execute(
         _insert(_D, fresh, postgres).from_select(
-            DELIVERY_COLUMNS, _sent_deliveries(_N.c.id, priority, now).where(*in_chunk)
+            DELIVERY_COLUMNS, delivery_rows(_N.c.id, IN_APP, priority, _SENT, now).where(*in_chunk)
         )
     )
     rows = conn.execute(
@@ -370,12 +375,12 @@ def _rendered_select(
     exceptional), and select their notification rows from it."""
     members = (
         select(
-            plan.audience.member,
+            plan.audience.member.label("id"),
             _S.c.external_id,
             _S.c.email,
             _S.c.attributes,
             _S.c.timezone,
-            plan.locale(),
+            plan.locale().label("locale"),
         )
         .select_from(plan.audience.source)
         .where(*plan.members())

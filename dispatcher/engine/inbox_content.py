@@ -40,6 +40,19 @@ from dispatcher.subscribers.recipient import Recipient
 PARTS = ("title", "body", "url")
 
 
+def recipient(row: Any, locale: str) -> Recipient:
+    """The recipient of a subscribers row (``id``, ``external_id``, ``email``,
+    ``attributes``, ``timezone``) in ``locale``."""
+    return Recipient.from_columns(
+        id=row.id,
+        external_id=row.external_id,
+        locale=locale,
+        timezone=row.timezone,
+        email=row.email,
+        attributes=row.attributes,
+    )
+
+
 def row_for(recipient: Recipient, event: EventFacts, notification_type: NotificationType) -> Row:
     """What rendering ``event`` in-app for ``recipient`` needs (before the notification
     exists: only for templates that do not read it)."""
@@ -62,24 +75,18 @@ def render_each(
     event: EventFacts,
     notification_type: NotificationType,
 ) -> tuple[dict[int, dict[str, str]], list[int]]:
-    """Render each member's content; ``members`` selects subscriber id, external id,
-    email, attributes, time zone and locale. Returns content by subscriber id, and the
-    ids whose render failed (the ordinary way records the failure on their delivery)."""
+    """Render each member's content; ``members`` selects ``id`` (the subscriber's),
+    ``external_id``, ``email``, ``attributes``, ``timezone`` and ``locale``. Returns
+    content by subscriber id, and the ids whose render failed (the ordinary way records
+    the failure on their delivery)."""
     content: dict[int, dict[str, str]] = {}
     failed: list[int] = []
-    for sid, external_id, email, attributes, timezone, locale in conn.execute(members):
-        recipient = Recipient.from_columns(
-            id=sid,
-            external_id=external_id,
-            locale=locale,
-            timezone=timezone,
-            email=email,
-            attributes=attributes,
-        )
+    for member in conn.execute(members):
+        row = row_for(recipient(member, member.locale), event, notification_type)
         try:
-            content[sid] = composer.render(row_for(recipient, event, notification_type), channel)
+            content[member.id] = composer.render(row, channel)
         except TemplateError:
-            failed.append(sid)
+            failed.append(member.id)
     return content, failed
 
 

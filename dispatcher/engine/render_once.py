@@ -72,6 +72,7 @@ class RenderOnceComposer(Composer):
         self._shared: dict[tuple[str, str, str, int], dict[str, str]] = {}
         self._per_recipient: dict[tuple[str, str, str], bool] = {}
         self._needs_id: dict[tuple[str, str, str], bool] = {}
+        self._own_parts: dict[tuple[str, str, str], tuple[str, ...]] = {}
         #: Renders done, and renders saved by sharing.
         self.renders = 0
         self.shared = 0
@@ -109,10 +110,28 @@ class RenderOnceComposer(Composer):
             cache[key] = found_any
         return found_any
 
+    def own_parts(self, row: Row, channel: Channel) -> tuple[str, ...]:
+        """The parts of ``channel`` whose templates may read the recipient: rendered for
+        each; the others are shared by everyone with the same locale."""
+        c = row.candidate
+        key = (row.template_type, channel.name, c.recipient.locale)
+        own = self._own_parts.get(key)
+        locale = c.recipient.locale
+        if own is None:
+            extra = frozenset(channel.template_context(c.recipient, c.type, c.notification_id))
+            names = PER_RECIPIENT | extra
+            own = tuple(
+                part
+                for part in channel.parts
+                if (found := self.renderer.find(row.template_type, channel.name, part, locale))
+                is not None
+                and reads_recipient(self.renderer, found, part, names)
+            )
+            self._own_parts[key] = own
+        return own
+
     def render(self, row: Row, channel: Channel) -> dict[str, str]:
-        if self.varies(row, channel):
-            self.renders += 1
-            return super().render(row, channel)
+        own = self.own_parts(row, channel) if self.varies(row, channel) else ()
         c = row.candidate
         key = (row.template_type, channel.name, c.recipient.locale, row.event_id)
         content = self._shared.get(key)
@@ -120,16 +139,25 @@ class RenderOnceComposer(Composer):
             self.renders += 1
             if len(self._shared) >= SHARED_LIMIT:
                 self._shared.clear()
-            content = self._shared[key] = super().render(row, channel)
+            shared = [part for part in channel.parts if part not in own]
+            content = self._shared[key] = self.render_parts(row, channel, shared)
         else:
             self.shared += 1
-        return content
+        if not own:
+            return content
+        self.renders += 1
+        mine = self.render_parts(row, channel, own)
+        both = (mine.get(part, content.get(part)) for part in channel.parts)
+        return {
+            part: text for part, text in zip(channel.parts, both, strict=True) if text is not None
+        }
 
     def forget(self) -> None:
         """Drop shared renders (between runs: templates may have changed)."""
         self._shared.clear()
         self._per_recipient.clear()
         self._needs_id.clear()
+        self._own_parts.clear()
 
     def stats(self) -> dict[str, Any]:
         return {"renders": self.renders, "shared": self.shared}
