@@ -6,10 +6,10 @@ rule, no quiet hours of their own) get their notification with its inbox content
 their in-app delivery recorded sent by ``INSERT … SELECT``; their deliveries on the
 type's other channels are inserted pending by ``INSERT … SELECT`` and rung, so the
 deliverer sends them (and applies every policy) as usual. Content is rendered once per
-locale, or for each member when the templates read the recipient. Everyone else (rules
-of their own, the event's actor, a render that fails, a slice whose templates read the
-notification) is handed back to the per-recipient fan-out, so each skip, deferral or
-failure still records its reason.
+locale, or, on PostgreSQL, for each member when the templates read the recipient.
+Everyone else (rules of their own, the event's actor, a render that fails, a slice whose
+templates read the notification, or on SQLite the recipient) is handed back to the
+per-recipient fan-out, so each skip, deferral or failure still records its reason.
 
 The event is pending and held by the fan-out (PostgreSQL's row lock, SQLite's writer
 lock) while its rows are inserted in one transaction: a crash rolls all of them back and
@@ -100,7 +100,12 @@ def fan_out_in_bulk(
     for start in range(0, len(listed), bulk.slice_size):
         ids = listed[start : start + bulk.slice_size]
         audience = Audience.of_external_ids(ids, postgres)
-        plan = bulk_inbox.plan(conn, bulk.deliverer, audience, event, notification_type)
+        # On SQLite the fan-out holds the one writer lock for the whole list: rendering
+        # each member there would keep every other writer (``notify`` included) waiting
+        # for seconds, so only shared content goes set-based.
+        plan = bulk_inbox.plan(
+            conn, bulk.deliverer, audience, event, notification_type, render_each=postgres
+        )
         if plan is None:
             outcome.ordinary.extend(ids)
             continue

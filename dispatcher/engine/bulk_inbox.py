@@ -132,8 +132,11 @@ def plan(
     audience: Audience,
     event: EventFacts,
     notification_type: NotificationType,
+    *,
+    render_each: bool = True,
 ) -> InboxPlan | None:
-    """The :class:`InboxPlan` of a chunk, or None when in-app must go the ordinary way."""
+    """The :class:`InboxPlan` of a chunk, or None when in-app must go the ordinary way
+    (also when the templates read the recipient, unless ``render_each``)."""
     channel = deliverer.channels.get(IN_APP)
     composer = deliverer.composer
     if not applies(deliverer, notification_type):
@@ -171,7 +174,7 @@ def plan(
         recipient = inbox_content.recipient(by_id[sid], loc)
         row = inbox_content.row_for(recipient, event, notification_type)
         if composer.varies(row, channel):
-            if composer.needs_notification(row, channel):
+            if not render_each or composer.needs_notification(row, channel):
                 return None
             result.render_each = composer
             result.content.clear()

@@ -204,6 +204,8 @@ def set_based(d: Dispatcher, event_id: int) -> int:
 def test_a_template_that_reads_the_recipient_is_rendered_for_each_set_based(
     dispatcher: Dispatcher,
 ) -> None:
+    """On PostgreSQL; on SQLite the fan-out holds the writer lock, so such a list goes
+    the per-recipient way, with the same result."""
     d = dispatcher
     ids = setup_memo(d)
     d.templates.save("bulk_memo", "in_app", "en", "title", "{{ memo }} for {{ recipient.id }}")
@@ -218,8 +220,10 @@ def test_a_template_that_reads_the_recipient_is_rendered_for_each_set_based(
     # back to English).
     assert rows[ids[3], "in_app"][:2] == ("failed", "template_error")
     assert rows[ids[4], "in_app"] == ("sent", None, "Nota: x", ids[4])
-    # All but those with rules of their own and the failed one went set-based.
-    assert set_based(d, receipt.id) == PEOPLE - 3
+    # On PostgreSQL all but those with rules of their own and the failed one went
+    # set-based.
+    expected = PEOPLE - 3 if d.store.is_postgres else 0
+    assert set_based(d, receipt.id) == expected
 
 
 def test_a_template_that_reads_the_notification_goes_the_per_recipient_way(
