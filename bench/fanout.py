@@ -96,7 +96,8 @@ def main() -> None:
         help="recipients for the naive baseline (default: same as --subscribers)",
     )
     parser.add_argument("--database-url", default=None, help="default: each of --databases")
-    parser.add_argument("--redis-db", type=int, default=14)
+    port = os.environ.get("DISPATCHER_TEST_REDIS_PORT", "6379")
+    parser.add_argument("--redis-url", default=f"redis://127.0.0.1:{port}/14")
     parser.add_argument("--concurrency", type=int, default=2)
     both.add_arguments(parser)
     args = parser.parse_args()
@@ -107,7 +108,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
-    broker = f"redis://127.0.0.1:6379/{args.redis_db}"
+    broker = args.redis_url
     redis.Redis.from_url(broker).flushdb()
     env = {
         **os.environ,

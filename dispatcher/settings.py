@@ -255,6 +255,9 @@ class Settings(BaseSettings):
     #: Events with at most this many deliveries are delivered by the fan-out task itself,
     #: saving a trip through the broker (0 turns this off).
     inline_delivery_limit: int = Field(default=20, ge=0)
+    #: A direct event with at least this many recipients is fanned out set-based, as a
+    #: campaign chunk is (in-app written with ``INSERT … SELECT``); 0 turns this off.
+    bulk_fanout_threshold: int = Field(default=200, ge=0)
     #: Rows older than this with no worker on them are re-rung by the sweep.
     sweep_grace_seconds: int = 30
     #: Workers send Celery task events from the start. Flower switches them on by

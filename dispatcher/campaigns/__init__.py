@@ -6,15 +6,15 @@
 * :mod:`~dispatcher.campaigns.content`: templates made for a campaign, checked and stored.
 * :mod:`~dispatcher.campaigns.runs`: a run's chunks, set-based (``INSERT … SELECT``), and
   its progress.
-* :mod:`~dispatcher.campaigns.render_once`: content rendered once per (template, locale,
-  data) unless the template reads the recipient.
 * :mod:`~dispatcher.campaigns.schedule`: cron expressions in an IANA zone, across DST.
 * :mod:`~dispatcher.campaigns.tick`: beat starts due runs by claiming them.
 * :mod:`~dispatcher.campaigns.preview`: the dry run.
 * :mod:`~dispatcher.campaigns.api`: ``d.campaigns``.
 
 This room sits between the face and the engine: it uses the engine's deliverer and
-doorbell, so campaign notifications are ordinary notifications and deliveries.
+doorbell, so campaign notifications are ordinary notifications and deliveries, and the
+engine's set-based in-app path (:mod:`~dispatcher.engine.bulk_inbox`, content rendered
+once by :mod:`~dispatcher.engine.render_once`), which large direct events share.
 """
 
 from dispatcher.campaigns.api import Campaigns

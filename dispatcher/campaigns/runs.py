@@ -36,10 +36,9 @@ from sqlalchemy.orm import Session
 
 from dispatcher import log
 from dispatcher.campaigns import audience as audiences
-from dispatcher.campaigns import bulk_inbox, segments
+from dispatcher.campaigns import segments
 from dispatcher.campaigns.definition import parse_audience
 from dispatcher.catalog import Catalog
-from dispatcher.channels.in_app import InAppChannel
 from dispatcher.db.engine import Store, insert_ignore
 from dispatcher.db.models import (
     Campaign,
@@ -53,7 +52,10 @@ from dispatcher.db.models import (
     table,
 )
 from dispatcher.db.types import UTCDateTime
+from dispatcher.engine import bulk_inbox
+from dispatcher.engine.bulk_inbox import Pings
 from dispatcher.engine.delivery import Batch, Deliverer, EventFacts, NewDelivery
+from dispatcher.engine.members import Audience
 from dispatcher.enums import CampaignStatus, DeliveryStatus, EventStatus, Priority, Reason
 
 _C = table(Campaign)
@@ -76,17 +78,6 @@ class ChunkResult:
     status: str
     #: Deliveries claimed and decided here (sent after the commit).
     claimed: int = 0
-
-
-@dataclass(frozen=True)
-class Pings:
-    """A chunk's real-time in-app messages, published after its commit in one pipeline."""
-
-    channel: InAppChannel
-    messages: list[tuple[str, str]]
-
-    def publish(self) -> None:
-        self.channel.publish(self.messages)
 
 
 def start_run(
@@ -256,8 +247,10 @@ def run_chunk(
         rates: dict[str, int] = dict(run.send_rates or {})
         bounds = {"event_id": run.event_id, "low": low, "high": high}
         immediate = [c for c in channels if c not in rates]
+        facts = EventFacts(run.event_id, run.type, run.data, priority, now, content=run.content)
+        audience = Audience.of_run(run_id, low, high)
         inbox = (
-            bulk_inbox.plan(conn, deliverer, run, notification_type, priority, bounds, now)
+            bulk_inbox.plan(conn, deliverer, audience, facts, notification_type)
             if bulk_inbox.IN_APP in immediate
             else None
         )
@@ -267,9 +260,7 @@ def run_chunk(
         if inbox is not None:
             # Regular members: notifications with their inbox content and in-app
             # deliveries (sent) in one go; the rest below, the ordinary way.
-            created, pings = bulk_inbox.store(
-                conn, postgres, inbox, run, notification_type, priority, bounds, now
-            )
+            created, pings = bulk_inbox.store(conn, postgres, inbox, facts, notification_type)
             in_chunk.append(_A.c.subscriber_id.in_(inbox.exceptional))
         if inbox is None or inbox.exceptional:
             select_members = select(
@@ -309,7 +300,6 @@ def run_chunk(
         paced = dict(run.paced or {})
         for channel, rate in rates.items():
             paced[channel] = _pace(session, run, bounds, channel, rate, paced.get(channel, 0), now)
-        facts = EventFacts(run.event_id, run.type, run.data, priority, now, content=run.content)
         claimed = (
             [
                 NewDelivery(facts, row.id, row.notification_id, row.channel, row)
@@ -353,17 +343,8 @@ def _insert_deliveries(
     conn.execute(
         _insert_ignore(postgres, _D).from_select(
             bulk_inbox.DELIVERY_COLUMNS,
-            select(
-                _N.c.id,
-                literal(channel, String()),
-                literal(priority.value, String()),
-                literal(DeliveryStatus.SENDING.value, String()),
-                literal(1),
-                literal(now, UTCDateTime()),
-                literal(lease_until, UTCDateTime()),
-                literal(None, UTCDateTime()),
-                literal(now, UTCDateTime()),
-                literal(now, UTCDateTime()),
+            bulk_inbox.delivery_rows(
+                _N.c.id, channel, priority, DeliveryStatus.SENDING, now, lease_until=lease_until
             ).where(_IN_CHUNK, *where),
         ),
         bounds,

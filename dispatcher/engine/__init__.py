@@ -6,6 +6,10 @@
   the latch that coalesces them.
 * :mod:`~dispatcher.engine.fanout` and :mod:`~dispatcher.engine.drain`: an event becomes
   notifications and deliveries, in bulk; a drain fans out every due event of a kind.
+* :mod:`~dispatcher.engine.bulk_inbox`, :mod:`~dispatcher.engine.bulk_fanout`,
+  :mod:`~dispatcher.engine.members`, :mod:`~dispatcher.engine.inbox_content`,
+  :mod:`~dispatcher.engine.render_once`: set-based in-app (``INSERT … SELECT``, content
+  rendered once per locale) for a campaign chunk or a direct event to many.
 * :mod:`~dispatcher.engine.claim`, :mod:`~dispatcher.engine.delivery`,
   :mod:`~dispatcher.engine.compose`, :mod:`~dispatcher.engine.records`: claim rows,
   decide (policies), render (templating), send (channels), record the outcome and its

@@ -90,11 +90,17 @@ class Composer:
         Raises:
             TemplateError: a part did not render.
         """
+        return self.render_parts(row, channel, channel.parts)
+
+    def render_parts(self, row: Row, channel: Channel, parts: Sequence[str]) -> dict[str, str]:
+        """The ``parts`` of :meth:`render` alone."""
+        if not parts:
+            return {}
         c = row.candidate
         return self.renderer.render(
             row.template_type,
             channel.name,
-            channel.parts,
+            parts,
             c.recipient.locale,
             self.context(row, channel),
             optional=channel.optional_parts,

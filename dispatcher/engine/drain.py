@@ -16,6 +16,7 @@ from typing import Any
 from dispatcher import log
 from dispatcher.catalog import Catalog
 from dispatcher.db.engine import Store
+from dispatcher.engine.bulk_fanout import BulkFanout
 from dispatcher.engine.delivery import Deliverer, DeliverReport
 from dispatcher.engine.doorbell import Doorbell
 from dispatcher.engine.failed_events import is_transient, record_failure
@@ -57,6 +58,7 @@ def drain(
     batch_size: int = 500,
     deliverer: Deliverer | None = None,
     inline_limit: int = 0,
+    in_bulk: BulkFanout | None = None,
     max_events: int = DRAIN_EVENTS,
     max_seconds: float = DRAIN_SECONDS,
 ) -> DrainResult:
@@ -89,6 +91,7 @@ def drain(
         "batch_size": batch_size,
         "deliverer": deliverer,
         "inline_limit": inline_limit,
+        "in_bulk": in_bulk,
     }
     if first is not None:
         _fanout_alone(store, catalog, doorbell, first, results, failed, gave_up, options)

@@ -22,6 +22,8 @@ from dispatcher.clock import utcnow
 from dispatcher.db.engine import Store, insert_ignore
 from dispatcher.db.models import Delivery, Event, Notification, Subscriber, table
 from dispatcher.db.types import UTCDateTime
+from dispatcher.engine.bulk_fanout import BulkFanout, BulkOutcome, fan_out_in_bulk
+from dispatcher.engine.bulk_inbox import Pings
 from dispatcher.engine.claim import Ticket
 from dispatcher.engine.delivery import Batch, Deliverer, DeliverReport, EventFacts, NewDelivery
 from dispatcher.engine.doorbell import Doorbell
@@ -171,6 +173,7 @@ def fanout(
     deliverer: Deliverer | None = None,
     inline_limit: int = 0,
     skip_locked: bool = False,
+    in_bulk: BulkFanout | None = None,
 ) -> FanoutResult:
     """Create the notifications and deliveries of ``event_id`` and ring for delivery.
 
@@ -182,6 +185,9 @@ def fanout(
     sending. Its deliveries are inserted already claimed and decided in the fan-out's
     own transaction, then sent after it commits. If sending fails half-way, the
     claimed rows' leases expire and the sweep delivers them again.
+
+    An event to at least ``in_bulk.threshold`` recipients goes set-based where it can
+    (see :mod:`dispatcher.engine.bulk_fanout`).
     """
     with store.session(write=True) as session:
         # Read once the writer lock is held: an event committed while we waited for it
@@ -204,7 +210,9 @@ def fanout(
             if event.status != EventStatus.PENDING or event.send_at > now:
                 return FanoutResult(event_id, 0, 0, 0, False)
         events = [(event_id, event)]
-        expanded = _expand(session, catalog, events, now, deliverer, inline_limit, marked=marked)
+        expanded = _expand(
+            session, catalog, events, now, deliverer, inline_limit, marked=marked, in_bulk=in_bulk
+        )
     # Sent and rung only once the transaction committed.
     return _finish(expanded, doorbell, batch_size, now)[0]
 
@@ -222,6 +230,7 @@ def fanout_due(
     now: datetime | None = None,
     deliverer: Deliverer | None = None,
     inline_limit: int = 0,
+    in_bulk: BulkFanout | None = None,
 ) -> list[FanoutResult]:
     """Fan out up to ``limit`` of the oldest due pending events of ``priority``
     (campaign events if ``bulk``), but none of ``skip``, in one transaction, as
@@ -251,6 +260,7 @@ def fanout_due(
             deliverer,
             inline_limit,
             marked=store.is_postgres,
+            in_bulk=in_bulk,
         )
     return _finish(expanded, doorbell, batch_size, now)
 
@@ -279,6 +289,8 @@ class _Expanded:
     batch: Batch | None = None
     #: Events marked ``failed`` instead, with what was wrong (logged after the commit).
     refused: dict[FanoutResult, str] = field(default_factory=dict)
+    #: Set-based in-app pings (large events), published after the commit.
+    pings: list[Pings] = field(default_factory=list)
 
 
 def _expand(
@@ -290,9 +302,11 @@ def _expand(
     inline_limit: int,
     *,
     marked: bool = False,
+    in_bulk: BulkFanout | None = None,
 ) -> _Expanded:
     """Insert the notifications and deliveries of loaded, pending, due events (already
-    marked fanned out in this transaction if ``marked``)."""
+    marked fanned out in this transaction if ``marked``); large ones set-based where
+    they can be (``in_bulk``), their other recipients the per-recipient way."""
     conn = session.connection()
     events, refused = _refuse_unstorable(conn, events, marked)
     if not events:
@@ -306,7 +320,12 @@ def _expand(
         if deliverer is not None
         and len(event.recipients) * len(types[event_id].channels) <= inline_limit
     }
-    wanted = list(dict.fromkeys(r for _, event in events for r in event.recipients))
+    bulk = _in_bulk(conn, in_bulk, events, types, inline, now)
+    listed = {
+        event_id: bulk[event_id].ordinary if event_id in bulk else event.recipients
+        for event_id, event in events
+    }
+    wanted = list(dict.fromkeys(r for recipients in listed.values() for r in recipients))
     subscribers: dict[str, Any] = {}
     lookup = _SUBSCRIBER_ROWS if inline else _SUBSCRIBER_IDS
     for start in range(0, len(wanted), LOOKUP_CHUNK):
@@ -315,8 +334,8 @@ def _expand(
             subscribers[row.external_id] = row
 
     recipients: dict[int, list[Any]] = {}
-    for event_id, event in events:
-        present = (subscribers.get(external_id) for external_id in event.recipients)
+    for event_id, _ in events:
+        present = (subscribers.get(external_id) for external_id in listed[event_id])
         recipients[event_id] = list({r.subscriber_id: r for r in present if r is not None}.values())
     # A pending event has no notifications yet (fan-out is one transaction, and
     # PostgreSQL holds the events' row locks), so what the inserts return is all.
@@ -391,6 +410,12 @@ def _expand(
     by_subscriber_id = {row.subscriber_id: row for row in subscribers.values()}
     claimed: list[NewDelivery] = []
     expanded = _Expanded(results=list(refused), to_ring={}, refused=refused)
+    for event_id, outcome in bulk.items():
+        expanded.pings.extend(outcome.pings)
+        for channel, ids in outcome.to_ring.items():
+            kind = (Priority(by_id[event_id].priority), False, channel)
+            expanded.to_ring.setdefault(kind, []).extend(ids)
+            expanded.ring_types.setdefault(kind, set()).add(by_id[event_id].type)
     for did, nid, channel in due:
         if nid in by_actor:
             continue
@@ -409,16 +434,45 @@ def _expand(
     notified = Counter(event_id for _, event_id, _ in notifications)
     deliveries_of = Counter(event_of[nid] for _, nid, _ in due if nid not in by_actor)
     for event_id, event in events:
+        done = bulk.get(event_id, _NOTHING_IN_BULK)
         expanded.results.append(
             FanoutResult(
                 event_id,
-                notified[event_id],
-                deliveries_of[event_id],
-                len(event.recipients) - len(recipients[event_id]),
+                notified[event_id] + done.created,
+                deliveries_of[event_id] + done.deliveries,
+                len(event.recipients) - len(recipients[event_id]) - done.created,
                 True,
             )
         )
     return expanded
+
+
+_NOTHING_IN_BULK = BulkOutcome()
+
+
+def _in_bulk(
+    conn: Connection,
+    in_bulk: BulkFanout | None,
+    events: Sequence[tuple[int, Any]],
+    types: dict[int, Any],
+    inline: set[int],
+    now: datetime,
+) -> dict[int, BulkOutcome]:
+    """Fan the large events out set-based where they can be; what each did."""
+    if in_bulk is None:
+        return {}
+    postgres = conn.dialect.name == "postgresql"
+    done: dict[int, BulkOutcome] = {}
+    for event_id, event in events:
+        if event_id in inline or len(event.recipients) < in_bulk.threshold:
+            continue
+        facts = EventFacts(
+            event_id, event.type, event.payload, Priority(event.priority), now, event.actor
+        )
+        outcome = fan_out_in_bulk(conn, postgres, in_bulk, facts, types[event_id], event.recipients)
+        if outcome is not None:
+            done[event_id] = outcome
+    return done
 
 
 def _first_state(
@@ -492,7 +546,10 @@ expand = _expand
 def _finish(
     expanded: _Expanded, doorbell: Doorbell, batch_size: int, now: datetime
 ) -> list[FanoutResult]:
-    """After the fan-out committed: send inline deliveries, and ring for the rest."""
+    """After the fan-out committed: publish set-based pings, send inline deliveries,
+    and ring for the rest."""
+    for pings in expanded.pings:
+        pings.publish()
     if expanded.inline is not None and expanded.batch is not None:
         sent = expanded.inline.send(expanded.batch, now)
         expanded.results = [r if r.failed else replace(r, sent=sent) for r in expanded.results]

@@ -18,11 +18,11 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher import log, names
-from dispatcher.campaigns.render_once import CampaignComposer
 from dispatcher.campaigns.runs import ChunkResult, run_chunk
 from dispatcher.campaigns.tick import TickResult, tick
 from dispatcher.clock import utcnow
 from dispatcher.dispatcher import Dispatcher
+from dispatcher.engine.bulk_fanout import BulkFanout
 from dispatcher.engine.delivery import Deliverer, DeliverReport
 from dispatcher.engine.digests import FlushResult, flush_digests
 from dispatcher.engine.doorbell import Doorbell
@@ -32,6 +32,7 @@ from dispatcher.engine.liveness import Liveness
 from dispatcher.engine.on_time import OnTimeResult, ring_due_soon
 from dispatcher.engine.purge import PurgeResult, purge
 from dispatcher.engine.rehearsal import rehearse
+from dispatcher.engine.render_once import RenderOnceComposer
 from dispatcher.engine.sweep import SweepResult, sweep, take_back_gone
 from dispatcher.enums import Priority
 from dispatcher.policies import PolicyChain
@@ -100,7 +101,13 @@ class Runtime:
             batch_size=self.settings.delivery_batch_size,
             deliverer=self.deliverer,
             inline_limit=self.settings.inline_delivery_limit,
+            in_bulk=self.in_bulk,
         )
+
+    @cached_property
+    def in_bulk(self) -> BulkFanout:
+        """When a direct event's fan-out goes set-based, with the campaigns' deliverer."""
+        return BulkFanout(self.bulk_deliverer, self.settings.bulk_fanout_threshold)
 
     def drain(
         self,
@@ -124,12 +131,13 @@ class Runtime:
             batch_size=self.settings.delivery_batch_size,
             deliverer=self.deliverer,
             inline_limit=self.settings.inline_delivery_limit,
+            in_bulk=self.in_bulk,
         )
 
     @cached_property
-    def campaign_deliverer(self) -> Deliverer:
-        """A deliverer whose composer renders a campaign's content once per locale when
-        its templates read nothing of the recipient."""
+    def bulk_deliverer(self) -> Deliverer:
+        """A deliverer whose composer renders an event's content once per locale when its
+        templates read nothing of the recipient (campaign runs, large direct events)."""
         d = self.dispatcher
         deliverer = Deliverer(
             d.store,
@@ -140,7 +148,7 @@ class Runtime:
             lease=timedelta(seconds=self.settings.lease_seconds),
             default_locale=self.settings.default_locale,
         )
-        deliverer.composer = CampaignComposer(deliverer.composer)
+        deliverer.composer = RenderOnceComposer(deliverer.composer)
         return deliverer
 
     def campaign_chunk(self, run_id: int) -> ChunkResult:
@@ -150,7 +158,7 @@ class Runtime:
         result, batch, pings = run_chunk(
             self.dispatcher.store,
             self.dispatcher.catalog,
-            self.campaign_deliverer,
+            self.bulk_deliverer,
             run_id,
             chunk_size=self.settings.campaign_chunk_size
             or (CHUNK_POSTGRES if self.dispatcher.store.is_postgres else CHUNK_SQLITE),
@@ -159,7 +167,7 @@ class Runtime:
         if pings is not None:
             pings.publish()
         if batch is not None:
-            self.campaign_deliverer.send(batch, now)
+            self.bulk_deliverer.send(batch, now)
         # Rung only now: one pool process per run works on bulk at a time, so the others
         # are free for urgent work (chunks of one run cannot overlap in the database
         # anyway: each holds the run's lock).

@@ -4,8 +4,8 @@ PostgreSQL at 100,000: 19.8 s against 6.5 s, seen when digests joined the chain)
 
 from __future__ import annotations
 
-from dispatcher.campaigns.bulk_inbox import KNOWN_POLICIES
 from dispatcher.catalog import UNDIGESTED_CHANNELS
+from dispatcher.engine.bulk_inbox import KNOWN_POLICIES
 from dispatcher.policies import default_policies
 
 

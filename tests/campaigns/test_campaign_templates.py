@@ -160,7 +160,7 @@ def test_they_are_stored_shown_previewed_and_rendered_once_per_locale(
     )
     assert not d.campaigns.preview(plain.id).samples["en"]["in_app"]["title"].startswith("[C]")
     # Rendered once per locale (en, de, de-AT, fr), not per recipient.
-    stats = runtime(d).campaign_deliverer.composer.stats()  # type: ignore[attr-defined]
+    stats = runtime(d).bulk_deliverer.composer.stats()  # type: ignore[attr-defined]
     assert stats["renders"] <= 4
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from dispatcher import Dispatcher, NotificationType, Settings
-from dispatcher.campaigns.render_once import CampaignComposer
 from dispatcher.channels.base import ChannelContext
 from dispatcher.channels.email.channel import EmailChannel
 from dispatcher.engine.compose import Composer, Row
+from dispatcher.engine.render_once import RenderOnceComposer
 from dispatcher.enums import Priority
 from dispatcher.policies.base import Candidate
 from dispatcher.settings import SmtpSettings
@@ -32,9 +32,9 @@ GREETING = NotificationType(
 )
 
 
-def composer(d: Dispatcher) -> CampaignComposer:
-    c = runtime(d).campaign_deliverer.composer
-    assert isinstance(c, CampaignComposer)
+def composer(d: Dispatcher) -> RenderOnceComposer:
+    c = runtime(d).bulk_deliverer.composer
+    assert isinstance(c, RenderOnceComposer)
     return c
 
 
@@ -62,7 +62,8 @@ def test_content_that_reads_the_recipient_renders_per_recipient(dispatcher: Disp
     run = d.campaigns.start(campaign.id)
     before = composer(d).renders
     run_all(d, run.id)
-    assert composer(d).renders - before == 12
+    # The title for each, the body (which reads no one) once.
+    assert composer(d).renders - before == 12 + 1
     assert [i.title for i in d.inbox("s000003")] == ["Hello s000003"]
     assert [i.title for i in d.inbox("s000004")] == ["Hello s000004"]
 
@@ -77,7 +78,7 @@ LINKS_HTML = (
 
 def _email_rows(
     tmp_path: Path, parts: dict[str, str], people: int = 5
-) -> tuple[Composer, CampaignComposer, EmailChannel, list[Row]]:
+) -> tuple[Composer, RenderOnceComposer, EmailChannel, list[Row]]:
     folder = tmp_path / "campaign_note" / "en" / "email"
     folder.mkdir(parents=True)
     for part, source in parts.items():
@@ -110,7 +111,7 @@ def _email_rows(
         )
         for i in range(1, people + 1)
     ]
-    return plain, CampaignComposer(plain), channel, rows
+    return plain, RenderOnceComposer(plain), channel, rows
 
 
 def test_an_email_reading_its_readers_links_renders_once_and_fills_each_ones_links(
@@ -124,8 +125,9 @@ def test_an_email_reading_its_readers_links_renders_once_and_fills_each_ones_lin
     plain, composer, channel, rows = _email_rows(tmp_path, parts)
     sent = [composer.render(row, channel) for row in rows]
     assert sent == [plain.render(row, channel) for row in rows]
-    # One render with slots, and the first reader's in full to check the slots.
-    assert (composer.renders, composer.shared) == (2, 4)
+    # The subject once; the text and HTML once with slots, and the first reader's in full
+    # to check the slots; then the subject and the slotted parts shared for the others.
+    assert (composer.renders, composer.shared) == (3, 2 * (len(rows) - 1))
     links = {s["text"].rsplit("Unsubscribe: ", 1)[1] for s in sent}
     assert len(links) == len(rows)  # everyone's own
     assert all("&amp;" in s["html"] and "&amp;" not in s["text"] for s in sent)
@@ -143,7 +145,8 @@ def test_an_email_that_transforms_a_link_falls_back_to_rendering_per_recipient(
     plain, composer, channel, rows = _email_rows(tmp_path, parts)
     sent = [composer.render(row, channel) for row in rows]
     assert sent == [plain.render(row, channel) for row in rows]
-    assert composer.renders == 1 + 1 + len(rows) - 1  # slotted, checked, then each
+    # The subject once, the links' parts slotted and checked, then for each of the others.
+    assert composer.renders == 3 + len(rows) - 1
     assert composer.varies(rows[0], channel)
 
 
@@ -152,4 +155,5 @@ def test_an_email_reading_the_recipient_renders_per_recipient(tmp_path: Path) ->
     plain, composer, channel, rows = _email_rows(tmp_path, parts)
     sent = [composer.render(row, channel) for row in rows]
     assert sent == [plain.render(row, channel) for row in rows]
-    assert (composer.renders, composer.shared) == (len(rows), 0)
+    # The subject for each; the HTML once; the text slotted and checked once.
+    assert (composer.renders, composer.shared) == (3 + len(rows), 2 * (len(rows) - 1))
