@@ -110,8 +110,22 @@ def write_records(
     """
     if not records:
         return []
+    if store.is_postgres and all(r.status is DeliveryStatus.SENT for r in records):
+        # A group that was simply sent (the common case) is one statement: committed on
+        # its own, without the round trips of BEGIN and COMMIT.
+        with store.autocommit() as conn:
+            refused = _mark_sent(conn, records, now, token)
+        _claim_lost(refused)
+        return [r for r in records if r.delivery_id not in refused]
     with store.session(write=True) as session:
         return write_records_in(session, records, now, token=token)
+
+
+def _claim_lost(refused: set[int]) -> None:
+    if refused:
+        # Another process holds these now (this claim's lease ran out, or the sweep
+        # found this process gone): its outcome is the one that counts.
+        log.warning("delivery.claim_lost", count=len(refused), first_delivery_id=min(refused))
 
 
 #: PostgreSQL: every sent row of a group with its own detail and provider id, in one
@@ -223,10 +237,7 @@ def write_records_in(
         else:
             kept.append(r)
     others = kept
-    if refused:
-        # Another process holds these now (this claim's lease ran out, or the sweep
-        # found this process gone): its outcome is the one that counts.
-        log.warning("delivery.claim_lost", count=len(refused), first_delivery_id=min(refused))
+    _claim_lost(refused)
     if others:
         session.execute(
             DeliveryStep.__table__.insert(),  # type: ignore[attr-defined]

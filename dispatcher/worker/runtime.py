@@ -166,12 +166,18 @@ class Runtime:
         )
         if pings is not None:
             pings.publish()
+        # The chunk's rows are committed: the next chunk may start. Chunks of one run
+        # never overlap in the database (each holds the run's lock), so an in-app-only
+        # run keeps one pool process busy at a time and leaves the others free. A chunk
+        # with messages to send (email, push) rings the next one first, so that its
+        # sending, which waits on the provider, overlaps the next chunk's work: such a
+        # run may keep every pool process of its worker busy, which is why urgent traffic
+        # has a worker of its own (docker-compose.yml).
+        if result.more and batch is not None:
+            self.doorbell.campaign_chunk(run_id)
         if batch is not None:
             self.bulk_deliverer.send(batch, now)
-        # Rung only now: one pool process per run works on bulk at a time, so the others
-        # are free for urgent work (chunks of one run cannot overlap in the database
-        # anyway: each holds the run's lock).
-        if result.more:
+        elif result.more:
             self.doorbell.campaign_chunk(run_id)
         return result
 
