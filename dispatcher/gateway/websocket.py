@@ -16,6 +16,11 @@ Client → server::
     {"type": "mark_read", "id": 123}
     {"type": "resume", "since": <last notification id, or an ISO timestamp>}
 
+The socket is live from the first ``unread_count``: it is sent once the socket is
+registered for live messages. A notification published between the handshake and that
+first count may not reach it, so a client that saw nothing yet and needs every message
+sends ``resume`` after that first count (as a reconnecting client always does).
+
 A malformed message (not JSON, an unknown ``type``, an id outside 1..2**63-1, a
 ``since`` that is neither an id nor a timestamp) gets ``bad_request`` with a ``detail``
 saying which rule it broke; the socket stays open.

@@ -71,7 +71,6 @@ class Crowd:
                     self._url_for(client.subscriber), open_timeout=60, ping_interval=None
                 ) as ws:
                     client.connects += 1
-                    client.connected = True
                     if client.connects > 1:
                         # Every reconnect resumes, also one that had seen nothing yet
                         # (from 0: everything): a socket that dropped before the first
@@ -98,6 +97,10 @@ class Crowd:
                     return
                 body = json.loads(recv.result())
                 kind = body.get("type")
+                if kind == "unread_count":
+                    # The gateway sends the count once the socket is registered for live
+                    # messages: only from then on is a notification sure to reach it.
+                    client.connected = True
                 if kind == "notification":
                     nid = int(body["notification"]["id"])
                     client.received[nid] += 1
