@@ -69,10 +69,14 @@ def inbox_channel(prefix: str, subscriber_external_id: str) -> str:
     return f"{prefix}:inbox:{subscriber_external_id}"
 
 
-def fanout_latch(prefix: str, broker_digest: str, priority: Priority, kind: str) -> str:
+def fanout_latch(
+    prefix: str, broker_digest: str, priority: Priority, kind: str, slot: int = 0
+) -> str:
     """The latch saying a draining fan-out of ``kind`` (``direct``/``campaign``) and
-    ``priority`` is on its way on the broker whose URL digest is ``broker_digest``."""
-    return f"{prefix}:fanout-latch:{broker_digest}:{priority.value}:{kind}"
+    ``priority`` is on its way on the broker whose URL digest is ``broker_digest``; one
+    key per drain ``slot`` (slot 0 keeps the name it had before slots existed)."""
+    key = f"{prefix}:fanout-latch:{broker_digest}:{priority.value}:{kind}"
+    return key if slot == 0 else f"{key}:{slot}"
 
 
 def fanout_latch_pattern(prefix: str) -> str:

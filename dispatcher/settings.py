@@ -258,6 +258,10 @@ class Settings(BaseSettings):
     #: A direct event with at least this many recipients is fanned out set-based, as a
     #: campaign chunk is (in-app written with ``INSERT … SELECT``); 0 turns this off.
     bulk_fanout_threshold: int = Field(default=200, ge=0)
+    #: Fan-out drains of one kind (priority, direct or campaign) that may run at once; 0
+    #: means 2 on PostgreSQL (concurrent drains take disjoint events) and 1 on SQLite
+    #: (one writer: a second drain would only wait for the first).
+    fanout_drains: int = Field(default=0, ge=0, le=64)
     #: Rows older than this with no worker on them are re-rung by the sweep.
     sweep_grace_seconds: int = 30
     #: Workers send Celery task events from the start. Flower switches them on by
@@ -317,6 +321,15 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     push: PushSettings = Field(default_factory=PushSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+
+    def drain_slots(self) -> int:
+        """How many fan-out drains of one kind run at once (see ``fanout_drains``)."""
+        if self.fanout_drains:
+            return self.fanout_drains
+        from sqlalchemy.engine import make_url
+
+        postgres = make_url(self.database_url).get_backend_name() == "postgresql"
+        return 2 if postgres else 1
 
     @pydantic.field_validator("worker_queues", mode="before")
     @classmethod

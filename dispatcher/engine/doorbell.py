@@ -13,6 +13,14 @@ event before the release, so that last look finds it; one that comes after the r
 rings anew. An idle system still sends one message per event; a busy one sends one per
 burst, which is when the per-message cost matters. See :func:`dispatcher.engine.drain.drain`.
 
+The latch has slots (``DISPATCHER_FANOUT_DRAINS``): up to that many drains of a kind
+run at once, each holding one slot, and ``notify`` rings while any slot is free. On
+PostgreSQL two drains take disjoint events (``FOR UPDATE SKIP LOCKED``), so an event
+that arrives while one drain is in a transaction starts at once in the other instead
+of waiting for that transaction to end. SQLite has one writer: one slot. The argument
+above holds slot by slot: a producer that found every slot held committed before any
+of them was released, and each holder looks once more after its release.
+
 The caller never waits on the doorbell (DESIGN principle 11). The ringing connection
 has short timeouts (``DISPATCHER_RING_TIMEOUT_SECONDS``), and a :class:`Breaker` stops
 trying for ``DISPATCHER_RING_PAUSE_SECONDS`` after a failure: while it is open, rings
@@ -68,14 +76,20 @@ class Latch:
         *,
         seconds: float = LATCH_SECONDS,
         timeout: float = 2.0,
+        slots: int = 1,
     ) -> None:
+        if slots < 1:
+            raise ValueError(f"a latch needs at least one slot, not {slots}")
         self._redis_url = redis_url
         self._timeout = timeout
         broker = hashlib.sha256(broker_url.encode()).hexdigest()[:12]
         self._prefix = prefix
         self._broker = broker
         self._milliseconds = int(seconds * 1000)
+        #: Drains of one kind that may run at once (one slot each).
+        self.slots = slots
         self._client: redis.Redis | None = None
+        self._take_first_free: Any = None
 
     @property
     def client(self) -> redis.Redis:
@@ -87,22 +101,31 @@ class Latch:
             )
         return self._client
 
-    def key(self, priority: Priority, bulk: bool) -> str:
+    def key(self, priority: Priority, bulk: bool, slot: int = 0) -> str:
         kind = "campaign" if bulk else "direct"
-        return names.fanout_latch(self._prefix, self._broker, priority, kind)
+        return names.fanout_latch(self._prefix, self._broker, priority, kind, slot)
 
-    def take(self, priority: Priority, bulk: bool) -> bool:
-        """Latch this kind; False if a draining task is already on its way."""
+    def take(self, priority: Priority, bulk: bool) -> int | None:
+        """Take a free slot of this kind and return it; None if every slot is held (as
+        many draining tasks are on their way). One round trip whatever the slots."""
         try:
-            taken = self.client.set(self.key(priority, bulk), "1", nx=True, px=self._milliseconds)
+            if self.slots == 1:
+                taken = self.client.set(
+                    self.key(priority, bulk), "1", nx=True, px=self._milliseconds
+                )
+                return 0 if taken else None
+            if self._take_first_free is None:
+                self._take_first_free = self.client.register_script(_TAKE_FIRST_FREE)
+            keys = [self.key(priority, bulk, slot) for slot in range(self.slots)]
+            slot = int(self._take_first_free(keys=keys, args=[self._milliseconds]))
         except redis.RedisError:
-            return True
-        return bool(taken)
+            return 0  # "not latched": ringing twice is harmless, not ringing is not
+        return slot if slot >= 0 else None
 
-    def release(self, priority: Priority, bulk: bool) -> None:
+    def release(self, priority: Priority, bulk: bool, slot: int = 0) -> None:
         """Let the next event of this kind ring (its expiry does so if Redis is away)."""
         try:
-            self.client.delete(self.key(priority, bulk))
+            self.client.delete(self.key(priority, bulk, slot))
         except redis.RedisError as exc:
             log.warning("doorbell.latch_release_failed", error=type(exc).__name__)
 
@@ -110,6 +133,18 @@ class Latch:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+#: Sets the first of KEYS that is not set (for ARGV[1] milliseconds); its index from 0,
+#: or -1 when all are set.
+_TAKE_FIRST_FREE = """
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, '1', 'NX', 'PX', ARGV[1]) then
+    return i - 1
+  end
+end
+return -1
+"""
 
 
 class Breaker:
@@ -180,7 +215,13 @@ class Doorbell:
         timeout = settings.ring_timeout_seconds
         return cls(
             lambda: ringing_app(settings),
-            Latch(settings.redis_url, settings.redis_prefix, settings.broker_url, timeout=timeout),
+            Latch(
+                settings.redis_url,
+                settings.redis_prefix,
+                settings.broker_url,
+                timeout=timeout,
+                slots=settings.drain_slots(),
+            ),
             Breaker(settings.ring_pause_seconds),
         )
 
@@ -241,12 +282,13 @@ class Doorbell:
         priority = Priority(priority)
         if self.breaker.is_open and not self.breaker.allows():
             return False  # neither the latch nor the broker is asked: the sweep rings
-        if not self.latch.take(priority, bulk):
+        slot = self.latch.take(priority, bulk)
+        if slot is None:
             return True
         label = fanout_label(event_id, type_name, recipients, via)
-        sent = self._send_drain(event_id, priority, bulk, holds_latch=True, label=label)
+        sent = self._send_drain(event_id, priority, bulk, holds_latch=True, label=label, slot=slot)
         if not sent:
-            self.latch.release(priority, bulk)
+            self.latch.release(priority, bulk, slot)
         return sent
 
     def fanout_at(
@@ -267,14 +309,19 @@ class Doorbell:
             names.FANOUT, [event_id], queue, shadow=label, countdown=countdown, event_id=event_id
         )
 
-    def relay(self, priority: Priority | str, *, bulk: bool, holds_latch: bool) -> bool:
+    def relay(
+        self, priority: Priority | str, *, bulk: bool, holds_latch: bool, slot: int = 0
+    ) -> bool:
         """Ring a draining fan-out task from a drain: its successor (which takes over
-        the latch it holds) or a helper (which holds none)."""
+        the latch slot it holds) or a helper (which holds none)."""
         priority = Priority(priority)
         label = f"fanout drain {priority.value}{' campaign' if bulk else ''}"
-        sent = self._send_drain(None, priority, bulk, holds_latch=holds_latch, label=label)
+        sent = self._send_drain(
+            None, priority, bulk, holds_latch=holds_latch, label=label, slot=slot
+        )
         if not sent and holds_latch:
-            self.latch.release(priority, bulk)  # nobody would release it: let notify ring
+            # Nobody would release it: let notify ring.
+            self.latch.release(priority, bulk, slot)
         return sent
 
     def _send_drain(
@@ -285,8 +332,14 @@ class Doorbell:
         *,
         holds_latch: bool,
         label: str,
+        slot: int = 0,
     ) -> bool:
-        drain = {"priority": priority.value, "bulk": bulk, "holds_latch": holds_latch}
+        drain = {
+            "priority": priority.value,
+            "bulk": bulk,
+            "holds_latch": holds_latch,
+            "slot": slot,
+        }
         queue = names.for_priority(priority, bulk=bulk)
         return self._send(
             names.FANOUT, [event_id], queue, {"drain": drain}, shadow=label, event_id=event_id

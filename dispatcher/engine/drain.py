@@ -55,6 +55,7 @@ def drain(
     bulk: bool = False,
     first: int | None = None,
     holds_latch: bool = True,
+    slot: int = 0,
     batch_size: int = 500,
     deliverer: Deliverer | None = None,
     inline_limit: int = 0,
@@ -65,13 +66,13 @@ def drain(
     """Fan out event ``first``, then every due event of ``priority`` (campaign events if
     ``bulk``) until none is left, up to :data:`DRAIN_BATCH` per transaction.
 
-    A drain rung by ``notify`` holds the doorbell's latch for its kind, and while it
-    does, ``notify`` does not ring. It releases the latch only once it finds nothing
-    left, and then looks once more: an event whose producer found the latch held had
-    committed before that, so the last look finds it. Past ``max_events`` or
-    ``max_seconds`` it hands the latch to a successor and stops, so that other queues
-    get a turn. Its first full batch rings a helper (a drain without the latch) so that
-    a backlog spreads over the workers.
+    A drain rung by ``notify`` holds a slot (``slot``) of the doorbell's latch for its
+    kind, and while every slot is held, ``notify`` does not ring. It releases its slot
+    only once it finds nothing left, and then looks once more: an event whose producer
+    found every slot held had committed before that, so the last look finds it. Past
+    ``max_events`` or ``max_seconds`` it hands its slot to a successor and stops, so
+    that other queues get a turn. Its first full batch rings a helper (a drain without
+    a slot) so that a backlog spreads over the workers.
 
     An event that fails to fan out (a type this worker does not know, data the database
     refuses, a bug) fails its batch; its events are then retried one by one, and the
@@ -98,7 +99,7 @@ def drain(
     helped = handed_on = False
     while True:
         if len(results) >= max_events or time.monotonic() - started >= max_seconds:
-            doorbell.relay(priority, bulk=bulk, holds_latch=holds_latch)
+            doorbell.relay(priority, bulk=bulk, holds_latch=holds_latch, slot=slot)
             handed_on = True
             break
         limit = min(DRAIN_BATCH, max_events - len(results))
@@ -123,7 +124,7 @@ def drain(
             results.extend(r for r in batch if not r.failed)
             gave_up.extend(r.event_id for r in batch if r.failed)
         elif holds_latch:
-            doorbell.latch.release(priority, bulk)
+            doorbell.latch.release(priority, bulk, slot)
             holds_latch = False  # and look once more
         else:
             break

@@ -116,6 +116,7 @@ class Runtime:
         bulk: bool = False,
         first: int | None = None,
         holds_latch: bool = True,
+        slot: int = 0,
     ) -> DrainResult:
         """Fan out event ``first`` and every other due event of ``priority`` (campaign
         events if ``bulk``): what a draining ``dispatcher.fanout`` runs."""
@@ -128,6 +129,7 @@ class Runtime:
             bulk=bulk,
             first=first,
             holds_latch=holds_latch,
+            slot=slot,
             batch_size=self.settings.delivery_batch_size,
             deliverer=self.deliverer,
             inline_limit=self.settings.inline_delivery_limit,

@@ -87,6 +87,7 @@ def register_tasks(app: Celery) -> None:
             bulk=bool(drain["bulk"]),
             first=event_id,
             holds_latch=bool(drain["holds_latch"]),
+            slot=int(drain.get("slot", 0)),  # (a message from before slots: the only one)
         )
         if (problem := verdict(drained.sent)) is not None:
             raise problem  # the rows are written; this only shows what inline sends did

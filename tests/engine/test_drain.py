@@ -1,5 +1,6 @@
-"""Coalesced fan-out: one draining task fans out every due event of its kind, and
-``notify`` rings only when no drain holds the kind's latch."""
+"""Coalesced fan-out: a draining task fans out every due event of its kind, and
+``notify`` rings only while a slot of the kind's latch is free (one on SQLite, two on
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -51,8 +52,8 @@ def _body(message: dict[str, Any]) -> bytes:
     return base64.b64decode(message["body"])
 
 
-def latched(d: Dispatcher, priority: Priority = Priority.MEDIUM) -> bool:
-    key = d._doorbell.latch.key(priority, False)
+def latched(d: Dispatcher, priority: Priority = Priority.MEDIUM, *, slot: int = 0) -> bool:
+    key = d._doorbell.latch.key(priority, False, slot)
     return bool(d._doorbell.latch.client.exists(key))
 
 
@@ -61,51 +62,65 @@ def statuses(d: Dispatcher) -> list[EventStatus]:
         return list(s.scalars(select(Event.status).order_by(Event.id)))
 
 
-def test_notify_rings_once_while_a_drain_is_on_its_way(
+def test_notify_rings_once_per_slot_while_drains_are_on_their_way(
     dispatcher: Dispatcher, quiet: redis.Redis
 ) -> None:
+    """One drain at a time on SQLite (one writer), two on PostgreSQL: the first events
+    ring one drain per slot, the others none."""
+    slots = dispatcher.settings.drain_slots()
+    assert slots == (2 if dispatcher.store.is_postgres else 1)
     dispatcher.subscribers.upsert("ana")
-    first = dispatcher.notify("payout_sent", to="ana", data=PAYOUT)
-    for _ in range(4):
-        dispatcher.notify("payout_sent", to="ana", data=PAYOUT)
+    receipts = [dispatcher.notify("payout_sent", to="ana", data=PAYOUT) for _ in range(5)]
 
-    assert fanout_messages(quiet) == [
-        {"event_id": first.id, "priority": "medium", "bulk": False, "holds_latch": True}
+    assert sorted(fanout_messages(quiet), key=lambda m: m["slot"]) == [
+        {
+            "event_id": receipts[slot].id,
+            "priority": "medium",
+            "bulk": False,
+            "holds_latch": True,
+            "slot": slot,
+        }
+        for slot in range(slots)
     ]
-    assert latched(dispatcher)
+    assert all(latched(dispatcher, slot=slot) for slot in range(slots))
 
-    result = runtime(dispatcher).drain("medium", first=first.id)
+    result = runtime(dispatcher).drain("medium", first=receipts[0].id, slot=0)
 
     assert (result.events, result.notifications, result.handed_on) == (5, 5, False)
     assert statuses(dispatcher) == [EventStatus.FANNED_OUT] * 5
-    assert not latched(dispatcher)
-    # Released: the next event rings again.
+    assert not latched(dispatcher, slot=0)
+    # Its slot released: the next event rings again, for that slot.
     dispatcher.notify("payout_sent", to="ana", data=PAYOUT)
-    assert len(fanout_messages(quiet)) == 2
+    assert sorted(m["slot"] for m in fanout_messages(quiet)) == sorted([*range(slots), 0])
 
 
 def test_an_event_whose_ring_found_the_latch_held_is_found_by_the_last_look(
     dispatcher: Dispatcher, quiet: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    slots = dispatcher.settings.drain_slots()
     dispatcher.subscribers.upsert("ana")
-    dispatcher.notify("payout_sent", to="ana", data=PAYOUT)
+    for _ in range(slots):  # every slot held: the drain below holds the last one
+        dispatcher.notify("payout_sent", to="ana", data=PAYOUT)
     latch = runtime(dispatcher).doorbell.latch  # the drain's own (same keys as notify's)
     release = latch.release
     late: list[int] = []
+    released: list[int] = []
 
-    def notify_then_release(priority: Priority, bulk: bool) -> None:
+    def notify_then_release(priority: Priority, bulk: bool, slot: int = 0) -> None:
         # The worst moment: the drain found nothing left, and this event commits and
-        # finds the latch still held (so it does not ring) just before the release.
+        # finds every slot still held (so it does not ring) just before the release.
         if not late:
             late.append(dispatcher.notify("payout_sent", to="ana", data=PAYOUT).id)
-        release(priority, bulk)
+        released.append(slot)
+        release(priority, bulk, slot)
 
     monkeypatch.setattr(latch, "release", notify_then_release)
-    result = runtime(dispatcher).drain("medium")
+    result = runtime(dispatcher).drain("medium", slot=slots - 1)
 
-    assert len(fanout_messages(quiet)) == 1  # the late event did not ring...
-    assert result.events == 2  # ...and was fanned out all the same
-    assert statuses(dispatcher) == [EventStatus.FANNED_OUT] * 2
+    assert len(fanout_messages(quiet)) == slots  # the late event did not ring...
+    assert result.events == slots + 1  # ...and was fanned out all the same
+    assert released == [slots - 1]  # the drain gave back its own slot, no other
+    assert statuses(dispatcher) == [EventStatus.FANNED_OUT] * (slots + 1)
 
 
 def test_a_drain_past_its_limit_hands_the_latch_to_a_successor(
@@ -116,20 +131,23 @@ def test_a_drain_past_its_limit_hands_the_latch_to_a_successor(
         dispatcher.notify("payout_sent", to="ana", data=PAYOUT)
     quiet.delete(QUEUE)
 
+    slot = dispatcher.settings.drain_slots() - 1
+    dispatcher._doorbell.latch.take(Priority.MEDIUM, False)  # (the ring took slot 0)
     result = drain(
         dispatcher.store,
         dispatcher.catalog,
         dispatcher._doorbell,
         Priority.MEDIUM,
         max_events=2,
+        slot=slot,
     )
 
     assert (result.events, result.handed_on) == (2, True)
     assert statuses(dispatcher).count(EventStatus.PENDING) == 3
     assert fanout_messages(quiet) == [
-        {"event_id": None, "priority": "medium", "bulk": False, "holds_latch": True}
+        {"event_id": None, "priority": "medium", "bulk": False, "holds_latch": True, "slot": slot}
     ]
-    assert latched(dispatcher)  # kept for the successor
+    assert latched(dispatcher, slot=slot)  # kept for the successor, which holds the same slot
 
 
 def test_a_full_batch_rings_one_helper_without_the_latch(
@@ -144,7 +162,7 @@ def test_a_full_batch_rings_one_helper_without_the_latch(
 
     assert result.events == 2 * DRAIN_BATCH + 1
     assert fanout_messages(quiet) == [
-        {"event_id": None, "priority": "medium", "bulk": False, "holds_latch": False}
+        {"event_id": None, "priority": "medium", "bulk": False, "holds_latch": False, "slot": 0}
     ]
     assert not latched(dispatcher)
 
@@ -220,13 +238,13 @@ def test_latches_of_different_brokers_do_not_silence_each_other(
     one = Latch(url, prefix, "redis://127.0.0.1:6379/1")
     other = Latch(url, prefix, "redis://127.0.0.1:6379/2")
     try:
-        assert one.take(Priority.HIGH, False)
-        assert not one.take(Priority.HIGH, False)
-        assert other.take(Priority.HIGH, False)
-        assert one.take(Priority.HIGH, True)  # campaigns have a latch of their own
-        assert one.take(Priority.LOW, False)
+        assert one.take(Priority.HIGH, False) == 0
+        assert one.take(Priority.HIGH, False) is None
+        assert other.take(Priority.HIGH, False) == 0
+        assert one.take(Priority.HIGH, True) == 0  # campaigns have a latch of their own
+        assert one.take(Priority.LOW, False) == 0
         one.release(Priority.HIGH, False)
-        assert one.take(Priority.HIGH, False)
+        assert one.take(Priority.HIGH, False) == 0
     finally:
         for latch in (one, other):
             for priority in Priority:
@@ -235,11 +253,44 @@ def test_latches_of_different_brokers_do_not_silence_each_other(
             latch.close()
 
 
+def test_a_latch_with_slots_hands_out_each_once_and_takes_back_only_the_one_released(
+    dispatcher: Dispatcher,
+) -> None:
+    url, prefix = dispatcher.settings.redis_url, dispatcher.settings.redis_prefix
+    latch = Latch(url, prefix, "redis://127.0.0.1:6379/3", slots=3, seconds=5)
+    try:
+        taken = [latch.take(Priority.HIGH, False) for _ in range(4)]
+        assert taken == [0, 1, 2, None]  # one round trip each, whatever the slots
+        latch.release(Priority.HIGH, False, 1)
+        assert latch.take(Priority.HIGH, False) == 1
+        assert latch.take(Priority.HIGH, False) is None
+        # Slot 0 keeps the key it had before slots existed; the others are their own.
+        assert latch.key(Priority.HIGH, False, 0) == latch.key(Priority.HIGH, False)
+        assert len({latch.key(Priority.HIGH, False, slot) for slot in range(3)}) == 3
+        ttl = latch.client.pttl(latch.key(Priority.HIGH, False, 2))
+        assert 0 < ttl <= 5000  # a lost drain's slot frees itself
+    finally:
+        for slot in range(3):
+            latch.release(Priority.HIGH, False, slot)
+        latch.close()
+    with pytest.raises(ValueError, match="at least one slot, not 0"):
+        Latch(url, prefix, "redis://127.0.0.1:6379/3", slots=0)
+
+
+def test_drain_slots_default_to_two_on_postgresql_and_one_on_sqlite() -> None:
+    from dispatcher.settings import Settings
+
+    assert Settings(database_url="postgresql+psycopg://u@h/db").drain_slots() == 2
+    assert Settings(database_url="postgresql://u@h/db").drain_slots() == 2
+    assert Settings(database_url="sqlite:///x.db").drain_slots() == 1
+    assert Settings(database_url="sqlite:///x.db", fanout_drains=3).drain_slots() == 3
+
+
 def test_a_latch_without_redis_lets_every_event_ring(caplog: pytest.LogCaptureFixture) -> None:
     latch = Latch("redis://127.0.0.1:1/0", "dtest", "redis://127.0.0.1:1/0", seconds=1)
     try:
-        assert latch.take(Priority.HIGH, False)
-        assert latch.take(Priority.HIGH, False)
+        assert latch.take(Priority.HIGH, False) == 0  # "not latched": ring
+        assert latch.take(Priority.HIGH, False) == 0
         with caplog.at_level(logging.WARNING, logger="dispatcher"):
             latch.release(Priority.HIGH, False)
         assert any("doorbell.latch_release_failed" in r.getMessage() for r in caplog.records)
@@ -274,7 +325,8 @@ def test_a_backlog_rung_once_is_delivered_by_the_worker(
         dispatcher.subscribers.upsert(name)
     for name in names:
         dispatcher.notify("payout_sent", to=name, data=PAYOUT)
-    assert broker.llen(QUEUE) == 1  # one ring for the whole backlog
+    slots = dispatcher.settings.drain_slots()
+    assert broker.llen(QUEUE) == slots  # one ring per slot for the whole backlog
 
     worker = start_worker()
     wait_for(lambda: all(dispatcher.inbox(name) for name in names), timeout=30)
@@ -286,7 +338,7 @@ def test_a_backlog_rung_once_is_delivered_by_the_worker(
         if " fanout " in line and "] succeeded" in line and "'events'" in line
     ]
     assert sum(int(line.split("'events': ")[1].split(",")[0]) for line in drained) == len(names)
-    assert not latched(dispatcher)
+    assert not any(latched(dispatcher, slot=slot) for slot in range(slots))
 
 
 def test_a_relay_the_broker_refused_gives_the_latch_back(dispatcher: Dispatcher) -> None:
@@ -294,7 +346,7 @@ def test_a_relay_the_broker_refused_gives_the_latch_back(dispatcher: Dispatcher)
         make_settings(dispatcher.settings.database_url, broker_url="redis://127.0.0.1:1/0")
     )
     try:
-        assert d._doorbell.latch.take(Priority.MEDIUM, False)
+        assert d._doorbell.latch.take(Priority.MEDIUM, False) == 0
         assert d._doorbell.relay("medium", bulk=False, holds_latch=True) is False
         assert not latched(d)  # else no event of this kind would ring until it expired
     finally:
