@@ -124,6 +124,21 @@ def _with_markers(
 #: Shared renders kept at most (a few per event; older events' are dropped together).
 SHARED_LIMIT = 1024
 
+#: What a shared render was made from besides its key: the event's payload and actor. An
+#: event id alone is not enough: ids start again in a database emptied or restored
+#: under a running worker, and a render must never be served for another event's data.
+_Stamp = tuple[Any, str | None]
+
+
+def _stamp(row: Row) -> _Stamp:
+    return (row.data, row.actor)
+
+
+def _same(cached: _Stamp, stamp: _Stamp) -> bool:
+    """Whether a render made for ``cached`` serves ``stamp`` (the rows of one chunk share
+    one payload object, so the comparison is mostly an identity check)."""
+    return (cached[0] is stamp[0] or cached[0] == stamp[0]) and cached[1] == stamp[1]
+
 
 class RenderOnceComposer(Composer):
     """A :class:`Composer` that renders each (type, channel, locale, event) once where
@@ -132,11 +147,12 @@ class RenderOnceComposer(Composer):
 
     def __init__(self, base: Composer) -> None:
         super().__init__(base.renderer, base.context_extras)
-        self._shared: dict[tuple[str, str, str, int], dict[str, str]] = {}
+        #: Renders by (type, channel, locale, event), each with the event's stamp.
+        self._shared: dict[tuple[str, str, str, int], tuple[_Stamp, dict[str, str]]] = {}
         self._per_recipient: dict[tuple[str, str, str], bool] = {}
         self._needs_id: dict[tuple[str, str, str], bool] = {}
         self._parts: dict[tuple[str, str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
-        self._slotted: dict[tuple[str, str, str, int], Slotted] = {}
+        self._slotted: dict[tuple[str, str, str, int], tuple[_Stamp, Slotted]] = {}
         self._checked: set[tuple[str, str, str]] = set()
         #: Random per process, so that no payload can forge a slot's marker.
         self._token = secrets.token_hex(8)
@@ -204,14 +220,17 @@ class RenderOnceComposer(Composer):
         own, slotted = self.parts_of(row, channel) if self.varies(row, channel) else ((), ())
         c = row.candidate
         key = (row.template_type, channel.name, c.recipient.locale, row.event_id)
-        content = self._shared.get(key)
-        if content is None:
+        stamp = _stamp(row)
+        entry = self._shared.get(key)
+        if entry is None or not _same(entry[0], stamp):
             self.renders += 1
             if len(self._shared) >= SHARED_LIMIT:
                 self._shared.clear()
             shared = [part for part in channel.parts if part not in own and part not in slotted]
-            content = self._shared[key] = self.render_parts(row, channel, shared)
+            content = self.render_parts(row, channel, shared)
+            self._shared[key] = (stamp, content)
         else:
+            content = entry[1]
             self.shared += 1
         if not own and not slotted:
             return content
@@ -232,8 +251,9 @@ class RenderOnceComposer(Composer):
         must be rendered for each (the caller does, as own parts)."""
         c = row.candidate
         added = channel.template_context(c.recipient, c.type, c.notification_id)
-        slotted = self._slotted.get(key)
-        if slotted is None:
+        stamp = _stamp(row)
+        entry = self._slotted.get(key)
+        if entry is None or not _same(entry[0], stamp):
             slots: list[tuple[str, tuple[str, ...]]] = []
             marked = _with_markers(added, self._token, slots)
             if marked is None:
@@ -251,8 +271,10 @@ class RenderOnceComposer(Composer):
             self.renders += 1
             if len(self._slotted) >= SHARED_LIMIT:
                 self._slotted.clear()
-            slotted = self._slotted[key] = Slotted(rendered, tuple(slots))
+            slotted = Slotted(rendered, tuple(slots))
+            self._slotted[key] = (stamp, slotted)
         else:
+            slotted = entry[1]
             self.shared += 1
         filled = slotted.fill(added, HTML_PARTS)
         kind = key[:3]

@@ -157,3 +157,32 @@ def test_an_email_reading_the_recipient_renders_per_recipient(tmp_path: Path) ->
     assert sent == [plain.render(row, channel) for row in rows]
     # The subject for each; the HTML once; the text slotted and checked once.
     assert (composer.renders, composer.shared) == (3 + len(rows), 2 * (len(rows) - 1))
+
+
+def test_a_render_is_shared_only_with_the_data_it_was_made_from(tmp_path: Path) -> None:
+    """Event ids start again in a database emptied or restored under a running worker:
+    a shared render is kept with its event's data and actor, and another event with the
+    same id gets its own (a worker once served an earlier test's title this way)."""
+    from dataclasses import replace
+
+    parts = {
+        "subject": "Note: {{ note }}",
+        "text": "{{ note }}\nUnsubscribe: {{ links.unsubscribe }}",
+        "html": LINKS_HTML,
+    }
+    plain, composer, channel, rows = _email_rows(tmp_path, parts, people=2)
+    first = [composer.render(row, channel) for row in rows]
+    again = [replace(row, data={"note": "another event, same id"}) for row in rows]
+    second = [composer.render(row, channel) for row in again]
+    assert second == [plain.render(row, channel) for row in again]
+    assert all(s["subject"] == "Note: another event, same id" for s in second)
+    assert all("another event" not in f["text"] for f in first)
+    # The same data in a new object (the next chunk of a campaign) shares the render.
+    renders = composer.renders
+    copies = [replace(row, data=dict(row.data)) for row in again]
+    assert [composer.render(row, channel) for row in copies] == second
+    assert composer.renders == renders
+    # So does the actor: a render made for another actor is not served.
+    by_actor = [replace(row, actor="seller-9") for row in copies]
+    assert [composer.render(row, channel) for row in by_actor] == second
+    assert composer.renders > renders
