@@ -191,6 +191,20 @@ class Deliverer:
         self.default_locale = default_locale
         self.liveness = liveness
         self.sender = GroupSender(store, channels, lease, record_group_size)
+        #: PostgreSQL: the policies' data, loaded with each recipient's row.
+        self.preloads = policies.preloads(_S.c.id) if store.is_postgres else []
+        self._load_rows = _LOAD_ROWS.add_columns(*self.preloads)
+        #: For fan-out's inline events: what delivering needs to know of each recipient,
+        #: by external id.
+        self.subscriber_rows = select(
+            _S.c.id.label("subscriber_id"),
+            _S.c.external_id,
+            _S.c.email,
+            _S.c.attributes,
+            _S.c.locale,
+            _S.c.timezone,
+            *self.preloads,
+        ).where(_S.c.external_id.in_(bindparam("external_ids", expanding=True)))
 
     def ticket(self) -> Ticket:
         """A new claim for this process (whose liveness key is alive from now on)."""
@@ -246,6 +260,7 @@ class Deliverer:
                     recipient=self._recipient(d.subscriber),
                     attempt=1,
                     stores_silently=self._stores_silently(d.channel),
+                    preloaded=PolicyChain.preloaded(d.subscriber, self.preloads),
                 ),
                 d.event.id,
                 d.event.payload,
@@ -349,7 +364,7 @@ class Deliverer:
         # Plain columns, not ORM entities: a batch is hundreds of rows and identity-map
         # bookkeeping would cost more than the query. Payloads are loaded once per event.
         conn = session.connection()
-        found = conn.execute(_LOAD_ROWS, {"ids": list(ids)}).all()
+        found = conn.execute(self._load_rows, {"ids": list(ids)}).all()
         event_ids = list({r.event_id for r in found})
         payloads: dict[int, dict[str, Any]] = {}
         actors: dict[int, str | None] = {}
@@ -385,6 +400,7 @@ class Deliverer:
                 recipient=recipient,
                 attempt=delivery.attempts,
                 stores_silently=self._stores_silently(delivery.channel),
+                preloaded=PolicyChain.preloaded(delivery, self.preloads),
             )
             rows.append(
                 Row(

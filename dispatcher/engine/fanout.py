@@ -73,15 +73,6 @@ _BY_EXTERNAL_ID = _SUBSCRIBERS.c.external_id.in_(bindparam("external_ids", expan
 _SUBSCRIBER_IDS = select(
     _SUBSCRIBERS.c.id.label("subscriber_id"), _SUBSCRIBERS.c.external_id
 ).where(_BY_EXTERNAL_ID)
-#: For an inline event: what delivering needs to know of each recipient.
-_SUBSCRIBER_ROWS = select(
-    _SUBSCRIBERS.c.id.label("subscriber_id"),
-    _SUBSCRIBERS.c.external_id,
-    _SUBSCRIBERS.c.email,
-    _SUBSCRIBERS.c.attributes,
-    _SUBSCRIBERS.c.locale,
-    _SUBSCRIBERS.c.timezone,
-).where(_BY_EXTERNAL_ID)
 _DUE_EVENTS = (
     select(_EVENTS.c.id, *_LOAD_EVENT.selected_columns)
     .where(
@@ -327,7 +318,8 @@ def _expand(
     }
     wanted = list(dict.fromkeys(r for recipients in listed.values() for r in recipients))
     subscribers: dict[str, Any] = {}
-    lookup = _SUBSCRIBER_ROWS if inline else _SUBSCRIBER_IDS
+    # Inline: what delivering needs of each recipient (its policies' data with it).
+    lookup = deliverer.subscriber_rows if inline and deliverer else _SUBSCRIBER_IDS
     for start in range(0, len(wanted), LOOKUP_CHUNK):
         chunk = wanted[start : start + LOOKUP_CHUNK]
         for row in conn.execute(lookup, {"external_ids": chunk}):

@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import ColumnElement, Label
 from sqlalchemy.orm import Session
 
 from dispatcher.catalog import NotificationType
@@ -97,6 +98,9 @@ class Candidate:
     #: The channel can deliver without disturbing (``Channel.stores_silently``):
     #: quiet hours silence it instead of deferring it.
     stores_silently: bool = False
+    #: What each policy's :meth:`Policy.preload` loaded with the recipient's row, by
+    #: policy name (None: nothing was, and each policy loads its own).
+    preloaded: Mapping[str, Any] | None = None
 
 
 class Policy:
@@ -118,6 +122,14 @@ class Policy:
         """Return decisions keyed by delivery id; omit deliveries that may be sent."""
         raise NotImplementedError
 
+    def preload(self, subscriber_id: ColumnElement[int]) -> ColumnElement[Any] | None:
+        """PostgreSQL: an expression of this policy's data for the subscriber whose
+        primary key is ``subscriber_id`` (a correlated subquery), which the engine loads
+        in the same statement as the subscriber's row: one round trip less per batch.
+        :meth:`decide` then finds its value in ``Candidate.preloaded[self.name]``. None
+        (the default): the policy loads what it needs itself."""
+        return None
+
 
 class PolicyChain:
     """Applies policies in order; the first non-send decision for a delivery wins.
@@ -128,6 +140,22 @@ class PolicyChain:
 
     def __init__(self, policies: Sequence[Policy] = ()) -> None:
         self.policies = list(policies)
+
+    def preloads(self, subscriber_id: ColumnElement[int]) -> list[Label[Any]]:
+        """The policies' :meth:`Policy.preload` expressions, labelled ``preload_<name>``
+        (PostgreSQL only)."""
+        found = ((p.name, p.preload(subscriber_id)) for p in self.policies)
+        return [expr.label(f"preload_{name}") for name, expr in found if expr is not None]
+
+    @staticmethod
+    def preloaded(row: Any, preloads: Sequence[Label[Any]]) -> dict[str, Any] | None:
+        """``Candidate.preloaded`` from a row with the :meth:`preloads` columns; None
+        for a row loaded without them (a campaign's members), whose policies look
+        their data up themselves."""
+        fields = getattr(row, "_fields", ())
+        if not preloads or any(label.name not in fields for label in preloads):
+            return None
+        return {label.name.removeprefix("preload_"): getattr(row, label.name) for label in preloads}
 
     def decide(
         self, session: Session, candidates: Sequence[Candidate], now: datetime

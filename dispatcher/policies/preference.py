@@ -29,8 +29,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import ColumnElement, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from dispatcher.arguments import checked_methods
@@ -300,10 +301,34 @@ class PreferencePolicy(Policy):
 
     name = "preference"
 
+    def preload(self, subscriber_id: ColumnElement[int]) -> ColumnElement[Any]:
+        """The subscriber's rules as a JSON array of ``[scope, value, channel, enabled]``
+        (NULL when they have none)."""
+        row = func.json_build_array(
+            _PREFERENCES.c.scope,
+            _PREFERENCES.c.scope_value,
+            _PREFERENCES.c.channel,
+            _PREFERENCES.c.enabled,
+        )
+        return (
+            select(func.json_agg(row))
+            .where(_PREFERENCES.c.subscriber_id == subscriber_id)
+            .scalar_subquery()
+        )
+
     def decide(
         self, session: Session, candidates: Sequence[Candidate], now: datetime
     ) -> dict[int, Decision]:
-        rules = rules_for(session, (c.recipient.id for c in candidates))
+        rules: dict[int, list[PreferenceRule]] = {}
+        unknown: list[int] = []
+        for c in candidates:
+            if c.preloaded is not None and self.name in c.preloaded:
+                rows = c.preloaded[self.name] or ()
+                rules[c.recipient.id] = [PreferenceRule(*row) for row in rows]
+            else:
+                unknown.append(c.recipient.id)
+        if unknown:
+            rules.update(rules_for(session, unknown))
         decisions: dict[int, Decision] = {}
         for c in candidates:
             effective = resolve(rules.get(c.recipient.id, ()), c.type, c.channel)

@@ -34,9 +34,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import ColumnElement, bindparam, delete, func, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from dispatcher import log
@@ -302,13 +304,37 @@ class QuietHoursPolicy(Policy):
 
     name = "quiet_hours"
 
+    def preload(self, subscriber_id: ColumnElement[int]) -> ColumnElement[Any]:
+        """The subscriber's windows as a JSON array of ``["HH:MM:SS", "HH:MM:SS",
+        days]`` in creation order (NULL when they have none)."""
+        row = func.json_build_array(_QUIET_HOURS.c.start, _QUIET_HOURS.c.end, _QUIET_HOURS.c.days)
+        return (
+            select(func.json_agg(aggregate_order_by(row, _QUIET_HOURS.c.id)))
+            .where(_QUIET_HOURS.c.subscriber_id == subscriber_id)
+            .scalar_subquery()
+        )
+
     def decide(
         self, session: Session, candidates: Sequence[Candidate], now: datetime
     ) -> dict[int, Decision]:
         relevant = [c for c in candidates if c.priority is not Priority.URGENT]
         if not relevant:
             return {}
-        windows = windows_for(session, (c.recipient.id for c in relevant))
+        windows: dict[int, list[QuietWindow]] = {}
+        unknown: list[int] = []
+        for c in relevant:
+            if c.preloaded is not None and self.name in c.preloaded:
+                rows = c.preloaded[self.name] or ()
+                windows[c.recipient.id] = [
+                    QuietWindow(
+                        time.fromisoformat(start), time.fromisoformat(end), days or ALL_DAYS
+                    )
+                    for start, end, days in rows
+                ]
+            else:
+                unknown.append(c.recipient.id)
+        if unknown:
+            windows.update(windows_for(session, unknown))
         decisions: dict[int, Decision] = {}
         # Many subscribers share a zone and the same windows: compute each pair once.
         answers: dict[tuple[str, tuple[QuietWindow, ...]], datetime | None] = {}
