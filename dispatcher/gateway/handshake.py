@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -155,7 +156,17 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
 
 class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets protocol, sending the refusals websockets makes while parsing."""
+    """uvicorn's websockets protocol, sending the refusals websockets makes while parsing,
+    with its keepalive pings spread out."""
+
+    def start_keepalive(self) -> None:
+        """The first protocol ping at a random point of the first interval, then one per
+        interval (uvicorn's own schedule): sockets that connected together would
+        otherwise be pinged together for good, as they would beat together (see
+        :meth:`~dispatcher.gateway.websocket.SocketSession.heartbeat`)."""
+        if self.ping_interval is not None and self.ping_interval > 0:
+            first = self.ping_interval * random.random()
+            self.ping_timer = self.loop.call_later(first, self.send_keepalive_ping)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
