@@ -500,21 +500,24 @@ def main() -> None:
         print(f"phase gateway: {args.rate:g}/s for {args.baseline_duration:g}s")
         paced(args.rate, args.baseline_duration, 1, gateway_hop, sent["gateway"])
 
-        local = threading.local()
+        # One dispatcher per producer thread (thread i sends the events whose seq is i
+        # modulo the threads), made and connected before the phase: building four at its
+        # start took the CPU from the worker just as the first events arrived.
+        producers = [Dispatcher(settings) for _ in range(args.producers)]
 
         def notify(seq: int) -> None:
-            disp = getattr(local, "d", None)
-            if disp is None:
-                disp = local.d = Dispatcher(settings)
-            disp.notify("bench_ping", to=f"s{targets[seq]}", data={"seq": seq})
+            producers[seq % args.producers].notify(
+                "bench_ping", to=f"s{targets[seq]}", data={"seq": seq}
+            )
 
         # Warm the worker up first (imports, template compilation, connections), as a
-        # worker in production is: its first tasks are not what this measures.
-        warm = Dispatcher(settings)
+        # worker in production is: its first tasks are not what this measures. The
+        # producers' connections (database, latch, broker) are opened here too.
         for i in range(WARMUP_EVENTS):
-            warm.notify("bench_ping", to=f"s{i % args.clients}", data={"seq": WARMUP_SEQ + i})
+            producers[i % args.producers].notify(
+                "bench_ping", to=f"s{i % args.clients}", data={"seq": WARMUP_SEQ + i}
+            )
             time.sleep(0.02)
-        warm.close()
         time.sleep(1.0)
 
         print(f"phase notify:  {args.notify_rate:g}/s for {args.duration:g}s through the worker")
@@ -542,6 +545,8 @@ def main() -> None:
             args.notify_rate, args.duration, args.producers, notify, sent["notify"], notify_wall
         )
         print(f"  {total} notify calls in {time.monotonic() - t0:.1f}s")
+        for producer in producers:
+            producer.close()
 
         from sqlalchemy import func, select
 
