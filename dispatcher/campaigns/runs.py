@@ -54,7 +54,13 @@ from dispatcher.db.models import (
 from dispatcher.db.types import UTCDateTime
 from dispatcher.engine import bulk_inbox
 from dispatcher.engine.bulk_inbox import Pings
-from dispatcher.engine.delivery import Batch, Deliverer, EventFacts, NewDelivery
+from dispatcher.engine.delivery import (
+    RECIPIENT_COLUMNS,
+    Batch,
+    Deliverer,
+    EventFacts,
+    NewDelivery,
+)
 from dispatcher.engine.members import Audience
 from dispatcher.enums import CampaignStatus, DeliveryStatus, EventStatus, Priority, Reason
 
@@ -190,12 +196,7 @@ _CLAIMED_ROWS = (
         _D.c.id,
         _D.c.notification_id,
         _D.c.channel,
-        _S.c.id.label("subscriber_id"),
-        _S.c.external_id,
-        _S.c.email,
-        _S.c.attributes,
-        _S.c.locale,
-        _S.c.timezone,
+        *RECIPIENT_COLUMNS,
     )
     .join(_N, _N.c.id == _D.c.notification_id)
     .join(_S, _S.c.id == _N.c.subscriber_id)

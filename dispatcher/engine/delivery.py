@@ -136,6 +136,15 @@ _N = table(Notification)
 _S = table(Subscriber)
 _E = table(Event)
 #: Built once: constructing a statement costs more than running it on SQLite.
+#: What delivering needs to know of a recipient (:meth:`Deliverer._recipient` reads these).
+RECIPIENT_COLUMNS = (
+    _S.c.id.label("subscriber_id"),
+    _S.c.external_id,
+    _S.c.email,
+    _S.c.attributes,
+    _S.c.locale,
+    _S.c.timezone,
+)
 _LOAD_ROWS = (
     select(
         _D.c.id,
@@ -146,12 +155,7 @@ _LOAD_ROWS = (
         _N.c.type,
         _N.c.event_id,
         _N.c.created_at,
-        _S.c.id.label("subscriber_id"),
-        _S.c.external_id,
-        _S.c.email,
-        _S.c.attributes,
-        _S.c.locale,
-        _S.c.timezone,
+        *RECIPIENT_COLUMNS,
     )
     .join(_N, _N.c.id == _D.c.notification_id)
     .join(_S, _S.c.id == _N.c.subscriber_id)
@@ -196,15 +200,9 @@ class Deliverer:
         self._load_rows = _LOAD_ROWS.add_columns(*self.preloads)
         #: For fan-out's inline events: what delivering needs to know of each recipient,
         #: by external id.
-        self.subscriber_rows = select(
-            _S.c.id.label("subscriber_id"),
-            _S.c.external_id,
-            _S.c.email,
-            _S.c.attributes,
-            _S.c.locale,
-            _S.c.timezone,
-            *self.preloads,
-        ).where(_S.c.external_id.in_(bindparam("external_ids", expanding=True)))
+        self.subscriber_rows = select(*RECIPIENT_COLUMNS, *self.preloads).where(
+            _S.c.external_id.in_(bindparam("external_ids", expanding=True))
+        )
 
     def ticket(self) -> Ticket:
         """A new claim for this process (whose liveness key is alive from now on)."""

@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
+from redis.commands.core import Script
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -89,7 +90,7 @@ class Latch:
         #: Drains of one kind that may run at once (one slot each).
         self.slots = slots
         self._client: redis.Redis | None = None
-        self._take_first_free: Any = None
+        self._take_first_free: Script | None = None
 
     @property
     def client(self) -> redis.Redis:
@@ -130,6 +131,7 @@ class Latch:
             log.warning("doorbell.latch_release_failed", error=type(exc).__name__)
 
     def close(self) -> None:
+        self._take_first_free = None  # (bound to the client)
         if self._client is not None:
             self._client.close()
             self._client = None
