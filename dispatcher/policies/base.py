@@ -130,6 +130,19 @@ class Policy:
         (the default): the policy loads what it needs itself."""
         return None
 
+    def preloaded_for(self, candidates: Sequence[Candidate]) -> tuple[dict[int, Any], list[int]]:
+        """What :meth:`preload` brought for each candidate's recipient (by subscriber
+        primary key; None where they have no rows), and the recipients that came without
+        it, whose data the policy looks up itself."""
+        known: dict[int, Any] = {}
+        unknown: list[int] = []
+        for c in candidates:
+            if c.preloaded is not None and self.name in c.preloaded:
+                known[c.recipient.id] = c.preloaded[self.name]
+            else:
+                unknown.append(c.recipient.id)
+        return known, unknown
+
 
 class PolicyChain:
     """Applies policies in order; the first non-send decision for a delivery wins.

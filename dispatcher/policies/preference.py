@@ -319,14 +319,8 @@ class PreferencePolicy(Policy):
     def decide(
         self, session: Session, candidates: Sequence[Candidate], now: datetime
     ) -> dict[int, Decision]:
-        rules: dict[int, list[PreferenceRule]] = {}
-        unknown: list[int] = []
-        for c in candidates:
-            if c.preloaded is not None and self.name in c.preloaded:
-                rows = c.preloaded[self.name] or ()
-                rules[c.recipient.id] = [PreferenceRule(*row) for row in rows]
-            else:
-                unknown.append(c.recipient.id)
+        known, unknown = self.preloaded_for(candidates)
+        rules = {pk: [PreferenceRule(*row) for row in rows or ()] for pk, rows in known.items()}
         if unknown:
             rules.update(rules_for(session, unknown))
         decisions: dict[int, Decision] = {}

@@ -320,19 +320,14 @@ class QuietHoursPolicy(Policy):
         relevant = [c for c in candidates if c.priority is not Priority.URGENT]
         if not relevant:
             return {}
-        windows: dict[int, list[QuietWindow]] = {}
-        unknown: list[int] = []
-        for c in relevant:
-            if c.preloaded is not None and self.name in c.preloaded:
-                rows = c.preloaded[self.name] or ()
-                windows[c.recipient.id] = [
-                    QuietWindow(
-                        time.fromisoformat(start), time.fromisoformat(end), days or ALL_DAYS
-                    )
-                    for start, end, days in rows
-                ]
-            else:
-                unknown.append(c.recipient.id)
+        known, unknown = self.preloaded_for(relevant)
+        windows = {
+            pk: [
+                QuietWindow(time.fromisoformat(start), time.fromisoformat(end), days or ALL_DAYS)
+                for start, end, days in rows or ()
+            ]
+            for pk, rows in known.items()
+        }
         if unknown:
             windows.update(windows_for(session, unknown))
         decisions: dict[int, Decision] = {}
